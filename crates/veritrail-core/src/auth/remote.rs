@@ -1,0 +1,1 @@
+//! Remote key sources: JWKS URLs and OpenID Connect discovery.
