@@ -89,7 +89,7 @@ pub enum ProofError {
     /// so such a proof proves nothing; callers treat size 0 as trivially consistent.
     #[error(
         "a consistency proof from the empty tree (size 0) to size {new} proves nothing; \
-         every tree extends the empty tree"
+         every tree extends the empty tree, so check that case without a proof"
     )]
     EmptyOldTree {
         /// The new tree size.
@@ -373,7 +373,7 @@ pub fn inclusion_proof<S: HashSource + ?Sized>(
 }
 
 /// The RFC 9162 §2.1.4.1 consistency proof between the trees of sizes `old` and `new`.
-/// `old == new` gives the empty proof; `old == 0 < new` is refused with
+/// `old == new` gives the empty proof; `old == 0` is refused with
 /// [`ProofError::EmptyOldTree`] (every tree extends the empty tree, there is nothing to prove).
 pub fn consistency_proof<S: HashSource + ?Sized>(
     src: &S,
@@ -383,11 +383,11 @@ pub fn consistency_proof<S: HashSource + ?Sized>(
     if old > new {
         return Err(ProofError::OldSizeLarger { old, new }.into());
     }
-    if old == new {
-        return Ok(Vec::new());
-    }
     if old == 0 {
         return Err(ProofError::EmptyOldTree { new }.into());
+    }
+    if old == new {
+        return Ok(Vec::new());
     }
     // SUBPROOF(m, D[start:end], b) unrolled, collected top-down then reversed.
     let mut proof = Vec::new();
@@ -486,8 +486,9 @@ pub fn verify_inclusion(
 /// `new_root` extends the tree of size `old` with root `old_root`.
 ///
 /// Conventions (those of the RFC 6962 test vectors): `old == new` needs an empty proof and
-/// equal roots; `old > new` is refused; `old == 0 < new` is refused with
-/// [`ProofError::EmptyOldTree`] since such a proof proves nothing.
+/// equal roots; `old > new` is refused; `old == 0` is refused with
+/// [`ProofError::EmptyOldTree`], since a proof from the empty tree proves nothing (callers that
+/// compare against an empty checkpoint treat it as trivially consistent).
 pub fn verify_consistency(
     old: u64,
     new: u64,
@@ -497,6 +498,9 @@ pub fn verify_consistency(
 ) -> Result<(), ProofError> {
     if old > new {
         return Err(ProofError::OldSizeLarger { old, new });
+    }
+    if old == 0 {
+        return Err(ProofError::EmptyOldTree { new });
     }
     if old == new {
         if !proof.is_empty() {
@@ -512,9 +516,6 @@ pub fn verify_consistency(
             });
         }
         return Ok(());
-    }
-    if old == 0 {
-        return Err(ProofError::EmptyOldTree { new });
     }
     // Expected length: the inclusion path of leaf old-1 in the new tree, minus the levels
     // below the largest perfect subtree that ends at `old`, plus that subtree's hash unless it
