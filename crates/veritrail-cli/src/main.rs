@@ -1,1 +1,43 @@
-fn main() {}
+//! `veritrail`: write, prove and verify tamper-evident audit logs.
+//!
+//! Exit codes: 0 success, 1 verification failure or invalid input data, 2 usage or I/O error.
+
+mod append;
+mod cli;
+mod exit;
+mod keygen;
+mod keys;
+mod logdir;
+mod output;
+mod proofs;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // clap exits with 2 on a usage error and 0 for --help / --version.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Append(args) => append::run(args),
+        Command::Checkpoint(args) => proofs::checkpoint(args),
+        Command::Prove(args) => proofs::prove(args),
+        Command::Consistency(args) => proofs::consistency(args),
+        Command::Verify(args) => verify::verify(args),
+        Command::VerifyProof(args) => verify::verify_proof(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit::code_for(&err);
+            if !err.is::<exit::Reported>() {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

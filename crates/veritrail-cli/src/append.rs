@@ -1,0 +1,201 @@
+//! `veritrail append LOG --key KEYFILE`: one stdin line, one JSON object, one record.
+//!
+//! The record is the line's exact bytes without its line terminator (`\n`, or `\r\n`: a
+//! trailing `\r` is part of the terminator, not of the event). Nothing is re-serialised, so the
+//! hashed bytes are the bytes the producer wrote. Blank lines (empty or only whitespace) carry
+//! no event: they are skipped and counted in the summary. Any other line must parse as one JSON
+//! object; the first line that does not is reported with its line number and the command stops
+//! there: the lines before it stay appended (synced, checkpoint signed) and it exits 1.
+
+use std::io::{self, BufRead};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use veritrail_log::{Log, LogOptions};
+
+use crate::cli::AppendArgs;
+use crate::exit::invalid;
+use crate::keys;
+use crate::logdir::require_dir;
+
+/// Why reading stdin stopped.
+enum Stop {
+    /// End of input: every line was appended or skipped.
+    End,
+    /// This line (1-based) is not a JSON object; nothing from it on was appended.
+    BadLine { line: u64, reason: String },
+}
+
+/// What one run appended.
+#[derive(Default)]
+struct Tally {
+    appended: u64,
+    blank: u64,
+}
+
+/// Appends stdin to the log and signs a checkpoint.
+pub(crate) fn run(args: &AppendArgs) -> Result<()> {
+    let signer = keys::read_signer(&args.key)?;
+    if args.log.exists() {
+        require_dir(&args.log)?;
+    }
+    let opts = LogOptions {
+        origin: args.origin.clone(),
+        ..LogOptions::default()
+    };
+    let mut log = Log::open(&args.log, signer, opts)
+        .with_context(|| format!("cannot open the log {}", args.log.display()))?;
+    if let Some(origin) = &args.origin
+        && log.origin() != origin
+    {
+        bail!(
+            "{} already has the origin {:?}; --origin only names a new log (drop --origin, or \
+             use another LOG directory)",
+            args.log.display(),
+            log.origin()
+        );
+    }
+    if let Some(r) = log.recovered() {
+        eprintln!(
+            "note: the last write to {} was torn (a crash?): cut {} bytes at byte {} of {}; \
+             the log recorded the repair",
+            args.log.display(),
+            r.bytes_cut,
+            r.offset,
+            r.segment.display()
+        );
+    }
+    let first = log.size();
+    let mut tally = Tally::default();
+    let read = append_lines(&mut log, io::stdin().lock(), &mut tally);
+
+    // Whatever stopped the input, what was appended before it is made durable and signed.
+    let had_checkpoint = log
+        .latest_checkpoint()
+        .with_context(|| format!("cannot read the checkpoint of {}", args.log.display()))?
+        .is_some();
+    let checkpoint = if tally.appended > 0 || !had_checkpoint {
+        Some(
+            log.checkpoint()
+                .with_context(|| format!("cannot sign a checkpoint for {}", args.log.display()))?,
+        )
+    } else {
+        None
+    };
+    let size = log.size();
+    log.close()
+        .with_context(|| format!("cannot close the log {}", args.log.display()))?;
+    print_summary(&args.log, first, size, &tally, checkpoint.as_deref());
+
+    match read? {
+        Stop::End => Ok(()),
+        Stop::BadLine { line, reason } => Err(invalid(format!(
+            "line {line} of stdin is not a JSON object ({reason}); it and the lines after it \
+             were not appended. Fix it and append the rest again, e.g. \
+             `tail -n +{line} FILE | veritrail append {} --key KEYFILE`",
+            args.log.display()
+        ))),
+    }
+}
+
+/// Reads lines from `input` and appends each JSON object line to `log`.
+fn append_lines(log: &mut Log, mut input: impl BufRead, tally: &mut Tally) -> Result<Stop> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .context("cannot read stdin")?
+            == 0
+        {
+            return Ok(Stop::End);
+        }
+        line_no += 1;
+        let line = strip_terminator(&buf);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            tally.blank += 1;
+            continue;
+        }
+        if let Err(reason) = check_json_object(line) {
+            return Ok(Stop::BadLine {
+                line: line_no,
+                reason,
+            });
+        }
+        log.append(line)
+            .with_context(|| format!("cannot append line {line_no}"))?;
+        tally.appended += 1;
+    }
+}
+
+/// The line without its `\n` or `\r\n`.
+fn strip_terminator(buf: &[u8]) -> &[u8] {
+    let line = buf.strip_suffix(b"\n").unwrap_or(buf);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Ok if `line` is exactly one JSON object (surrounding whitespace allowed), else why not.
+fn check_json_object(line: &[u8]) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        // serde_json reports "line 1 column N": within one line, the column is what helps.
+        format!("invalid JSON at column {}: {}", e.column(), describe(&e))
+    })?;
+    match value {
+        serde_json::Value::Object(_) => Ok(()),
+        other => Err(format!("a JSON {}, not an object", kind(&other))),
+    }
+}
+
+/// serde_json's message without its trailing " at line L column C".
+fn describe(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(at) => msg[..at].to_owned(),
+        None => msg,
+    }
+}
+
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+fn print_summary(dir: &Path, first: u64, size: u64, tally: &Tally, checkpoint: Option<&str>) {
+    let range = if tally.appended == 0 {
+        String::new()
+    } else {
+        format!(" (indexes {first}..={})", size - 1)
+    };
+    let blank = match tally.blank {
+        0 => String::new(),
+        n => format!(", skipped {}", plural(n, "blank line")),
+    };
+    eprintln!(
+        "appended {}{range} to {}{blank}; log size {size}",
+        plural(tally.appended, "record"),
+        dir.display()
+    );
+    match checkpoint {
+        Some(_) => eprintln!(
+            "signed a checkpoint at size {size} (print it with `veritrail checkpoint {}`)",
+            dir.display()
+        ),
+        None => eprintln!("nothing new to sign; the latest checkpoint stands"),
+    }
+}
+
+/// `1 record`, `2 records`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

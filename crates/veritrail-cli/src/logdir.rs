@@ -1,0 +1,58 @@
+//! Opening a log directory for the read-side commands, with errors that say what to do.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use veritrail_log::{Checkpoint, Log};
+
+use crate::exit::invalid;
+
+/// Opens the log at `dir` read-only, after checking it is there at all.
+pub(crate) fn open_read_only(dir: &Path) -> Result<Log> {
+    require_dir(dir)?;
+    Log::open_read_only(dir).with_context(|| format!("cannot open the log {}", dir.display()))
+}
+
+/// Checks that `dir` exists and is a directory, with an error that says what to do.
+pub(crate) fn require_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        bail!(
+            "{} does not exist — create a log with `veritrail append {} --key KEYFILE`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a directory; LOG is a log directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The latest signed checkpoint of `log` (at `dir`), as stored.
+pub(crate) fn latest_checkpoint(log: &Log, dir: &Path) -> Result<String> {
+    log.latest_checkpoint()
+        .with_context(|| format!("cannot read the latest checkpoint of {}", dir.display()))?
+        .with_context(|| {
+            format!(
+                "{} has no signed checkpoint yet — append records with \
+                 `veritrail append {} --key KEYFILE`, which signs one",
+                dir.display(),
+                dir.display()
+            )
+        })
+}
+
+/// Parses the body of a signed checkpoint note without checking its signature (the commands
+/// that only read a log have no key; whoever verifies the output checks the signature).
+pub(crate) fn unverified_body(signed: &str, what: &str) -> Result<Checkpoint> {
+    let Some(end) = signed.find("\n\n") else {
+        return Err(invalid(format!(
+            "{what} is not a signed checkpoint: no blank line before the signature lines"
+        )));
+    };
+    Checkpoint::parse_body(&signed[..=end])
+        .map_err(|e| invalid(format!("{what} is not a valid checkpoint: {e}")))
+}

@@ -1,0 +1,148 @@
+//! Runs the real `veritrail` binary in a temporary directory.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temporary working directory with a key `key` (name `test.example/log`) made on demand.
+pub(crate) struct Env {
+    dir: tempfile::TempDir,
+}
+
+/// The name `Env::keygen` gives the key.
+pub(crate) const KEY_NAME: &str = "test.example/log";
+
+impl Env {
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// `rel` inside the working directory.
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs `veritrail args...` in the working directory with `stdin`.
+    pub(crate) fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn veritrail");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin).expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("wait for veritrail")
+    }
+
+    /// Runs and asserts exit code `code`, showing the output if not.
+    pub(crate) fn expect(&self, code: i32, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self.run(args, stdin);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "veritrail {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    /// Runs and asserts success.
+    pub(crate) fn ok(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.expect(0, args, stdin)
+    }
+
+    /// `keygen KEY_NAME --out <file>`; returns the printed verifier key.
+    pub(crate) fn keygen_as(&self, name: &str, file: &str) -> String {
+        let out = self.ok(&["keygen", name, "--out", file], b"");
+        stdout(&out).trim().to_owned()
+    }
+
+    /// `keygen KEY_NAME --out key`; returns the printed verifier key.
+    pub(crate) fn keygen(&self) -> String {
+        self.keygen_as(KEY_NAME, "key")
+    }
+
+    /// `append log --key key` with `lines` joined by newlines; asserts success.
+    pub(crate) fn append(&self, lines: &[String]) -> Output {
+        self.ok(&["append", "log", "--key", "key"], join(lines).as_bytes())
+    }
+
+    /// The output of `checkpoint log`.
+    pub(crate) fn checkpoint(&self) -> String {
+        stdout(&self.ok(&["checkpoint", "log"], b""))
+    }
+
+    /// Writes `text` to `rel`.
+    pub(crate) fn write(&self, rel: &str, text: impl AsRef<[u8]>) {
+        std::fs::write(self.path(rel), text).expect("write file");
+    }
+
+    /// Reads `rel` as text.
+    pub(crate) fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("read file")
+    }
+}
+
+/// Event `i` as one compact JSON object.
+pub(crate) fn event(i: u64) -> String {
+    format!(r#"{{"v":1,"kind":"http","n":{i},"route":"/orders/{{id}}","outcome":"success"}}"#)
+}
+
+/// Events `range`.
+pub(crate) fn events(range: std::ops::Range<u64>) -> Vec<String> {
+    range.map(event).collect()
+}
+
+/// Lines joined with `\n`, with a final newline.
+pub(crate) fn join(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+pub(crate) fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every regular file under `dir`, recursively.
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Copies the directory tree `from` to `to`.
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy file");
+        }
+    }
+}
