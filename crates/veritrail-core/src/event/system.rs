@@ -1,0 +1,100 @@
+//! System records: the log's own events, sharing the log and the schema with `http` events.
+//!
+//! Each is written flat after the common fields, e.g.
+//! `{"v":1,"id":"..","index":0,"time":"..","kind":"stop","flushed":1200,"dropped":0}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::time_format;
+
+/// `keyset`: the verification keys in force, written whenever they change, so that the log
+/// alone can re-verify past tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeysetRecord {
+    /// The issuer these keys sign for, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// An id of this key set (e.g. the hex SHA-256 of the JWKS as fetched).
+    pub keyset_id: String,
+    /// The public keys as a JWKS object (`{"keys":[..]}`); never private or symmetric keys.
+    pub jwks: Value,
+}
+
+/// `start`: a writer opened the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRecord {
+    /// The veritrail version that wrote the record.
+    pub version: String,
+    /// The log's origin (the checkpoint origin line).
+    pub origin: String,
+    /// The host name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The writer's process id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+impl StartRecord {
+    /// A start record for `origin` from this process: crate version, host name (from
+    /// `/proc/sys/kernel/hostname` or `$HOSTNAME`), process id.
+    pub fn current(origin: impl Into<String>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        StartRecord {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            origin: origin.into(),
+            host,
+            pid: Some(std::process::id()),
+        }
+    }
+}
+
+/// `recovered`: a torn tail was found after a crash, cut and fsynced before the next append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveredRecord {
+    /// The segment file (name within the log directory) whose tail was cut.
+    pub segment: String,
+    /// The byte offset in that segment where the valid data ends.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes_cut: u64,
+}
+
+/// `stop`: the writer shut down cleanly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRecord {
+    /// Events written over the writer's life.
+    pub flushed: u64,
+    /// Events dropped by the overflow policy over the writer's life.
+    pub dropped: u64,
+}
+
+/// `gap`: events an overflow policy dropped — loss is itself recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapRecord {
+    /// How many events were dropped.
+    pub dropped: u64,
+    /// Machine-readable reason, e.g. `queue_full`.
+    pub reason: String,
+    /// When the first dropped event was offered.
+    #[serde(with = "time_format")]
+    pub first: OffsetDateTime,
+    /// When the last dropped event was offered.
+    #[serde(with = "time_format")]
+    pub last: OffsetDateTime,
+}
+
+/// `checkpoint`: anchors a signed checkpoint in the log itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The tree size the checkpoint commits to.
+    pub size: u64,
+    /// The root hash at that size, standard base64 (as in the checkpoint body).
+    pub root: String,
+}
