@@ -82,7 +82,12 @@ pub(crate) fn hash_text(hash: &Hash) -> String {
 impl Checkpoint {
     /// The note text: `origin\nsize\nbase64(root)\n` followed by one line per extension.
     pub fn to_body(&self) -> String {
-        let mut body = format!("{}\n{}\n{}\n", self.origin, self.size, hash_text(&self.root));
+        let mut body = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            hash_text(&self.root)
+        );
         for ext in &self.extensions {
             body.push_str(ext);
             body.push('\n');
@@ -130,7 +135,11 @@ impl Checkpoint {
         if self.origin.is_empty() || self.origin.contains('\n') {
             return Err(invalid("origin must be one non-empty line"));
         }
-        if self.extensions.iter().any(|e| e.is_empty() || e.contains('\n')) {
+        if self
+            .extensions
+            .iter()
+            .any(|e| e.is_empty() || e.contains('\n'))
+        {
             return Err(invalid("extensions must be non-empty single lines"));
         }
         signer.sign(&self.to_body())

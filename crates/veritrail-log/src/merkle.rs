@@ -104,7 +104,9 @@ pub enum ProofError {
         got: usize,
     },
     /// The root computed from the proof is not the expected root.
-    #[error("the proof does not lead to the expected root: computed {computed}, expected {expected}")]
+    #[error(
+        "the proof does not lead to the expected root: computed {computed}, expected {expected}"
+    )]
     RootMismatch {
         /// Hex of the root the proof leads to.
         computed: HexHash,
@@ -701,6 +703,13 @@ mod tests {
     fn missing_stored_hash_is_reported() {
         let stored: HashMap<(u8, u64), Hash> = HashMap::new();
         let err = inclusion_proof(&stored, 0, 4).unwrap_err();
-        assert!(matches!(err, ProofBuildError::Source { level: 1, index: 1, .. }));
+        assert!(matches!(
+            err,
+            ProofBuildError::Source {
+                level: 1,
+                index: 1,
+                ..
+            }
+        ));
     }
 }

@@ -118,7 +118,10 @@ fn parse_proof_lines(text: &str, first_line: usize) -> Result<(Vec<Hash>, usize)
             return Ok((proof, offset));
         }
         if proof.len() == MAX_PROOF_LINES {
-            return Err(malformed(line_no, format!("more than {MAX_PROOF_LINES} proof hashes")));
+            return Err(malformed(
+                line_no,
+                format!("more than {MAX_PROOF_LINES} proof hashes"),
+            ));
         }
         proof.push(parse_hash(line).map_err(|r| malformed(line_no, format!("proof hash: {r}")))?);
     }

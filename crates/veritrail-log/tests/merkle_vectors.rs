@@ -20,8 +20,12 @@ fn vectors_dir() -> PathBuf {
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading vectors folder {}: {e}", dir.display()));
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+        panic!(
+            "reading vectors folder {}: {e} (set VERITRAIL_VECTORS to the shared vectors folder)",
+            dir.display()
+        )
+    });
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -125,18 +129,18 @@ fn run<T: for<'de> Deserialize<'de>>(
             ));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     (files.len(), errs)
 }
 
 #[test]
 fn all_inclusion_vectors() {
-    let (n, errs) = run::<Inclusion>(
-        "inclusion",
-        check_inclusion,
-        |v| v.want_err,
-        |v| &v.desc,
-    );
+    let (n, errs) = run::<Inclusion>("inclusion", check_inclusion, |v| v.want_err, |v| &v.desc);
     // Both outcomes must be exercised, or the folder is not what we think it is.
     assert!(n > 50 && errs > 0 && errs < n, "{n} files, {errs} errors");
 }
