@@ -16,7 +16,7 @@ use veritrail_log::{Log, LogOptions};
 use crate::cli::AppendArgs;
 use crate::exit::invalid;
 use crate::keys;
-use crate::logdir::require_dir;
+use crate::logdir::refuse_non_directory;
 
 /// Why reading stdin stopped.
 enum Stop {
@@ -36,9 +36,7 @@ struct Tally {
 /// Appends stdin to the log and signs a checkpoint.
 pub(crate) fn run(args: &AppendArgs) -> Result<()> {
     let signer = keys::read_signer(&args.key)?;
-    if args.log.exists() {
-        require_dir(&args.log)?;
-    }
+    refuse_non_directory(&args.log)?;
     let opts = LogOptions {
         origin: args.origin.clone(),
         ..LogOptions::default()

@@ -22,9 +22,16 @@ pub(crate) fn require_dir(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    if !dir.is_dir() {
+    refuse_non_directory(dir)?;
+    let empty = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the directory {}", dir.display()))?
+        .next()
+        .is_none();
+    if empty {
         bail!(
-            "{} is not a directory; LOG is a log directory",
+            "{} is empty: not a veritrail log yet — create one with `veritrail append {} --key \
+             KEYFILE`",
+            dir.display(),
             dir.display()
         );
     }
@@ -55,4 +62,15 @@ pub(crate) fn unverified_body(signed: &str, what: &str) -> Result<Checkpoint> {
     };
     Checkpoint::parse_body(&signed[..=end])
         .map_err(|e| invalid(format!("{what} is not a valid checkpoint: {e}")))
+}
+
+/// Refuses a `dir` that exists but is not a directory (a missing one is fine: `append` makes it).
+pub(crate) fn refuse_non_directory(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{} is not a directory; LOG is a log directory",
+            dir.display()
+        );
+    }
+    Ok(())
 }

@@ -166,3 +166,15 @@ fn a_verifier_key_is_not_a_signing_key() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_existing_empty_directory_becomes_a_log() {
+    let env = Env::new();
+    let vkey = env.keygen();
+    std::fs::create_dir(env.path("log")).unwrap();
+    env.append(&events(0..2));
+    assert_eq!(opened_checkpoint(&env, &vkey).size, 2);
+    env.write("file", "x");
+    let out = env.expect(2, &["append", "file", "--key", "key"], b"{}\n");
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+}
