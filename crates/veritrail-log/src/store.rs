@@ -1,48 +1,1260 @@
-//! The on-disk log.
+//! The on-disk log: segments of framed records, stored tree hashes, signed checkpoints,
+//! crash recovery.
 //!
-//! CONTRACT (the storage helper's work; the writer and the CLI build on it):
+//! # Directory layout
 //!
-//! ```ignore
-//! #[derive(Clone, Debug)]
-//! pub struct LogOptions {
-//!     pub origin: Option<String>,            // default: the signer's name; fixed at creation
-//!     pub segment_bytes: u64,                // rotate segments at this size (default 64 MiB)
-//!     pub checkpoint_every: Option<u64>,     // sign a checkpoint every N records (None = only on request/close)
-//!     pub checkpoint_interval: Option<std::time::Duration>,
-//! }
-//! /// What `open` found and repaired.
-//! #[derive(Clone, Debug, PartialEq, Eq)]
-//! pub struct Recovery { pub segment: std::path::PathBuf, pub offset: u64, pub bytes_cut: u64 }
-//!
-//! pub struct Log { .. }   // single writer; Send
-//! impl Log {
-//!     /// Creates (if empty / missing) or opens `dir`. A torn tail in the newest segment is
-//!     /// truncated + fsynced; `recovered()` then reports it.
-//!     pub fn open(dir: &Path, signer: NoteSigner, opts: LogOptions) -> Result<Log, LogError>;
-//!     /// Opens without a key, read-only (proofs, reads); no repair is done.
-//!     pub fn open_read_only(dir: &Path) -> Result<Log, LogError>;
-//!     pub fn recovered(&self) -> Option<&Recovery>;
-//!     pub fn origin(&self) -> &str;
-//!     pub fn size(&self) -> u64;                               // records appended (incl. unsynced)
-//!     pub fn root(&self) -> Hash;
-//!     /// Buffers one record (framed, hashed); returns its index. Not durable until `sync`.
-//!     pub fn append(&mut self, record: &[u8]) -> Result<u64, LogError>;
-//!     /// Appends many records with one write (group commit building block).
-//!     pub fn append_batch<'a>(&mut self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<std::ops::Range<u64>, LogError>;
-//!     /// Writes buffered data and fdatasyncs segments + hash files. After an I/O/fsync error
-//!     /// the Log is failed: every later append/sync returns LogError::Failed.
-//!     pub fn sync(&mut self) -> Result<(), LogError>;
-//!     /// Syncs, signs a checkpoint at the current size (refusing one inconsistent with the
-//!     /// previous), stores it as latest and in the history; returns the signed note text.
-//!     pub fn checkpoint(&mut self) -> Result<String, LogError>;
-//!     pub fn latest_checkpoint(&self) -> Result<Option<String>, LogError>;
-//!     pub fn checkpoint_history(&self) -> Result<Vec<String>, LogError>;
-//!     pub fn read(&self, index: u64) -> Result<Vec<u8>, LogError>;
-//!     /// Iterator over (index, record) from `start`.
-//!     pub fn records(&self, start: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_;
-//!     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError>;
-//!     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LogError>;
-//!     /// Syncs and signs the final checkpoint.
-//!     pub fn close(self) -> Result<(), LogError>;
-//! }
+//! ```text
+//! LOG                      format version, origin, verifier key (never the private key)
+//! LOCK                     held (flock) by the one writer
+//! segments/NNNN….seg       framed records; named by the index of their first record
+//! tree/level-NN.hashes     32-byte hashes of the full subtrees of height NN (level 00 = leaves)
+//! offsets                  u64 LE per record: its frame's byte offset within its segment
+//! checkpoint               the latest signed checkpoint (replaced atomically)
+//! checkpoints              every checkpoint signed, in order ("checkpoint <len>\n" + note)
 //! ```
+//!
+//! A segment starts with a 24-byte header (magic `VTLOGSEG`, version, first index, crc32c);
+//! each record is framed as `length u32 LE | crc32c(length ‖ record) u32 LE | record`.
+//! Segments rotate when the next frame would take one past
+//! [`LogOptions::segment_bytes`]. The tree files are the data model of C2SP tlog-tiles (one
+//! flat file per level instead of tiles): any proof reads O(log n) entries at known offsets.
+//!
+//! # Durability and recovery
+//!
+//! [`Log::sync`] writes the buffered frames and fdatasyncs the segment, and only then writes
+//! the hashes and offsets of those records (without syncing them: they are derived data,
+//! rebuilt from the records when needed). A segment rotation and a checkpoint are barriers
+//! that also fdatasync the hash and offset files, so every hash of a sealed segment, and of
+//! every signed checkpoint, is durable.
+//!
+//! [`Log::open`] therefore trusts the stored hashes up to the newest segment (which makes
+//! opening O(log n) in the log's size, plus one pass over the newest segment), re-reads the
+//! newest segment, recomputes its hashes and:
+//!
+//! - cuts a torn tail — damage that runs to the end of the newest segment, after the latest
+//!   checkpoint — physically truncating and fsyncing before anything is appended, and reports
+//!   it in [`Log::recovered`] (the writer records it in the log);
+//! - drops stored hashes for records the segment no longer holds (also reported);
+//! - refuses anything else: a bad frame followed by more data, any damage inside the latest
+//!   checkpoint, a gap between segments, a stored tree that disagrees with the latest
+//!   checkpoint. The error names the segment, byte offset and record index.
+//!
+//! An I/O error while writing or syncing puts the log in a failed state: every later
+//! [`append`](Log::append), [`sync`](Log::sync) and [`checkpoint`](Log::checkpoint) returns
+//! [`LogError::Failed`]. There is no retry: after a failed fsync Linux may have dropped the
+//! dirty pages and marked them clean, so a second fsync can succeed without the data being on
+//! disk ("fsyncgate"). Reopen the log to recover from what is actually on disk.
+
+mod files;
+mod layout;
+pub(crate) mod segment;
+pub(crate) mod tree;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use files::StorageFault;
+pub(crate) use files::{AppendFile, Faults, with_path};
+pub(crate) use layout::{Layout, Meta, parse_history};
+use segment::{FRAME_HEADER_LEN, HEADER_LEN, MAX_RECORD_LEN};
+use tree::TreeFiles;
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::merkle::{self, CompactRange, Hash, ProofBuildError};
+use crate::note::{NoteError, NoteSigner, NoteVerifier};
+
+/// A checkpoint and the signed note text it came from.
+type Signed = (Checkpoint, String);
+
+/// Default segment size: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Buffered record bytes beyond which [`Log::append`] writes them out (without syncing).
+const WRITE_THRESHOLD: usize = 8 << 20;
+/// Buffered records beyond which [`Log::append`] syncs (keeps the hash buffers bounded).
+const SYNC_THRESHOLD_RECORDS: usize = 128 << 10;
+/// Batches with at least this many record bytes are hashed on two threads.
+const PARALLEL_HASH_BYTES: usize = 256 << 10;
+
+/// How a [`Log`] is created and run.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// The checkpoint origin line (for example `example.com/audit/api-1`). Default: the
+    /// signer's key name. Fixed when the log is created; opening with a different one fails.
+    pub origin: Option<String>,
+    /// Rotate to a new segment file when the next record would take the current one past this
+    /// many bytes (default 64 MiB). A segment always holds at least one record.
+    pub segment_bytes: u64,
+    /// Sign a checkpoint during [`Log::sync`] once this many records were appended since the
+    /// last one (`None`: only on request and on close).
+    pub checkpoint_every: Option<u64>,
+    /// Sign a checkpoint during [`Log::sync`] once this much time has passed since the last
+    /// one, if records were appended since.
+    pub checkpoint_interval: Option<Duration>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            checkpoint_every: None,
+            checkpoint_interval: None,
+        }
+    }
+}
+
+/// What [`Log::open`] found and repaired: a torn tail cut from the newest segment, and stored
+/// hashes dropped because their records were gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The segment that was cut.
+    pub segment: PathBuf,
+    /// Byte offset where the segment now ends (the start of the torn record).
+    pub offset: u64,
+    /// Bytes removed from the segment.
+    pub bytes_cut: u64,
+    /// Stored leaf hashes removed because their records were not in the segment (records an
+    /// earlier run wrote and synced but the disk lost), 0 after an ordinary crash.
+    pub hashes_dropped: u64,
+}
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Reading or writing a file failed. When this comes from a write or a sync, the log is
+    /// now failed (see [`LogError::Failed`]).
+    #[error("log I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// An earlier write or fsync failed; the log refuses further writes without retrying.
+    #[error(
+        "the log stopped accepting writes after an earlier storage error ({cause}); \
+         check the disk, then reopen the log (it recovers from what is on disk)"
+    )]
+    Failed {
+        /// The original error.
+        cause: String,
+    },
+    /// The log was opened read-only.
+    #[error("the log is open read-only; open it with a signing key to write")]
+    ReadOnly,
+    /// Another process holds the log's write lock.
+    #[error("{dir} is locked by another writer; stop it first (only one writer per log)")]
+    Locked {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// The directory is not a veritrail log, or its metadata is damaged.
+    #[error("{path} is not a usable veritrail log: {reason}")]
+    NotALog {
+        /// The offending path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The signing key is not the one the log was created with.
+    #[error(
+        "this log is signed by {stored}, not by the key given ({given}); use the log's own key"
+    )]
+    KeyMismatch {
+        /// The verifier key stored in the log.
+        stored: String,
+        /// The verifier key of the signer given.
+        given: String,
+    },
+    /// The origin asked for is not the log's.
+    #[error("this log's origin is {stored:?}, not {given:?}; origins are fixed at creation")]
+    OriginMismatch {
+        /// The stored origin.
+        stored: String,
+        /// The origin asked for.
+        given: String,
+    },
+    /// A record (or the framing around it) is damaged or missing.
+    #[error(
+        "corrupt log: record {index} in {segment} at byte {offset}: {reason}; \
+         run `veritrail verify` for a full report"
+    )]
+    Corrupt {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset in the segment file.
+        offset: u64,
+        /// Index of the record affected.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file other than a segment (stored hashes, offsets, checkpoints) is damaged.
+    #[error("corrupt log file {path}: {reason}; run `veritrail verify` for a full report")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record is larger than the log accepts.
+    #[error("record of {len} bytes is larger than the maximum of {max} bytes")]
+    RecordTooLarge {
+        /// The record's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// An index or tree size beyond the log.
+    #[error("{what} {value} is beyond the log's size {size}")]
+    OutOfRange {
+        /// `"index"` or `"tree size"`.
+        what: &'static str,
+        /// The value asked for.
+        value: u64,
+        /// The log's size.
+        size: u64,
+    },
+    /// A proof could not be built.
+    #[error("cannot build proof: {0}")]
+    Proof(#[from] ProofBuildError<io::Error>),
+    /// Signing would produce a checkpoint that does not extend the previous one.
+    #[error(
+        "refusing to sign checkpoint at size {new_size}: it is not consistent with the \
+         checkpoint signed before at size {old_size} ({reason})"
+    )]
+    InconsistentCheckpoint {
+        /// The previous checkpoint's size.
+        old_size: u64,
+        /// The size that would have been signed.
+        new_size: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A stored checkpoint does not verify.
+    #[error("stored checkpoint in {path} does not verify: {source}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: CheckpointError,
+    },
+    /// Signing failed.
+    #[error("signing the checkpoint failed: {0}")]
+    Sign(#[from] NoteError),
+}
+
+/// The on-disk tamper-evident log (see the [module docs](self)).
+///
+/// One writer per directory (enforced with a lock file); any number of read-only opens.
+/// `Log` is `Send`: move it to the thread that writes.
+#[derive(Debug)]
+pub struct Log {
+    layout: Layout,
+    meta: Meta,
+    signer: Option<NoteSigner>,
+    opts: LogOptions,
+    _lock: Option<File>,
+    /// First index of every segment, ascending; the last is the one being appended to.
+    segments: Vec<u64>,
+    newest: AppendFile,
+    offsets: AppendFile,
+    tree: TreeFiles,
+    history: AppendFile,
+    range: CompactRange,
+    latest: Option<Signed>,
+    last_checkpoint_at: Instant,
+    recovered: Option<Recovery>,
+    failed: Option<String>,
+    faults: Faults,
+    /// A segment file was created since the last directory sync.
+    segments_dir_dirty: bool,
+    closed: bool,
+}
+
+impl Log {
+    /// Creates (if `dir` is missing or empty) or opens the log in `dir` for writing.
+    ///
+    /// Recovers from a crash as the [module docs](self) describe: a torn tail in the newest
+    /// segment is truncated and fsynced before this returns, and [`recovered`](Self::recovered)
+    /// reports it. Fails with [`LogError::KeyMismatch`] when `signer` is not the log's key.
+    pub fn open(dir: &Path, signer: NoteSigner, opts: LogOptions) -> Result<Log, LogError> {
+        let layout = Layout::new(dir);
+        fs::create_dir_all(dir).map_err(|e| files::with_path(e, dir))?;
+        let lock = lock(&layout)?;
+        let verifier = signer.verifier();
+        let meta = if layout.meta().exists() {
+            read_meta(&layout)?
+        } else {
+            create(&layout, &signer, &opts)?
+        };
+        if meta.verifier != verifier {
+            return Err(LogError::KeyMismatch {
+                stored: meta.verifier.to_text(),
+                given: verifier.to_text(),
+            });
+        }
+        if let Some(origin) = &opts.origin
+            && *origin != meta.origin
+        {
+            return Err(LogError::OriginMismatch {
+                stored: meta.origin.clone(),
+                given: origin.clone(),
+            });
+        }
+        let mut log = Self::load(layout, meta, Some(signer), opts, Some(lock))?;
+        log.commit_recovery()?;
+        Ok(log)
+    }
+
+    /// Opens an existing log without a key, for reading and proofs. Nothing on disk changes: a
+    /// torn tail is ignored (and reported by [`recovered`](Self::recovered)), the hashes of
+    /// records not yet hashed on disk are computed in memory.
+    pub fn open_read_only(dir: &Path) -> Result<Log, LogError> {
+        let layout = Layout::new(dir);
+        if !layout.meta().exists() {
+            return Err(LogError::NotALog {
+                path: dir.to_path_buf(),
+                reason: format!("no {} file (is this a log directory?)", layout::META),
+            });
+        }
+        let meta = read_meta(&layout)?;
+        Self::load(layout, meta, None, LogOptions::default(), None)
+    }
+
+    /// What opening repaired (or, read-only, would repair); `None` after a clean shutdown.
+    pub fn recovered(&self) -> Option<&Recovery> {
+        self.recovered.as_ref()
+    }
+
+    /// The checkpoint origin.
+    pub fn origin(&self) -> &str {
+        &self.meta.origin
+    }
+
+    /// The key that verifies this log's checkpoints.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.meta.verifier
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.layout.dir
+    }
+
+    /// Number of records, including those appended but not yet synced.
+    pub fn size(&self) -> u64 {
+        self.range.size()
+    }
+
+    /// The Merkle root over all [`size`](Self::size) records.
+    pub fn root(&self) -> Hash {
+        self.range.root()
+    }
+
+    /// Makes the next write (or fdatasync) of any log file fail with an I/O error, once, so
+    /// tests can exercise the failed state.
+    ///
+    /// This is a test hook, not part of the stable API.
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, fault: StorageFault) {
+        self.faults.set(fault);
+    }
+
+    /// Whether the log is failed (see [`LogError::Failed`]).
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Buffers one record (framed and hashed) and returns its index. Not durable until
+    /// [`sync`](Self::sync); buffered data is written out once it reaches 8 MiB (and synced
+    /// once 128 Ki records are buffered), so memory stays bounded.
+    pub fn append(&mut self, record: &[u8]) -> Result<u64, LogError> {
+        self.writable()?;
+        check_len(record)?;
+        let index = self.size();
+        self.push(
+            record,
+            merkle::leaf_hash(record),
+            segment::frame_crc(record),
+        )?;
+        self.bound_buffers()?;
+        Ok(index)
+    }
+
+    /// Appends many records (the group-commit building block); returns their index range.
+    /// Large batches are hashed on two threads. Either every record is buffered or, if one is
+    /// too large, none is.
+    pub fn append_batch<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Range<u64>, LogError> {
+        self.writable()?;
+        let records: Vec<&[u8]> = records.into_iter().collect();
+        for r in &records {
+            check_len(r)?;
+        }
+        let start = self.size();
+        let hashed = hash_records(&records);
+        for (record, (leaf, crc)) in records.iter().zip(hashed) {
+            self.push(record, leaf, crc)?;
+            self.bound_buffers()?;
+        }
+        Ok(start..self.size())
+    }
+
+    /// Writes buffered records and fdatasyncs the segment; then writes their hashes and
+    /// offsets. Signs a checkpoint when [`LogOptions::checkpoint_every`] or
+    /// [`LogOptions::checkpoint_interval`] says one is due.
+    ///
+    /// After an I/O or fsync error the log is failed: this and every later write returns
+    /// [`LogError::Failed`] (the first time, the underlying error).
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.writable()?;
+        self.flush(false)?;
+        if self.checkpoint_due() {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs, then signs a checkpoint at the current size and stores it as the latest and in
+    /// the history; returns the signed note text.
+    ///
+    /// Refuses ([`LogError::InconsistentCheckpoint`]) to sign a tree that does not extend the
+    /// latest checkpoint, checked with a consistency proof from the stored hashes. If nothing
+    /// was appended since the latest checkpoint, returns it unchanged.
+    pub fn checkpoint(&mut self) -> Result<String, LogError> {
+        self.writable()?;
+        self.flush(true)?;
+        let size = self.size();
+        let root = self.root();
+        if let Some((prev, text)) = &self.latest {
+            if prev.size == size && prev.root == root {
+                return Ok(text.clone());
+            }
+            self.check_extends(prev, size, &root)?;
+        }
+        let checkpoint = Checkpoint {
+            origin: self.meta.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let signer = self.signer.as_ref().ok_or(LogError::ReadOnly)?;
+        let text = checkpoint.sign(signer)?;
+        self.store_checkpoint(&text).map_err(|e| self.fail(e))?;
+        self.latest = Some((checkpoint, text.clone()));
+        self.last_checkpoint_at = Instant::now();
+        Ok(text)
+    }
+
+    /// The latest signed checkpoint (note text), if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
+        if self.signer.is_some() {
+            return Ok(self.latest.as_ref().map(|(_, t)| t.clone()));
+        }
+        match fs::read_to_string(self.layout.checkpoint()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(files::with_path(e, &self.layout.checkpoint()).into()),
+        }
+    }
+
+    /// Every checkpoint this log signed, oldest first (signed note texts).
+    pub fn checkpoint_history(&self) -> Result<Vec<String>, LogError> {
+        let path = self.layout.history();
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(files::with_path(e, &path).into()),
+        };
+        let (entries, bad) = parse_history(&data);
+        if let Some(bad) = bad
+            && !bad.at_tail
+        {
+            return Err(LogError::Damaged {
+                path,
+                reason: bad.to_string(),
+            });
+        }
+        Ok(entries.into_iter().map(|e| e.note).collect())
+    }
+
+    /// Reads record `index`, checking its frame checksum and that it matches its stored leaf
+    /// hash (so a record served with a proof is the one the tree commits to).
+    pub fn read(&self, index: u64) -> Result<Vec<u8>, LogError> {
+        let record = self.read_unverified(index)?;
+        let stored = merkle::HashSource::node(&self.tree, 0, index)?;
+        if merkle::leaf_hash(&record) != stored {
+            let slot = self.segment_slot(index);
+            return Err(LogError::Corrupt {
+                segment: self.layout.segment(self.segments[slot]),
+                offset: self.offset_of(index)?,
+                index,
+                reason: "the record does not match its stored leaf hash".into(),
+            });
+        }
+        Ok(record)
+    }
+
+    /// Iterates over `(index, record)` from `start` to the current size, reading each segment
+    /// sequentially. Frame checksums are checked; use [`read`](Self::read) (or the
+    /// [verifier](crate::verify)) to check records against the tree.
+    pub fn records(
+        &self,
+        start: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        Records {
+            log: self,
+            next: start,
+            end: self.size(),
+            reader: None,
+            done: false,
+        }
+    }
+
+    /// The inclusion proof of record `index` in the tree of size `size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(size)?;
+        Ok(merkle::inclusion_proof(&self.tree, index, size)?)
+    }
+
+    /// The consistency proof from size `old` to size `new` (RFC 9162 §2.1.4). `old == 0` is
+    /// refused (every tree extends the empty tree; there is nothing to prove).
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(new)?;
+        Ok(merkle::consistency_proof(&self.tree, old, new)?)
+    }
+
+    /// The root of the tree of the first `size` records, from the stored hashes.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
+        self.check_size(size)?;
+        Ok(merkle::root_at(&self.tree, size)?)
+    }
+
+    /// Syncs and signs the final checkpoint. A read-only log just closes.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.closed = true;
+        if self.signer.is_none() {
+            return Ok(());
+        }
+        self.checkpoint().map(drop)
+    }
+
+    // ---- opening ----
+
+    fn load(
+        layout: Layout,
+        meta: Meta,
+        signer: Option<NoteSigner>,
+        opts: LogOptions,
+        lock: Option<File>,
+    ) -> Result<Log, LogError> {
+        let writable = signer.is_some();
+        let mut segments = match layout.list_segments()? {
+            Ok(s) => s,
+            Err(path) => {
+                return Err(LogError::NotALog {
+                    path,
+                    reason: "unexpected file in the segments directory".into(),
+                });
+            }
+        };
+        let history = AppendFile::open(layout.history(), writable)?;
+        let (latest, history_cut) = load_history(&layout, &history, &meta)?;
+        let mut history = history;
+        if let Some(len) = history_cut {
+            // A torn entry: that checkpoint call never returned, nobody holds it.
+            history.truncate(len)?;
+        }
+        let mut tree = TreeFiles::open(&layout.tree(), writable)?;
+        let mut offsets = AppendFile::open(layout.offsets(), writable)?;
+        let mut segments_dir_dirty = false;
+        if segments.is_empty() {
+            // A new log (or one whose first segment creation did not reach the disk).
+            segments.push(0);
+        }
+        check_sealed(&layout, &segments)?;
+        let newest_first = *segments.last().expect("at least one segment");
+        let newest_path = layout.segment(newest_first);
+        let mut newest = if newest_path.exists() {
+            AppendFile::open(newest_path.clone(), writable)?
+        } else if writable {
+            segments_dir_dirty = true;
+            AppendFile::create_new(newest_path.clone())?
+        } else {
+            AppendFile::deferred(newest_path.clone(), false)
+        };
+
+        // Everything before the newest segment must be stored (a rotation is a barrier).
+        let stored_coverage = tree.coverage();
+        let stored_offsets = offsets.len() / 8;
+        if tree.complete_prefix() < newest_first || stored_offsets < newest_first {
+            let (path, have) = if stored_offsets < newest_first {
+                (layout.offsets(), stored_offsets)
+            } else {
+                (layout.tree(), tree.complete_prefix())
+            };
+            return Err(LogError::Damaged {
+                path,
+                reason: format!(
+                    "holds data for only {have} records, but the sealed segments hold \
+                     {newest_first}"
+                ),
+            });
+        }
+        tree.truncate_leaves(newest_first)?;
+        offsets.truncate(newest_first * 8)?;
+        let parts = subtree_parts(&tree, newest_first)?;
+        let mut range =
+            CompactRange::from_parts(newest_first, parts).map_err(|e| LogError::Damaged {
+                path: layout.tree(),
+                reason: e.to_string(),
+            })?;
+
+        // Re-read the newest segment and rebuild its hashes.
+        let data = read_all(&newest)?;
+        let cp_size = latest.as_ref().map_or(0, |(c, _)| c.size);
+        let mut recovered = None;
+        let torn = |offset: u64| Recovery {
+            segment: newest_path.clone(),
+            offset,
+            bytes_cut: data.len() as u64 - offset,
+            hashes_dropped: 0,
+        };
+        match segment::parse_header(&data) {
+            Ok(first) if first == newest_first => {}
+            Ok(first) => {
+                return Err(LogError::Corrupt {
+                    segment: newest_path.clone(),
+                    offset: 12,
+                    index: newest_first,
+                    reason: format!("the header says the first index is {first}"),
+                });
+            }
+            // A rotation interrupted before its header reached the disk.
+            Err(_) if data.len() <= HEADER_LEN && cp_size <= newest_first => {
+                if !data.is_empty() {
+                    recovered = Some(torn(0));
+                }
+                newest.truncate(0)?;
+                newest.push(&segment::header(newest_first));
+            }
+            Err(problem) => {
+                return Err(LogError::Corrupt {
+                    segment: newest_path.clone(),
+                    offset: 0,
+                    index: newest_first,
+                    reason: problem.to_string(),
+                });
+            }
+        }
+        let bad = segment::scan(&data, |offset, record| {
+            offsets.push(&offset.to_le_bytes());
+            range.append(merkle::leaf_hash(record), |l, i, h| tree.push(l, i, h));
+        });
+        let size = range.size();
+        if let Some(bad) = bad {
+            if !bad.at_tail || cp_size > size {
+                let reason = if bad.at_tail {
+                    format!(
+                        "{} (the latest checkpoint covers {cp_size} records, so this is not a \
+                         torn write but damage to signed data)",
+                        bad.problem
+                    )
+                } else {
+                    format!("{} (followed by more data: not a torn write)", bad.problem)
+                };
+                return Err(LogError::Corrupt {
+                    segment: newest_path.clone(),
+                    offset: bad.offset,
+                    index: size,
+                    reason,
+                });
+            }
+            recovered = Some(torn(bad.offset));
+            newest.truncate(bad.offset)?;
+        }
+        if cp_size > size {
+            return Err(LogError::Corrupt {
+                segment: newest_path,
+                offset: newest.len(),
+                index: size,
+                reason: format!(
+                    "the log ends after {size} records but its latest checkpoint covers \
+                     {cp_size}: signed records are missing"
+                ),
+            });
+        }
+        let stored_leaves = stored_coverage.max(u128::from(stored_offsets));
+        if stored_leaves > u128::from(size) {
+            let r = recovered.get_or_insert_with(|| torn(newest.len()));
+            r.bytes_cut = data.len() as u64 - r.offset;
+            r.hashes_dropped = (stored_leaves - u128::from(size)) as u64;
+        }
+        drop(data);
+
+        let log = Log {
+            layout,
+            meta,
+            signer,
+            opts,
+            _lock: lock,
+            segments,
+            newest,
+            offsets,
+            tree,
+            history,
+            range,
+            latest,
+            last_checkpoint_at: Instant::now(),
+            recovered,
+            failed: None,
+            faults: Faults::default(),
+            segments_dir_dirty,
+            closed: false,
+        };
+        log.check_latest_root()?;
+        Ok(log)
+    }
+
+    /// Writes the repaired state (cut segment, rebuilt hashes) and makes it durable.
+    fn commit_recovery(&mut self) -> Result<(), LogError> {
+        self.flush(true)?;
+        let r = self.history.sync(&mut self.faults);
+        r.map_err(|e| self.fail(e))?;
+        // Bring the `checkpoint` file up to date with the history (a crash between the two).
+        if let Some((_, text)) = &self.latest {
+            let on_disk = fs::read_to_string(self.layout.checkpoint()).ok();
+            if on_disk.as_deref() != Some(text.as_str()) {
+                let text = text.clone();
+                files::write_atomically(
+                    &self.layout.checkpoint(),
+                    text.as_bytes(),
+                    &mut self.faults,
+                )
+                .map_err(|e| self.fail(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored tree must agree with the latest checkpoint.
+    fn check_latest_root(&self) -> Result<(), LogError> {
+        let Some((cp, _)) = &self.latest else {
+            return Ok(());
+        };
+        let root = merkle::root_at(&self.tree, cp.size)?;
+        if root != cp.root {
+            return Err(LogError::Damaged {
+                path: self.layout.tree(),
+                reason: format!(
+                    "the stored tree's root at size {} is not the root of the latest signed \
+                     checkpoint",
+                    cp.size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    // ---- writing ----
+
+    fn writable(&self) -> Result<(), LogError> {
+        if self.signer.is_none() {
+            return Err(LogError::ReadOnly);
+        }
+        if let Some(cause) = &self.failed {
+            return Err(LogError::Failed {
+                cause: cause.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a storage error: the log is failed from now on.
+    fn fail(&mut self, e: io::Error) -> LogError {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+        }
+        LogError::Io(e)
+    }
+
+    fn push(&mut self, record: &[u8], leaf: Hash, crc: u32) -> Result<(), LogError> {
+        let frame = (FRAME_HEADER_LEN + record.len()) as u64;
+        if self.newest.len() > HEADER_LEN as u64
+            && self.newest.len() + frame > self.opts.segment_bytes
+        {
+            self.rotate()?;
+        }
+        let offset = self.newest.len();
+        segment::push_frame(self.newest.pending_mut(), record, crc);
+        self.offsets.push(&offset.to_le_bytes());
+        let tree = &mut self.tree;
+        self.range.append(leaf, |l, i, h| tree.push(l, i, h));
+        Ok(())
+    }
+
+    fn bound_buffers(&mut self) -> Result<(), LogError> {
+        if self.offsets.pending_len() >= SYNC_THRESHOLD_RECORDS * 8 {
+            self.flush(false)?;
+        } else if self.newest.pending_len() >= WRITE_THRESHOLD {
+            let r = self.newest.write_pending(&mut self.faults);
+            r.map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    /// Seals the current segment (a barrier) and starts the next.
+    fn rotate(&mut self) -> Result<(), LogError> {
+        self.flush(true)?;
+        let first = self.size();
+        let path = self.layout.segment(first);
+        let mut next = AppendFile::create_new(path).map_err(|e| self.fail(e))?;
+        next.push(&segment::header(first));
+        self.newest = next;
+        self.segments.push(first);
+        self.segments_dir_dirty = true;
+        Ok(())
+    }
+
+    /// Writes and fdatasyncs the records, then writes hashes and offsets; with `barrier`, also
+    /// fdatasyncs those.
+    fn flush(&mut self, barrier: bool) -> Result<(), LogError> {
+        if let Some(cause) = &self.failed {
+            return Err(LogError::Failed {
+                cause: cause.clone(),
+            });
+        }
+        let r = self.flush_inner(barrier);
+        r.map_err(|e| self.fail(e))
+    }
+
+    fn flush_inner(&mut self, barrier: bool) -> io::Result<()> {
+        let faults = &mut self.faults;
+        self.newest.write_pending(faults)?;
+        self.newest.sync(faults)?;
+        if self.segments_dir_dirty {
+            files::sync_dir(&self.layout.segments())?;
+            self.segments_dir_dirty = false;
+        }
+        // Hashes and offsets only after their records are durable: a stored hash always
+        // describes a record that reached the disk.
+        self.offsets.write_pending(faults)?;
+        self.tree.write_pending(faults)?;
+        if barrier {
+            self.offsets.sync(faults)?;
+            self.tree.sync(faults)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let signed = self.latest.as_ref().map_or(0, |(c, _)| c.size);
+        let new = self.size() - signed.min(self.size());
+        if new == 0 {
+            return false;
+        }
+        self.opts.checkpoint_every.is_some_and(|n| new >= n)
+            || self
+                .opts
+                .checkpoint_interval
+                .is_some_and(|d| self.last_checkpoint_at.elapsed() >= d)
+    }
+
+    fn check_extends(&self, prev: &Checkpoint, size: u64, root: &Hash) -> Result<(), LogError> {
+        let refuse = |reason: String| LogError::InconsistentCheckpoint {
+            old_size: prev.size,
+            new_size: size,
+            reason,
+        };
+        if prev.origin != self.meta.origin {
+            return Err(refuse(format!("its origin is {:?}", prev.origin)));
+        }
+        if prev.size > size {
+            return Err(refuse("the log is now smaller".into()));
+        }
+        if prev.size == 0 {
+            if prev.root != merkle::empty_root() {
+                return Err(refuse("its root is not the empty tree's".into()));
+            }
+            return Ok(());
+        }
+        let proof = merkle::consistency_proof(&self.tree, prev.size, size)?;
+        merkle::verify_consistency(prev.size, size, &proof, &prev.root, root)
+            .map_err(|e| refuse(e.to_string()))
+    }
+
+    /// History first (fdatasync), then the latest file (atomic replace): a crash in between
+    /// leaves the history ahead, and the next open brings `checkpoint` up to date.
+    fn store_checkpoint(&mut self, text: &str) -> io::Result<()> {
+        self.history.push(&layout::history_entry(text));
+        self.history.write_pending(&mut self.faults)?;
+        self.history.sync(&mut self.faults)?;
+        files::write_atomically(&self.layout.checkpoint(), text.as_bytes(), &mut self.faults)
+    }
+
+    // ---- reading ----
+
+    fn check_size(&self, size: u64) -> Result<(), LogError> {
+        if size > self.size() {
+            return Err(LogError::OutOfRange {
+                what: "tree size",
+                value: size,
+                size: self.size(),
+            });
+        }
+        Ok(())
+    }
+
+    fn segment_slot(&self, index: u64) -> usize {
+        self.segments.partition_point(|&first| first <= index) - 1
+    }
+
+    fn offset_of(&self, index: u64) -> Result<u64, LogError> {
+        let mut b = [0u8; 8];
+        self.offsets.read_at(index * 8, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+impl Drop for Log {
+    /// Best effort: a log dropped without [`close`](Log::close) still writes and syncs what it
+    /// buffered (errors are ignored here; call `sync` or `close` to see them).
+    fn drop(&mut self) {
+        if !self.closed && self.signer.is_some() && self.failed.is_none() {
+            let _ = self.flush(false);
+        }
+    }
+}
+
+/// Hashes (leaf hash, frame crc) a batch, on two threads when it is large.
+fn hash_records(records: &[&[u8]]) -> Vec<(Hash, u32)> {
+    let hash = |rs: &[&[u8]]| -> Vec<(Hash, u32)> {
+        rs.iter()
+            .map(|r| (merkle::leaf_hash(r), segment::frame_crc(r)))
+            .collect()
+    };
+    let bytes: usize = records.iter().map(|r| r.len()).sum();
+    let parallel = bytes >= PARALLEL_HASH_BYTES
+        && records.len() >= 2
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if !parallel {
+        return hash(records);
+    }
+    // Split by bytes, not count, so both halves take about as long.
+    let mut acc = 0;
+    let split = records
+        .iter()
+        .position(|r| {
+            acc += r.len();
+            acc >= bytes / 2
+        })
+        .map_or(records.len() / 2, |i| (i + 1).min(records.len() - 1));
+    let (left, right) = records.split_at(split);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| hash(right));
+        let mut out = hash(left);
+        out.extend(other.join().expect("hashing thread panicked"));
+        out
+    })
+}
+
+fn check_len(record: &[u8]) -> Result<(), LogError> {
+    if record.len() > MAX_RECORD_LEN {
+        return Err(LogError::RecordTooLarge {
+            len: record.len(),
+            max: MAX_RECORD_LEN,
+        });
+    }
+    Ok(())
+}
+
+fn lock(layout: &Layout) -> Result<File, LogError> {
+    let path = layout.lock();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| files::with_path(e, &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(LogError::Locked {
+            dir: layout.dir.clone(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(files::with_path(e, &path).into()),
+    }
+}
+
+fn read_meta(layout: &Layout) -> Result<Meta, LogError> {
+    let path = layout.meta();
+    let text = fs::read_to_string(&path).map_err(|e| files::with_path(e, &path))?;
+    Meta::parse(&text).map_err(|reason| LogError::NotALog { path, reason })
+}
+
+/// Creates a new log's metadata and directories.
+fn create(layout: &Layout, signer: &NoteSigner, opts: &LogOptions) -> Result<Meta, LogError> {
+    let not_empty = |path: &Path| fs::read_dir(path).is_ok_and(|mut d| d.next().is_some());
+    if not_empty(&layout.segments()) {
+        return Err(LogError::NotALog {
+            path: layout.dir.clone(),
+            reason: format!(
+                "it has segments but no {} file; restore that file rather than start over",
+                layout::META
+            ),
+        });
+    }
+    let origin = opts
+        .origin
+        .clone()
+        .unwrap_or_else(|| signer.name().to_owned());
+    layout::check_origin(&origin).map_err(|reason| LogError::NotALog {
+        path: layout.dir.clone(),
+        reason,
+    })?;
+    for d in [layout.segments(), layout.tree()] {
+        fs::create_dir_all(&d).map_err(|e| files::with_path(e, &d))?;
+    }
+    let meta = Meta {
+        origin,
+        verifier: signer.verifier(),
+    };
+    files::write_atomically(
+        &layout.meta(),
+        meta.to_text().as_bytes(),
+        &mut Faults::default(),
+    )?;
+    files::sync_dir(&layout.dir)?;
+    Ok(meta)
+}
+
+/// Reads the checkpoint history; returns the latest checkpoint and, when the final entry is
+/// torn, the length to cut the history to.
+fn load_history(
+    layout: &Layout,
+    history: &AppendFile,
+    meta: &Meta,
+) -> Result<(Option<Signed>, Option<u64>), LogError> {
+    let path = layout.history();
+    let data = read_all(history)?;
+    let (entries, bad) = parse_history(&data);
+    let mut cut = None;
+    if let Some(bad) = bad {
+        if !bad.at_tail {
+            return Err(LogError::Damaged {
+                path,
+                reason: bad.to_string(),
+            });
+        }
+        cut = Some(bad.offset);
+    }
+    let Some(last) = entries.last() else {
+        if layout.checkpoint().exists() {
+            return Err(LogError::Damaged {
+                path,
+                reason: "the checkpoint history is empty but a latest checkpoint exists".into(),
+            });
+        }
+        return Ok((None, cut));
+    };
+    let checkpoint =
+        Checkpoint::open(&last.note, &meta.verifier).map_err(|source| LogError::Checkpoint {
+            path: path.clone(),
+            source,
+        })?;
+    if checkpoint.origin != meta.origin {
+        return Err(LogError::Damaged {
+            path,
+            reason: format!(
+                "the latest checkpoint's origin is {:?}, not the log's {:?}",
+                checkpoint.origin, meta.origin
+            ),
+        });
+    }
+    Ok((Some((checkpoint, last.note.clone())), cut))
+}
+
+/// Checks every segment but the newest: its header names the index its file name says.
+fn check_sealed(layout: &Layout, segments: &[u64]) -> Result<(), LogError> {
+    if segments[0] != 0 {
+        return Err(LogError::Corrupt {
+            segment: layout.segment(segments[0]),
+            offset: 0,
+            index: 0,
+            reason: format!(
+                "the first segment starts at index {}: the segments before it are missing",
+                segments[0]
+            ),
+        });
+    }
+    for &first in &segments[..segments.len() - 1] {
+        let path = layout.segment(first);
+        let mut header = [0u8; HEADER_LEN];
+        let f = File::open(&path).map_err(|e| files::with_path(e, &path))?;
+        let n = read_up_to(&f, &mut header).map_err(|e| files::with_path(e, &path))?;
+        let named = segment::parse_header(&header[..n]).map_err(|p| LogError::Corrupt {
+            segment: path.clone(),
+            offset: 0,
+            index: first,
+            reason: p.to_string(),
+        })?;
+        if named != first {
+            return Err(LogError::Corrupt {
+                segment: path,
+                offset: 12,
+                index: first,
+                reason: format!("the header says the first index is {named}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read_up_to(mut f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The whole logical content of a file.
+fn read_all(file: &AppendFile) -> io::Result<Vec<u8>> {
+    let mut data = vec![0u8; file.len() as usize];
+    file.read_at(0, &mut data)?;
+    Ok(data)
+}
+
+/// The stored hashes of the perfect subtrees covering `[0, size)`, largest first.
+fn subtree_parts(tree: &TreeFiles, size: u64) -> Result<Vec<Hash>, LogError> {
+    let mut parts = Vec::with_capacity(size.count_ones() as usize);
+    let mut start = 0u64;
+    for level in (0..64u8).rev() {
+        if size & (1 << level) != 0 {
+            parts.push(merkle::HashSource::node(tree, level, start >> level)?);
+            start += 1 << level;
+        }
+    }
+    Ok(parts)
+}
+
+/// Reads and checks the frame at `offset`.
+fn read_frame(file: &AppendFile, offset: u64) -> Result<Vec<u8>, String> {
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    file.read_at(offset, &mut head).map_err(|e| e.to_string())?;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    if len > MAX_RECORD_LEN {
+        return Err(format!(
+            "frame length {len} is larger than the largest record"
+        ));
+    }
+    let mut record = vec![0u8; len];
+    file.read_at(offset + FRAME_HEADER_LEN as u64, &mut record)
+        .map_err(|e| e.to_string())?;
+    if segment::frame_crc(&record) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(record)
+}
+
+/// Sequential reader behind [`Log::records`].
+struct Records<'a> {
+    log: &'a Log,
+    next: u64,
+    end: u64,
+    /// Reader over a sealed segment: (segment slot, reader positioned at `next`'s frame).
+    reader: Option<(usize, u64, BufReader<File>)>,
+    done: bool,
+}
+
+impl Records<'_> {
+    fn read_next(&mut self) -> Result<Vec<u8>, LogError> {
+        let index = self.next;
+        let slot = self.log.segment_slot(index);
+        if slot + 1 == self.log.segments.len() {
+            self.reader = None;
+            return self.log.read_unverified(index);
+        }
+        if self.reader.as_ref().is_none_or(|(s, _, _)| *s != slot) {
+            let offset = self.log.offset_of(index)?;
+            let path = self.log.layout.segment(self.log.segments[slot]);
+            let mut f = File::open(&path).map_err(|e| files::with_path(e, &path))?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| files::with_path(e, &path))?;
+            self.reader = Some((slot, offset, BufReader::with_capacity(1 << 20, f)));
+        }
+        let (slot, offset, reader) = self.reader.as_mut().expect("reader set");
+        let corrupt = |reason: String| LogError::Corrupt {
+            segment: self.log.layout.segment(self.log.segments[*slot]),
+            offset: *offset,
+            index,
+            reason,
+        };
+        let mut head = [0u8; FRAME_HEADER_LEN];
+        reader
+            .read_exact(&mut head)
+            .map_err(|e| corrupt(format!("reading the frame: {e}")))?;
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        if len > MAX_RECORD_LEN {
+            return Err(corrupt(format!("frame length {len} is too large")));
+        }
+        let mut record = vec![0u8; len];
+        reader
+            .read_exact(&mut record)
+            .map_err(|e| corrupt(format!("reading the record: {e}")))?;
+        if segment::frame_crc(&record) != crc {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        *offset += (FRAME_HEADER_LEN + len) as u64;
+        Ok(record)
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<(u64, Vec<u8>), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.next >= self.end {
+            return None;
+        }
+        let item = self.read_next().map(|r| (self.next, r));
+        self.next += 1;
+        self.done = item.is_err();
+        Some(item)
+    }
+}
+
+impl Log {
+    /// Reads record `index` checking only its frame checksum.
+    fn read_unverified(&self, index: u64) -> Result<Vec<u8>, LogError> {
+        let size = self.size();
+        if index >= size {
+            return Err(LogError::OutOfRange {
+                what: "index",
+                value: index,
+                size,
+            });
+        }
+        let offset = self.offset_of(index)?;
+        let slot = self.segment_slot(index);
+        let segment = self.layout.segment(self.segments[slot]);
+        let result = if slot + 1 == self.segments.len() {
+            read_frame(&self.newest, offset)
+        } else {
+            read_frame(&AppendFile::open(segment.clone(), false)?, offset)
+        };
+        result.map_err(|reason| LogError::Corrupt {
+            segment,
+            offset,
+            index,
+            reason,
+        })
+    }
+}

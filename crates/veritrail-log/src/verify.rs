@@ -1,14 +1,905 @@
-//! The offline verifier.
+//! The offline verifier: proves that a log directory is intact, from its records up.
 //!
-//! CONTRACT:
+//! [`verify_dir`] trusts nothing in the directory except what the verifier key signs:
 //!
-//! ```ignore
-//! pub struct VerifyOptions { pub against: Vec<String> /* signed checkpoints held elsewhere */, pub threads: usize }
-//! pub struct VerifyReport { pub records: u64, pub root: Hash, pub checkpoints_checked: usize, pub against_checked: usize, pub recovered_tail: bool }
-//! /// Recomputes the tree from the segments, checks framing, checksums, indexes, every stored
-//! /// checkpoint (signature and root at its size) and each `against` checkpoint (the log extends
-//! /// it). The first failure is returned as VerifyError naming index, segment and byte offset.
-//! pub fn verify_dir(dir: &Path, verifier: &NoteVerifier, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError>;
-//! /// Same, calling `on_record(index, &record)` for each record in order (for `verify --tokens`).
-//! pub fn verify_dir_with(dir, verifier, opts, on_record: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Result<VerifyReport, VerifyError>;
-//! ```
+//! 1. the `LOG` file's verifier key must be the one given, and every stored checkpoint (the
+//!    history and the latest) must carry a valid signature by it;
+//! 2. every segment is read in full, in parallel: header, framing, checksums, and the index
+//!    sequence across segments (no gap, no overlap); every record is hashed, and the leaf
+//!    hashes and record offsets are compared with the stored ones;
+//! 3. every stored interior hash is recomputed from its two children (in parallel), so the
+//!    stored tree is exactly the tree of the records;
+//! 4. every stored checkpoint's root must equal the tree's root at its size;
+//! 5. each `against` checkpoint — held outside the log, by an auditor or a witness — must be
+//!    extended by the log: a consistency proof from its size to the log's size must verify
+//!    against its root. This is what catches a truncated tail or a rewritten history, which
+//!    a log re-signed by whoever holds the key would otherwise pass.
+//!
+//! The first failure is returned as a [`VerifyError`] that names the record index, the file
+//! and the byte offset (or the checkpoint). A torn final record after the last checkpoint —
+//! what a crash leaves and [`Log::open`](crate::Log::open) repairs — is reported in
+//! [`VerifyReport::tail`], not treated as tampering.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{self, CompactRange, Hash, HashSource};
+use crate::note::NoteVerifier;
+use crate::store::segment::{self, BadFrame};
+use crate::store::tree::{HASH_LEN, TreeFiles};
+use crate::store::{AppendFile, Layout, Meta, Recovery, parse_history};
+
+/// What to check besides the log itself.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// Signed checkpoints held elsewhere (note texts) that the log must extend.
+    pub against: Vec<String>,
+    /// Threads for hashing (0 or 1: the calling thread only).
+    pub threads: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            against: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// What a successful verification established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records verified.
+    pub records: u64,
+    /// The tree root over all of them.
+    pub root: Hash,
+    /// Stored checkpoints whose signature and root were checked (history and latest).
+    pub checkpoints_checked: usize,
+    /// `against` checkpoints the log was proven to extend.
+    pub against_checked: usize,
+    /// Whether the newest segment ends in a torn record (see [`tail`](Self::tail)).
+    pub recovered_tail: bool,
+    /// The torn tail (or stored hashes of records no longer present) that
+    /// [`Log::open`](crate::Log::open) will cut: after the last checkpoint, so no signed data
+    /// is affected. The verified records stop before it.
+    pub tail: Option<Recovery>,
+    /// Records at the end whose hashes were not stored yet (a crash between writing records
+    /// and their hashes); they were verified from the records and are rebuilt on open.
+    pub unhashed_records: u64,
+    /// Segment files read.
+    pub segments: usize,
+    /// Segment bytes read.
+    pub bytes: u64,
+}
+
+/// Why a log failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A file could not be read (not evidence of tampering by itself).
+    #[error("cannot read the log: {0}")]
+    Io(#[from] io::Error),
+    /// The directory is not a log, or its `LOG` file is damaged.
+    #[error("{path}: {reason}")]
+    Layout {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log was created for another key.
+    #[error(
+        "the log's stored verifier key is {stored}, not the key given ({given}): \
+         it was created (or rewritten) under another key"
+    )]
+    WrongKey {
+        /// The key in the `LOG` file.
+        stored: String,
+        /// The key given.
+        given: String,
+    },
+    /// A record, its framing, or the sequence of indexes is wrong.
+    #[error("record {index} in {segment} at byte {offset}: {reason}")]
+    Record {
+        /// The record's index.
+        index: u64,
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset in the segment file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A stored hash or offset does not match the records.
+    #[error("{path}, entry {entry} (records {first_index}..{end_index}): {reason}")]
+    StoredHash {
+        /// The hash (or offsets) file.
+        path: PathBuf,
+        /// The entry within the file.
+        entry: u64,
+        /// First record index the entry covers.
+        first_index: u64,
+        /// One past the last record index the entry covers.
+        end_index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A stored checkpoint is not valid for this log.
+    #[error("stored checkpoint {which}: {reason}")]
+    Checkpoint {
+        /// Which one: `checkpoints entry N (byte B)` or `checkpoint (latest)`.
+        which: String,
+        /// Its size, when it could be read.
+        size: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An `against` checkpoint is not extended by this log.
+    #[error("against checkpoint #{position}: {reason}")]
+    Against {
+        /// Position in [`VerifyOptions::against`], from 1.
+        position: usize,
+        /// Its size, when it could be read.
+        size: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The per-record callback of [`verify_dir_with`] refused a record.
+    #[error("record {index}: {reason}")]
+    Rejected {
+        /// The record's index.
+        index: u64,
+        /// The callback's reason.
+        reason: String,
+    },
+}
+
+impl VerifyError {
+    /// Whether this is an I/O error (exit status 2 for a command line) rather than evidence
+    /// that the log is invalid.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Self::Io(_))
+    }
+
+    /// The record index the failure names, if it names one.
+    pub fn index(&self) -> Option<u64> {
+        match self {
+            Self::Record { index, .. } | Self::Rejected { index, .. } => Some(*index),
+            Self::StoredHash { first_index, .. } => Some(*first_index),
+            _ => None,
+        }
+    }
+}
+
+/// Verifies the log in `dir` against `verifier` (see the [module docs](self)).
+pub fn verify_dir(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    Verifier::new(dir, verifier, opts)?.run(None)
+}
+
+/// Like [`verify_dir`], then calls `on_record(index, record)` for every record in order (for
+/// checks of the records' contents, such as `verify --tokens`); an `Err(reason)` stops
+/// verification with [`VerifyError::Rejected`].
+pub fn verify_dir_with(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    opts: &VerifyOptions,
+    mut on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<VerifyReport, VerifyError> {
+    Verifier::new(dir, verifier, opts)?.run(Some(&mut on_record))
+}
+
+type OnRecord<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), String>;
+
+/// A stored checkpoint, signature checked.
+struct StoredCheckpoint {
+    which: String,
+    checkpoint: Checkpoint,
+}
+
+struct Verifier<'a> {
+    layout: Layout,
+    verifier: &'a NoteVerifier,
+    opts: &'a VerifyOptions,
+    meta: Meta,
+    segments: Vec<u64>,
+    tree: TreeFiles,
+    offsets: AppendFile,
+    checkpoints: Vec<StoredCheckpoint>,
+}
+
+/// What one worker found in one segment.
+#[derive(Default)]
+struct SegmentResult {
+    /// First index from the header (if the header was good).
+    first: Option<u64>,
+    count: u64,
+    bytes: u64,
+    bad: Option<BadFrame>,
+    error: Option<VerifyError>,
+    /// Leaf hashes of the records at or after the stored prefix (replayed later).
+    tail_leaves: Vec<Hash>,
+}
+
+impl<'a> Verifier<'a> {
+    fn new(
+        dir: &Path,
+        verifier: &'a NoteVerifier,
+        opts: &'a VerifyOptions,
+    ) -> Result<Self, VerifyError> {
+        let layout = Layout::new(dir);
+        let meta_path = layout.meta();
+        let text = match fs::read_to_string(&meta_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(VerifyError::Layout {
+                    path: dir.to_path_buf(),
+                    reason: "not a veritrail log (no LOG file)".into(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(VerifyError::Layout {
+                    path: meta_path,
+                    reason: "not UTF-8 text".into(),
+                });
+            }
+            Err(e) => return Err(crate::store::with_path(e, &meta_path).into()),
+        };
+        let meta = Meta::parse(&text).map_err(|reason| VerifyError::Layout {
+            path: meta_path,
+            reason,
+        })?;
+        if meta.verifier != *verifier {
+            return Err(VerifyError::WrongKey {
+                stored: meta.verifier.to_text(),
+                given: verifier.to_text(),
+            });
+        }
+        let segments = match layout.list_segments()? {
+            Ok(s) => s,
+            Err(path) => {
+                return Err(VerifyError::Layout {
+                    path,
+                    reason: "unexpected file in the segments directory".into(),
+                });
+            }
+        };
+        if let Some(&first) = segments.first()
+            && first != 0
+        {
+            return Err(VerifyError::Record {
+                index: 0,
+                segment: layout.segment(first),
+                offset: 0,
+                reason: format!(
+                    "the first segment starts at index {first}: the segments before it are \
+                     missing"
+                ),
+            });
+        }
+        let tree = TreeFiles::open(&layout.tree(), false)?;
+        let offsets = AppendFile::open(layout.offsets(), false)?;
+        let mut v = Self {
+            layout,
+            verifier,
+            opts,
+            meta,
+            segments,
+            tree,
+            offsets,
+            checkpoints: Vec::new(),
+        };
+        v.checkpoints = v.load_checkpoints()?;
+        Ok(v)
+    }
+
+    /// Reads and signature-checks the history and the latest checkpoint.
+    fn load_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, VerifyError> {
+        let mut out = Vec::new();
+        let path = self.layout.history();
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(crate::store::with_path(e, &path).into()),
+        };
+        let (entries, bad) = parse_history(&data);
+        if let Some(bad) = bad {
+            // A torn final entry is a checkpoint whose signing never completed.
+            if !bad.at_tail {
+                return Err(VerifyError::Checkpoint {
+                    which: format!(
+                        "checkpoints entry {} (byte {})",
+                        entries.len() + 1,
+                        bad.offset
+                    ),
+                    size: None,
+                    reason: bad.reason,
+                });
+            }
+        }
+        for (i, entry) in entries.iter().enumerate() {
+            let which = format!("checkpoints entry {} (byte {})", i + 1, entry.offset);
+            out.push(self.open_checkpoint(which, &entry.note)?);
+        }
+        let latest_path = self.layout.checkpoint();
+        match fs::read(&latest_path) {
+            Ok(bytes) => {
+                let which = "checkpoint (latest)".to_string();
+                let text = String::from_utf8(bytes).map_err(|_| VerifyError::Checkpoint {
+                    which: which.clone(),
+                    size: None,
+                    reason: "not UTF-8 text".into(),
+                })?;
+                let latest = self.open_checkpoint(which.clone(), &text)?;
+                if !entries.iter().any(|e| e.note == text) {
+                    return Err(VerifyError::Checkpoint {
+                        which,
+                        size: Some(latest.checkpoint.size),
+                        reason: "it is not in the checkpoint history".into(),
+                    });
+                }
+                out.push(latest);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::store::with_path(e, &latest_path).into()),
+        }
+        Ok(out)
+    }
+
+    fn open_checkpoint(&self, which: String, text: &str) -> Result<StoredCheckpoint, VerifyError> {
+        let checkpoint =
+            Checkpoint::open(text, self.verifier).map_err(|e| VerifyError::Checkpoint {
+                which: which.clone(),
+                size: None,
+                reason: format!("does not verify: {e}"),
+            })?;
+        if checkpoint.origin != self.meta.origin {
+            return Err(VerifyError::Checkpoint {
+                which,
+                size: Some(checkpoint.size),
+                reason: format!(
+                    "its origin is {:?}, not the log's {:?}",
+                    checkpoint.origin, self.meta.origin
+                ),
+            });
+        }
+        Ok(StoredCheckpoint { which, checkpoint })
+    }
+
+    fn run(mut self, on_record: Option<OnRecord<'_>>) -> Result<VerifyReport, VerifyError> {
+        let signed = self
+            .checkpoints
+            .iter()
+            .map(|c| c.checkpoint.size)
+            .max()
+            .unwrap_or(0);
+        let stored_offsets = self.offsets.len() / 8;
+        let prefix = self.tree.complete_prefix().min(stored_offsets);
+
+        // Records: all segments, in parallel.
+        let results = self.scan_segments(prefix);
+        let mut size = 0u64;
+        let mut bytes = 0u64;
+        let mut tail = None;
+        let mut tail_leaves = Vec::new();
+        let last = self.segments.len().saturating_sub(1);
+        for (slot, result) in results.into_iter().enumerate() {
+            let path = self.layout.segment(self.segments[slot]);
+            if let Some(first) = result.first
+                && first != size
+            {
+                return Err(VerifyError::Record {
+                    index: size,
+                    segment: path,
+                    offset: 0,
+                    reason: format!(
+                        "the segment starts at index {first} but the segments before it end at \
+                         {size}: records are {}",
+                        if first > size {
+                            "missing"
+                        } else {
+                            "duplicated"
+                        }
+                    ),
+                });
+            }
+            if let Some(e) = result.error {
+                return Err(e);
+            }
+            size += result.count;
+            bytes += result.bytes;
+            tail_leaves.extend(result.tail_leaves);
+            if let Some(bad) = result.bad {
+                if slot != last || !bad.at_tail || size < signed {
+                    let why = if slot != last {
+                        "in a sealed segment"
+                    } else if !bad.at_tail {
+                        "followed by more data: not a torn write"
+                    } else {
+                        "inside the signed part of the log: not a torn write"
+                    };
+                    return Err(VerifyError::Record {
+                        index: size,
+                        segment: path,
+                        offset: bad.offset,
+                        reason: format!("{} ({why})", bad.problem),
+                    });
+                }
+                tail = Some(Recovery {
+                    segment: path,
+                    offset: bad.offset,
+                    bytes_cut: result.bytes - bad.offset,
+                    hashes_dropped: 0,
+                });
+            }
+        }
+        if size < signed {
+            let (which, cp_size) = self
+                .checkpoints
+                .iter()
+                .find(|c| c.checkpoint.size > size)
+                .map(|c| (c.which.clone(), c.checkpoint.size))
+                .expect("a checkpoint larger than the log");
+            return Err(VerifyError::Checkpoint {
+                which,
+                size: Some(cp_size),
+                reason: format!(
+                    "it covers {cp_size} records but the log holds only {size}: records were \
+                     removed from the end"
+                ),
+            });
+        }
+
+        // Stored hashes of records that are not there (after the last checkpoint): a tail the
+        // writer will drop on open.
+        let beyond = self
+            .tree
+            .coverage()
+            .max(u128::from(stored_offsets))
+            .saturating_sub(u128::from(size));
+        if beyond > 0 {
+            let newest = self.layout.segment(*self.segments.last().unwrap_or(&0));
+            let t = tail.get_or_insert(Recovery {
+                segment: newest,
+                offset: 0,
+                bytes_cut: 0,
+                hashes_dropped: 0,
+            });
+            t.hashes_dropped = beyond as u64;
+        }
+
+        // The stored tree must hold everything sealed.
+        let newest_first = self.segments.last().copied().unwrap_or(0);
+        let prefix = prefix.min(size);
+        if prefix < newest_first {
+            return Err(self.missing_hashes(prefix, newest_first));
+        }
+        self.check_interior(prefix)?;
+        let root = self.replay(prefix, size, tail_leaves)?;
+
+        // Checkpoints and external checkpoints.
+        for c in &self.checkpoints {
+            let cp = &c.checkpoint;
+            let at = merkle::root_at(&self.tree, cp.size).map_err(io::Error::other)?;
+            if at != cp.root {
+                return Err(VerifyError::Checkpoint {
+                    which: c.which.clone(),
+                    size: Some(cp.size),
+                    reason: format!(
+                        "its root is not the root of the first {} records: records or stored \
+                         hashes were altered",
+                        cp.size
+                    ),
+                });
+            }
+        }
+        for (i, text) in self.opts.against.iter().enumerate() {
+            self.check_against(i + 1, text, size, &root)?;
+        }
+        if let Some(on_record) = on_record {
+            self.each_record(size, on_record)?;
+        }
+        Ok(VerifyReport {
+            records: size,
+            root,
+            checkpoints_checked: self.checkpoints.len(),
+            against_checked: self.opts.against.len(),
+            recovered_tail: tail.is_some(),
+            tail,
+            unhashed_records: size - prefix,
+            segments: self.segments.len(),
+            bytes,
+        })
+    }
+
+    fn missing_hashes(&self, have: u64, need: u64) -> VerifyError {
+        let offsets = self.offsets.len() / 8;
+        let (path, entry) = if offsets < need {
+            (self.layout.offsets(), offsets)
+        } else {
+            (self.tree.path(0), have)
+        };
+        VerifyError::StoredHash {
+            path,
+            entry,
+            first_index: have,
+            end_index: need,
+            reason: format!(
+                "stored hashes or offsets end at record {have}, but the sealed segments hold \
+                 {need} records (the writer syncs them before sealing a segment)"
+            ),
+        }
+    }
+
+    /// Reads every segment on `threads` workers.
+    fn scan_segments(&self, prefix: u64) -> Vec<SegmentResult> {
+        let count = self.segments.len();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let slot = next.fetch_add(1, Ordering::Relaxed);
+                if slot >= count {
+                    return done;
+                }
+                done.push((slot, self.scan_segment(slot, prefix)));
+            }
+        };
+        let threads = self.opts.threads.clamp(1, count.max(1));
+        let mut all: Vec<(usize, SegmentResult)> = if threads == 1 {
+            work()
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+                let mut all = work();
+                for h in handles {
+                    all.extend(h.join().expect("verifier thread panicked"));
+                }
+                all
+            })
+        };
+        all.sort_by_key(|(slot, _)| *slot);
+        all.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn scan_segment(&self, slot: usize, prefix: u64) -> SegmentResult {
+        let named = self.segments[slot];
+        let path = self.layout.segment(named);
+        let mut result = SegmentResult::default();
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                result.error = Some(crate::store::with_path(e, &path).into());
+                return result;
+            }
+        };
+        result.bytes = data.len() as u64;
+        let last = slot + 1 == self.segments.len();
+        let first = match segment::parse_header(&data) {
+            Ok(first) if first == named => first,
+            Ok(first) => {
+                result.error = Some(VerifyError::Record {
+                    index: named,
+                    segment: path,
+                    offset: 12,
+                    reason: format!(
+                        "the header says the first index is {first}, the file name {named}"
+                    ),
+                });
+                return result;
+            }
+            Err(_) if last && data.len() <= segment::HEADER_LEN => {
+                // A rotation cut short by a crash: no records yet.
+                result.first = Some(named);
+                if !data.is_empty() {
+                    result.bad = Some(BadFrame {
+                        offset: 0,
+                        problem: segment::FrameProblem::ShortHeader,
+                        at_tail: true,
+                    });
+                }
+                return result;
+            }
+            Err(problem) => {
+                result.error = Some(VerifyError::Record {
+                    index: named,
+                    segment: path,
+                    offset: 0,
+                    reason: problem.to_string(),
+                });
+                return result;
+            }
+        };
+        result.first = Some(first);
+        let mut leaves = StoredEntries::new(self.tree.level_file(0), HASH_LEN as usize);
+        let mut offsets = StoredEntries::new(Some(&self.offsets), 8);
+        let mut index = first;
+        let mut error = None;
+        result.bad = segment::scan(&data, |offset, record| {
+            if error.is_some() {
+                return;
+            }
+            let leaf = merkle::leaf_hash(record);
+            let wrong = |what: &str| VerifyError::Record {
+                index,
+                segment: path.clone(),
+                offset,
+                reason: what.to_string(),
+            };
+            match leaves.get(index) {
+                Ok(Some(stored)) if stored != leaf => {
+                    error = Some(wrong(
+                        "the record does not match its stored leaf hash (tree/level-00.hashes)",
+                    ));
+                }
+                Err(e) => error = Some(e.into()),
+                _ => {}
+            }
+            match offsets.get(index) {
+                Ok(Some(stored))
+                    if u64::from_le_bytes(stored[..8].try_into().expect("8")) != offset =>
+                {
+                    error = Some(VerifyError::StoredHash {
+                        path: self.layout.offsets(),
+                        entry: index,
+                        first_index: index,
+                        end_index: index + 1,
+                        reason: format!("the stored offset is not the record's offset {offset}"),
+                    });
+                }
+                Err(e) => error = Some(e.into()),
+                _ => {}
+            }
+            if index >= prefix {
+                result.tail_leaves.push(leaf);
+            }
+            index += 1;
+        });
+        result.count = index - first;
+        if error.is_some() {
+            result.error = error;
+        }
+        result
+    }
+
+    /// Checks every stored interior hash below `prefix` against its children, in parallel.
+    fn check_interior(&self, prefix: u64) -> Result<(), VerifyError> {
+        const CHUNK: u64 = 1 << 14;
+        let mut jobs = Vec::new();
+        for level in 1..self.tree.level_count() as u8 {
+            let parents = prefix >> level;
+            let mut start = 0;
+            while start < parents {
+                let end = (start + CHUNK).min(parents);
+                jobs.push((level, start, end));
+                start = end;
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let work = || -> Result<(), VerifyError> {
+            let mut parents = Vec::new();
+            let mut children = Vec::new();
+            loop {
+                let j = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(level, start, end)) = jobs.get(j) else {
+                    return Ok(());
+                };
+                let n = (end - start) as usize;
+                parents.resize(n * 32, 0);
+                children.resize(n * 64, 0);
+                self.tree.read_range(level, start, &mut parents)?;
+                self.tree.read_range(level - 1, start * 2, &mut children)?;
+                for i in 0..n {
+                    let left: &Hash = children[i * 64..i * 64 + 32].try_into().expect("32");
+                    let right: &Hash = children[i * 64 + 32..i * 64 + 64].try_into().expect("32");
+                    if merkle::node_hash(left, right)[..] != parents[i * 32..i * 32 + 32] {
+                        let entry = start + i as u64;
+                        return Err(VerifyError::StoredHash {
+                            path: self.tree.path(level),
+                            entry,
+                            first_index: entry << level,
+                            end_index: (entry + 1) << level,
+                            reason: "the stored hash is not the hash of its two children".into(),
+                        });
+                    }
+                }
+            }
+        };
+        let threads = self.opts.threads.max(1);
+        let results: Vec<Result<(), VerifyError>> = if threads == 1 {
+            vec![work()]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+                let mut results = vec![work()];
+                results.extend(
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("verifier thread")),
+                );
+                results
+            })
+        };
+        // Report the lowest failing level/entry for a deterministic answer.
+        let mut errors: Vec<VerifyError> = results.into_iter().filter_map(Result::err).collect();
+        errors.sort_by_key(|e| match e {
+            VerifyError::StoredHash {
+                first_index, entry, ..
+            } => (*first_index, *entry),
+            _ => (0, 0),
+        });
+        errors.into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Extends the stored tree from `prefix` to `size` in memory with the recomputed leaves,
+    /// comparing with any stored hashes there; returns the root.
+    fn replay(&mut self, prefix: u64, size: u64, leaves: Vec<Hash>) -> Result<Hash, VerifyError> {
+        let stored: Vec<u64> = (0..64).map(|l| self.tree.entries(l)).collect();
+        self.tree.truncate_leaves(prefix)?;
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        for level in (0..64u8).rev() {
+            if prefix & (1 << level) != 0 {
+                parts.push(self.tree.node(level, start >> level)?);
+                start += 1 << level;
+            }
+        }
+        let mut range = CompactRange::from_parts(prefix, parts).map_err(io::Error::other)?;
+        let leaves = &leaves[..(size - prefix) as usize];
+        let tree = &mut self.tree;
+        let mut mismatch = None;
+        for leaf in leaves {
+            range.append(*leaf, |level, index, hash| {
+                if level > 0 && index < stored[level as usize] && mismatch.is_none() {
+                    match tree.read_raw(level, index) {
+                        Ok(h) if h == *hash => {}
+                        Ok(_) => mismatch = Some((level, index, None)),
+                        Err(e) => mismatch = Some((level, index, Some(e))),
+                    }
+                }
+                tree.push(level, index, hash);
+            });
+        }
+        if let Some((level, entry, err)) = mismatch {
+            if let Some(e) = err {
+                return Err(e.into());
+            }
+            return Err(VerifyError::StoredHash {
+                path: self.tree.path(level),
+                entry,
+                first_index: entry << level,
+                end_index: (entry + 1) << level,
+                reason: "the stored hash is not the hash of the records it covers".into(),
+            });
+        }
+        Ok(range.root())
+    }
+
+    fn check_against(
+        &self,
+        position: usize,
+        text: &str,
+        size: u64,
+        root: &Hash,
+    ) -> Result<(), VerifyError> {
+        let fail = |size: Option<u64>, reason: String| VerifyError::Against {
+            position,
+            size,
+            reason,
+        };
+        let cp = Checkpoint::open(text, self.verifier)
+            .map_err(|e| fail(None, format!("not signed by the verifier key given: {e}")))?;
+        if cp.origin != self.meta.origin {
+            return Err(fail(
+                Some(cp.size),
+                format!(
+                    "it is for origin {:?}, the log is {:?}: not this log",
+                    cp.origin, self.meta.origin
+                ),
+            ));
+        }
+        if cp.size > size {
+            return Err(fail(
+                Some(cp.size),
+                format!(
+                    "it covers {} records but the log holds only {size}: records were removed \
+                     from the end (or the log was replaced)",
+                    cp.size
+                ),
+            ));
+        }
+        let extends = if cp.size == 0 {
+            if cp.root == merkle::empty_root() {
+                Ok(())
+            } else {
+                Err("its root is not the empty tree's".to_string())
+            }
+        } else {
+            let proof =
+                merkle::consistency_proof(&self.tree, cp.size, size).map_err(io::Error::other)?;
+            merkle::verify_consistency(cp.size, size, &proof, &cp.root, root)
+                .map_err(|e| e.to_string())
+        };
+        extends.map_err(|e| {
+            fail(
+                Some(cp.size),
+                format!(
+                    "the log does not extend it ({e}): its first {} records were altered, \
+                     reordered or replaced",
+                    cp.size
+                ),
+            )
+        })
+    }
+
+    fn each_record(&self, size: u64, on_record: OnRecord<'_>) -> Result<(), VerifyError> {
+        let mut index = 0u64;
+        for &first in &self.segments {
+            let path = self.layout.segment(first);
+            let data = fs::read(&path).map_err(|e| crate::store::with_path(e, &path))?;
+            let mut rejected = None;
+            segment::scan(&data, |_, record| {
+                if rejected.is_none() && index < size {
+                    if let Err(reason) = on_record(index, record) {
+                        rejected = Some(VerifyError::Rejected { index, reason });
+                    }
+                    index += 1;
+                }
+            });
+            if let Some(e) = rejected {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads fixed-size entries of a stored file sequentially, in blocks.
+struct StoredEntries<'a> {
+    file: Option<&'a AppendFile>,
+    width: usize,
+    count: u64,
+    block_first: u64,
+    block: Vec<u8>,
+}
+
+impl<'a> StoredEntries<'a> {
+    const BLOCK: u64 = 4096;
+
+    fn new(file: Option<&'a AppendFile>, width: usize) -> Self {
+        Self {
+            file,
+            width,
+            count: file.map_or(0, |f| f.len() / width as u64),
+            block_first: 0,
+            block: Vec::new(),
+        }
+    }
+
+    /// Entry `index`, or `None` beyond the stored entries.
+    fn get(&mut self, index: u64) -> io::Result<Option<[u8; 32]>> {
+        let Some(file) = self.file else {
+            return Ok(None);
+        };
+        if index >= self.count {
+            return Ok(None);
+        }
+        let in_block = self.block.len() as u64 / self.width as u64;
+        if index < self.block_first || index >= self.block_first + in_block {
+            let n = Self::BLOCK.min(self.count - index);
+            self.block.resize(n as usize * self.width, 0);
+            file.read_at(index * self.width as u64, &mut self.block)?;
+            self.block_first = index;
+        }
+        let at = (index - self.block_first) as usize * self.width;
+        let mut out = [0u8; 32];
+        out[..self.width].copy_from_slice(&self.block[at..at + self.width]);
+        Ok(Some(out))
+    }
+}
