@@ -5,5 +5,6 @@
 //! - `remote` (JWKS URL store, OIDC discovery; feature `remote`): the JWKS-store helper.
 
 pub mod keyset;
+pub mod source;
 #[cfg(feature = "remote")]
 pub mod remote;
