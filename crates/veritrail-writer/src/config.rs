@@ -1,0 +1,139 @@
+//! [`WriterConfig`]: queue, batching, overflow and checkpoint settings.
+
+use std::time::Duration;
+
+/// What the writer does with an event that does not fit in a full queue. There is no silent
+/// drop: every refused event is either reported to its caller or recorded in a `gap` record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// The caller waits for room up to `timeout`, then gets
+    /// [`RecordError::Overflow`](veritrail_core::recorder::RecordError::Overflow). Waiting
+    /// uses the tokio timer: record from inside a runtime with time enabled.
+    Block {
+        /// How long a caller may wait for room.
+        timeout: Duration,
+    },
+    /// The caller gets [`RecordError::Overflow`](veritrail_core::recorder::RecordError::Overflow)
+    /// at once (the middleware answers 503).
+    Reject,
+    /// The event is dropped and its caller gets
+    /// [`RecordError::Overflow`](veritrail_core::recorder::RecordError::Overflow) at once; the
+    /// writer counts the drops and writes a `gap` record (`reason: "queue_full"`, how many,
+    /// first and last time) at the place in the log where the events would have been, as soon
+    /// as there is room. The loss itself is in the tamper-evident log.
+    DropNewest,
+}
+
+impl Default for OverflowPolicy {
+    /// `Block` for up to 100 ms.
+    fn default() -> Self {
+        OverflowPolicy::Block {
+            timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The writer's settings, built with chained setters from [`WriterConfig::default`]:
+///
+/// ```
+/// use std::time::Duration;
+/// use veritrail_writer::{OverflowPolicy, WriterConfig};
+///
+/// let config = WriterConfig::default()
+///     .queue_capacity(100_000, 64 << 20)
+///     .batch_max(2_048, 1 << 20)
+///     .linger(Duration::from_micros(200))
+///     .overflow(OverflowPolicy::DropNewest)
+///     .checkpoint_every(Some(10_000))
+///     .checkpoint_interval(Some(Duration::from_secs(5)));
+/// assert_eq!(config.overflow_policy(), OverflowPolicy::DropNewest);
+/// ```
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub(crate) queue_events: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) batch_events: usize,
+    pub(crate) batch_bytes: usize,
+    pub(crate) linger: Duration,
+    pub(crate) overflow: OverflowPolicy,
+    pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) checkpoint_interval: Option<Duration>,
+    pub(crate) drop_timeout: Duration,
+}
+
+impl Default for WriterConfig {
+    /// Queue of 65,536 events / 64 MiB; batches of at most 4,096 records / 4 MiB; no linger
+    /// (a batch is whatever queued up during the previous commit); `Block` for 100 ms;
+    /// a checkpoint every 100,000 records and every 10 s; dropping the writer waits up to
+    /// 5 s for the queue to drain.
+    fn default() -> Self {
+        WriterConfig {
+            queue_events: 65_536,
+            queue_bytes: 64 << 20,
+            batch_events: 4_096,
+            batch_bytes: 4 << 20,
+            linger: Duration::ZERO,
+            overflow: OverflowPolicy::default(),
+            checkpoint_every: Some(100_000),
+            checkpoint_interval: Some(Duration::from_secs(10)),
+            drop_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WriterConfig {
+    /// Bounds the queue: at most `events` queued events and `bytes` bytes of serialized
+    /// records (an event larger than `bytes` is still taken when the queue is empty). Memory
+    /// held by the queue is about `bytes` plus 64 bytes per event. Values below 1 count as 1.
+    pub fn queue_capacity(mut self, events: usize, bytes: usize) -> Self {
+        self.queue_events = events.max(1);
+        self.queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// Bounds one batch (one write and one fsync): at most `events` records and about `bytes`
+    /// bytes (a batch always takes at least one record). Values below 1 count as 1.
+    pub fn batch_max(mut self, events: usize, bytes: usize) -> Self {
+        self.batch_events = events.max(1);
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long the writer waits for a batch to fill before committing what it has. Zero
+    /// (the default) commits at once; the records that arrive during a commit form the next
+    /// batch, so batches grow with the load by themselves.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// What happens when the queue is full.
+    pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// Signs a checkpoint after every `records` records (`None`: not by count).
+    pub fn checkpoint_every(mut self, records: Option<u64>) -> Self {
+        self.checkpoint_every = records.map(|n| n.max(1));
+        self
+    }
+
+    /// Signs a checkpoint at least this often while records arrive (`None`: not by time).
+    pub fn checkpoint_interval(mut self, interval: Option<Duration>) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// How long dropping a [`Writer`](crate::Writer) without calling `shutdown` waits for the
+    /// queue to drain and the `stop` record to be written.
+    pub fn drop_timeout(mut self, timeout: Duration) -> Self {
+        self.drop_timeout = timeout;
+        self
+    }
+
+    /// The overflow policy in force.
+    pub fn overflow_policy(&self) -> OverflowPolicy {
+        self.overflow
+    }
+}

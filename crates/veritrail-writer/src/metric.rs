@@ -1,0 +1,72 @@
+//! Metric names, reported through the [`metrics`] facade with an `origin` label (the log's
+//! origin). Install a recorder (Prometheus exporter, OpenTelemetry bridge…) before starting
+//! the writer: the writer binds its metric handles when it starts.
+//!
+//! | name | type | unit | what |
+//! | --- | --- | --- | --- |
+//! | `veritrail_writer_queue_depth` | gauge | events | events waiting in the queue after the writer took a batch |
+//! | `veritrail_writer_queue_bytes` | gauge | bytes | serialized bytes waiting in the queue |
+//! | `veritrail_writer_batch_records` | histogram | records | records per committed batch (events and system records) |
+//! | `veritrail_writer_batch_bytes` | histogram | bytes | bytes per committed batch |
+//! | `veritrail_writer_commit_seconds` | histogram | seconds | one batch's write plus fsync (`Sink::append` + `Sink::commit`) |
+//! | `veritrail_writer_events_written_total` | counter | events | events made durable |
+//! | `veritrail_writer_events_rejected_total` | counter | events | events refused with `Overflow` (`Reject`, `Block` timeout) |
+//! | `veritrail_writer_events_dropped_total` | counter | events | events dropped and recorded in a `gap` record (`DropNewest`, shutdown deadline) |
+//! | `veritrail_writer_checkpoints_total` | counter | checkpoints | checkpoints signed |
+//! | `veritrail_writer_failed` | gauge | 0 / 1 | 1 once the writer is in its failed state |
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+/// Gauge: events waiting in the queue.
+pub const QUEUE_DEPTH: &str = "veritrail_writer_queue_depth";
+/// Gauge: serialized bytes waiting in the queue.
+pub const QUEUE_BYTES: &str = "veritrail_writer_queue_bytes";
+/// Histogram: records per committed batch.
+pub const BATCH_RECORDS: &str = "veritrail_writer_batch_records";
+/// Histogram: bytes per committed batch.
+pub const BATCH_BYTES: &str = "veritrail_writer_batch_bytes";
+/// Histogram: seconds to write and fsync one batch.
+pub const COMMIT_SECONDS: &str = "veritrail_writer_commit_seconds";
+/// Counter: events made durable.
+pub const EVENTS_WRITTEN: &str = "veritrail_writer_events_written_total";
+/// Counter: events refused with `Overflow`.
+pub const EVENTS_REJECTED: &str = "veritrail_writer_events_rejected_total";
+/// Counter: events dropped and recorded in a `gap` record.
+pub const EVENTS_DROPPED: &str = "veritrail_writer_events_dropped_total";
+/// Counter: checkpoints signed.
+pub const CHECKPOINTS: &str = "veritrail_writer_checkpoints_total";
+/// Gauge: 1 once the writer has failed.
+pub const FAILED: &str = "veritrail_writer_failed";
+
+/// The writer's metric handles, bound once at start.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) queue_depth: Gauge,
+    pub(crate) queue_bytes: Gauge,
+    pub(crate) batch_records: Histogram,
+    pub(crate) batch_bytes: Histogram,
+    pub(crate) commit_seconds: Histogram,
+    pub(crate) written: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) dropped: Counter,
+    pub(crate) checkpoints: Counter,
+    pub(crate) failed: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new(origin: &str) -> Self {
+        let label = || [("origin", origin.to_owned())];
+        Metrics {
+            queue_depth: gauge!(QUEUE_DEPTH, &label()),
+            queue_bytes: gauge!(QUEUE_BYTES, &label()),
+            batch_records: histogram!(BATCH_RECORDS, &label()),
+            batch_bytes: histogram!(BATCH_BYTES, &label()),
+            commit_seconds: histogram!(COMMIT_SECONDS, &label()),
+            written: counter!(EVENTS_WRITTEN, &label()),
+            rejected: counter!(EVENTS_REJECTED, &label()),
+            dropped: counter!(EVENTS_DROPPED, &label()),
+            checkpoints: counter!(CHECKPOINTS, &label()),
+            failed: gauge!(FAILED, &label()),
+        }
+    }
+}

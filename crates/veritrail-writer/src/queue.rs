@@ -1,0 +1,451 @@
+//! The bounded queue between the callers and the writer thread.
+//!
+//! Callers serialize their event (at index 0) on their own thread and push the bytes; the
+//! writer thread only splices the real index in. That keeps the writer thread's work per
+//! event to a copy, a hash and a frame, and makes the queue's byte bound exact.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::{Notify, oneshot};
+use veritrail_core::event::AuditEvent;
+use veritrail_core::recorder::{Receipt, RecordError};
+
+use crate::metric::Metrics;
+
+/// Where an acknowledgement goes once the event's batch is durable (or has failed).
+pub(crate) type Ack = oneshot::Sender<Result<Receipt, RecordError>>;
+
+/// The digits `write_json` writes for index 0, with their delimiters.
+const INDEX_ZERO: &[u8] = b"\"index\":0,";
+
+/// An event's record bytes, prepared on the caller's thread.
+#[derive(Debug)]
+pub(crate) enum Record {
+    /// Written with index 0; the `0` at `index_at` is replaced by the real index.
+    Spliced { bytes: Box<[u8]>, index_at: usize },
+    /// An event whose layout did not show where the index goes: serialized by the writer.
+    Event { event: Box<AuditEvent>, len: usize },
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+impl Record {
+    /// Serializes `event` at index 0 and remembers where the index digit is.
+    pub(crate) fn new(event: AuditEvent) -> Record {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            event.write_json(0, scratch);
+            // `v` and `id` precede `index` and hold no caller text, so the first match is the
+            // top-level field; the tests compare the splice with `write_json` byte for byte.
+            match scratch.windows(INDEX_ZERO.len()).position(|w| w == INDEX_ZERO) {
+                Some(at) => Record::Spliced {
+                    bytes: scratch[..].into(),
+                    index_at: at + INDEX_ZERO.len() - 2,
+                },
+                None => Record::Event {
+                    len: scratch.len(),
+                    event: Box::new(event),
+                },
+            }
+        })
+    }
+
+    /// The record's size in bytes (at index 0).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Record::Spliced { bytes, .. } => bytes.len(),
+            Record::Event { len, .. } => *len,
+        }
+    }
+
+    /// Appends the record bytes at log index `index` to `out`: exactly what
+    /// `AuditEvent::write_json(index, out)` writes.
+    pub(crate) fn write(&self, index: u64, out: &mut Vec<u8>) {
+        match self {
+            Record::Spliced { bytes, index_at } => {
+                out.extend_from_slice(&bytes[..*index_at]);
+                write_decimal(index, out);
+                out.extend_from_slice(&bytes[index_at + 1..]);
+            }
+            Record::Event { event, .. } => event.write_json(index, out),
+        }
+    }
+}
+
+/// Appends `n` in decimal, as serde_json writes a `u64`.
+fn write_decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// One queue entry.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A caller's event, with its acknowledgement for `Durable` / `WriteAhead`.
+    Event { record: Record, ack: Option<Ack> },
+    /// Events dropped by `DropNewest` at this point of the queue; becomes a `gap` record.
+    Gap {
+        dropped: u64,
+        first: OffsetDateTime,
+        last: OffsetDateTime,
+    },
+}
+
+impl Item {
+    fn byte_len(&self) -> usize {
+        match self {
+            Item::Event { record, .. } => record.len(),
+            Item::Gap { .. } => 0,
+        }
+    }
+}
+
+/// Whether the writer takes new events.
+#[derive(Clone, Debug)]
+pub(crate) enum Status {
+    Open,
+    /// Shutdown began: no new events; drain until `deadline`.
+    Closing { deadline: Instant },
+    /// A sink error: nothing more is written.
+    Failed(Arc<str>),
+}
+
+#[derive(Debug)]
+struct State {
+    items: VecDeque<Item>,
+    /// Queued events (gap markers not counted).
+    events: usize,
+    bytes: usize,
+    status: Status,
+    /// `Some(n)` while the writer thread sleeps: wake it once `n` events are queued.
+    writer_waits_for: Option<usize>,
+}
+
+/// Counts kept for the shutdown report.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Refused with `Overflow` (Reject, Block timeout, DropNewest with its gap record).
+    pub(crate) rejected: AtomicU64,
+    /// Dropped and recorded in a gap record (DropNewest, shutdown deadline).
+    pub(crate) dropped: AtomicU64,
+    /// Accepted but lost because the writer failed.
+    pub(crate) lost: AtomicU64,
+}
+
+/// The limits a batch is cut to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchLimits {
+    pub(crate) events: usize,
+    pub(crate) bytes: usize,
+    pub(crate) linger: Duration,
+}
+
+/// Why `push` did not queue an event.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// No room; the event is handed back (for `Block`).
+    Full(Record, Option<Ack>),
+    /// Refused for good.
+    Refused(RecordError),
+}
+
+/// What the writer thread gets from [`Shared::next_batch`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// `items` holds a batch to write.
+    Batch,
+    /// The timer the writer asked for expired with nothing queued.
+    Timer,
+    /// Shutdown: the queue is empty.
+    Drained,
+    /// Shutdown: the deadline passed; `items` holds everything that was left.
+    Overdue,
+}
+
+/// State shared by the handles and the writer thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    wake_writer: Condvar,
+    /// Signalled when room frees up or the status changes (for `Block` waiters).
+    pub(crate) room: Notify,
+    queue_events: usize,
+    queue_bytes: usize,
+    pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
+}
+
+impl Shared {
+    pub(crate) fn new(queue_events: usize, queue_bytes: usize, metrics: Metrics) -> Self {
+        Shared {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                events: 0,
+                bytes: 0,
+                status: Status::Open,
+                writer_waits_for: None,
+            }),
+            wake_writer: Condvar::new(),
+            room: Notify::new(),
+            queue_events,
+            queue_bytes,
+            counters: Counters::default(),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before anything can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer's status.
+    pub(crate) fn status(&self) -> Status {
+        self.lock().status.clone()
+    }
+
+    /// Queued events.
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().events
+    }
+
+    /// Queues an event if there is room. With `drop_when_full`, an event that does not fit
+    /// is dropped, counted into the gap marker at the queue's tail, and refused.
+    pub(crate) fn push(
+        &self,
+        record: Record,
+        ack: Option<Ack>,
+        drop_when_full: bool,
+    ) -> Result<(), PushError> {
+        let len = record.len();
+        let mut st = self.lock();
+        match &st.status {
+            Status::Open => {}
+            Status::Closing { .. } => return Err(PushError::Refused(RecordError::Closed)),
+            Status::Failed(why) => {
+                return Err(PushError::Refused(RecordError::Failed(why.to_string())));
+            }
+        }
+        let fits = st.events == 0
+            || (st.events < self.queue_events && st.bytes + len <= self.queue_bytes);
+        if !fits {
+            if !drop_when_full {
+                return Err(PushError::Full(record, ack));
+            }
+            let now = OffsetDateTime::now_utc();
+            match st.items.back_mut() {
+                Some(Item::Gap { dropped, last, .. }) => {
+                    *dropped += 1;
+                    *last = now;
+                }
+                // The queue may exceed its bound by this one marker, which later drops join.
+                _ => st.items.push_back(Item::Gap {
+                    dropped: 1,
+                    first: now,
+                    last: now,
+                }),
+            }
+            drop(st);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dropped.increment(1);
+            return Err(PushError::Refused(RecordError::Overflow));
+        }
+        st.items.push_back(Item::Event { record, ack });
+        st.events += 1;
+        st.bytes += len;
+        let wake = st.writer_waits_for.is_some_and(|n| st.events >= n);
+        if wake {
+            st.writer_waits_for = None;
+        }
+        drop(st);
+        if wake {
+            self.wake_writer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits for the next batch (writer thread). `timer`: return [`Next::Timer`] at this
+    /// instant if nothing arrived (the next checkpoint by time).
+    pub(crate) fn next_batch(
+        &self,
+        items: &mut Vec<Item>,
+        limits: BatchLimits,
+        timer: Option<Instant>,
+    ) -> Next {
+        let mut st = self.lock();
+        let mut linger_until: Option<Instant> = None;
+        loop {
+            let deadline = match st.status {
+                Status::Closing { deadline } => Some(deadline),
+                _ => None,
+            };
+            if !st.items.is_empty() {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    items.extend(st.items.drain(..));
+                    st.events = 0;
+                    st.bytes = 0;
+                    drop(st);
+                    self.after_take(0, 0);
+                    return Next::Overdue;
+                }
+                if !limits.linger.is_zero() && deadline.is_none() && st.events < limits.events
+                {
+                    let until = *linger_until.get_or_insert_with(|| Instant::now() + limits.linger);
+                    let now = Instant::now();
+                    if now < until {
+                        st.writer_waits_for = Some(limits.events.min(self.queue_events));
+                        st = self.wake_writer.wait_timeout(st, until - now).unwrap_or_else(|e| e.into_inner()).0;
+                        st.writer_waits_for = None;
+                        continue;
+                    }
+                }
+                let (mut records, mut bytes) = (0usize, 0usize);
+                while let Some(item) = st.items.front() {
+                    let len = item.byte_len();
+                    if records > 0 && (records >= limits.events || bytes + len > limits.bytes) {
+                        break;
+                    }
+                    let item = st.items.pop_front().expect("front exists");
+                    if matches!(item, Item::Event { .. }) {
+                        st.events -= 1;
+                    }
+                    st.bytes -= len;
+                    records += 1;
+                    bytes += len;
+                    items.push(item);
+                }
+                let (events, bytes) = (st.events, st.bytes);
+                drop(st);
+                self.after_take(events, bytes);
+                return Next::Batch;
+            }
+            if deadline.is_some() || matches!(st.status, Status::Failed(_)) {
+                return Next::Drained;
+            }
+            st.writer_waits_for = Some(1);
+            match timer {
+                Some(at) => {
+                    let now = Instant::now();
+                    if at <= now {
+                        st.writer_waits_for = None;
+                        return Next::Timer;
+                    }
+                    st = self.wake_writer.wait_timeout(st, at - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                None => st = self.wake_writer.wait(st).unwrap_or_else(|e| e.into_inner()),
+            }
+            st.writer_waits_for = None;
+        }
+    }
+
+    fn after_take(&self, events: usize, bytes: usize) {
+        self.metrics.queue_depth.set(events as f64);
+        self.metrics.queue_bytes.set(bytes as f64);
+        self.room.notify_waiters();
+    }
+
+    /// Begins shutdown: no new events; the writer drains until `deadline`. Returns `false`
+    /// if the writer had already failed or was closing.
+    pub(crate) fn close(&self, deadline: Instant) -> bool {
+        let mut st = self.lock();
+        let open = matches!(st.status, Status::Open);
+        if open {
+            st.status = Status::Closing { deadline };
+        }
+        drop(st);
+        self.wake_writer.notify_one();
+        self.room.notify_waiters();
+        open
+    }
+
+    /// Enters the failed state and hands back everything still queued.
+    pub(crate) fn fail(&self, why: Arc<str>) -> Vec<Item> {
+        let mut st = self.lock();
+        st.status = Status::Failed(why);
+        let items: Vec<Item> = st.items.drain(..).collect();
+        st.events = 0;
+        st.bytes = 0;
+        drop(st);
+        self.metrics.failed.set(1.0);
+        self.after_take(0, 0);
+        items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veritrail_core::event::Actor;
+
+    fn sample(custom: &str) -> AuditEvent {
+        let actor = Actor {
+            sub: Some(custom.into()),
+            ..Actor::default()
+        };
+        AuditEvent::http("POST", "/orders")
+            .route("/orders")
+            .actor(actor)
+            .action(custom)
+            .status(201)
+            .build()
+    }
+
+    #[test]
+    fn splice_writes_what_write_json_writes() {
+        // Caller text that looks like the index field must not be mistaken for it.
+        for text in ["plain", "\"index\":0,", "{\"index\":0,\"x\":1}", "index\\\":0,"] {
+            let event = sample(text);
+            let record = Record::new(event.clone());
+            assert!(matches!(record, Record::Spliced { .. }), "index located");
+            for index in [0, 1, 9, 10, 99, 12_345, u64::MAX / 3, u64::MAX] {
+                let mut spliced = Vec::new();
+                record.write(index, &mut spliced);
+                let mut direct = Vec::new();
+                event.write_json(index, &mut direct);
+                assert_eq!(
+                    String::from_utf8(spliced).unwrap(),
+                    String::from_utf8(direct).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn events_without_a_located_index_are_serialized_by_the_writer() {
+        let event = sample("fallback");
+        let mut direct = Vec::new();
+        event.write_json(7, &mut direct);
+        let record = Record::Event {
+            len: direct.len(),
+            event: Box::new(event),
+        };
+        let mut out = Vec::new();
+        record.write(7, &mut out);
+        assert_eq!(out, direct);
+    }
+
+    #[test]
+    fn decimal_matches_display() {
+        for n in [0u64, 5, 10, 101, 4_294_967_296, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(n, &mut out);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The [`Sink`] trait: where the writer's batches go.
+//!
+//! The writer owns exactly one sink and calls it from its own thread, one batch at a time:
+//!
+//! 1. [`Sink::size`] once at start — the index the next record gets; from then on the writer
+//!    counts indexes itself (it is the only writer of its origin).
+//! 2. For each batch: [`Sink::append`] with the serialized records (each one already carries
+//!    its index), then [`Sink::commit`], which must not return before the records are durable
+//!    (one `fdatasync` for the file log; a transaction commit or a publish acknowledgement for
+//!    a database or a broker). Only then are the waiting callers acknowledged.
+//! 3. [`Sink::checkpoint`] every N records, every T and at shutdown.
+//!
+//! Any error is final: the writer enters its failed state and never calls the sink again
+//! (after a failed `fsync`, Linux may have dropped the dirty pages and a retried `fsync` can
+//! falsely succeed — "fsyncgate"). A sink that can retry safely (a network sink) does so
+//! inside `commit` before giving up.
+//!
+//! The calls are blocking; a sink over an async client can `block_on` a runtime handle it
+//! keeps, since the writer thread is not a runtime worker.
+
+use std::ops::Range;
+
+use veritrail_core::event::RecoveredRecord;
+
+/// A batch of serialized records with consecutive log indexes, stored back to back.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    first_index: u64,
+    bytes: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> Batch<'a> {
+    /// A batch whose record `i` is `bytes[ends[i-1]..ends[i]]` (from 0 for the first) and has
+    /// index `first_index + i`. `ends` must be non-decreasing and end at or before
+    /// `bytes.len()`.
+    pub fn new(first_index: u64, bytes: &'a [u8], ends: &'a [usize]) -> Self {
+        debug_assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+        debug_assert!(ends.last().is_none_or(|&end| end <= bytes.len()));
+        Batch {
+            first_index,
+            bytes,
+            ends,
+        }
+    }
+
+    /// The log indexes of the records, in order.
+    pub fn indexes(&self) -> Range<u64> {
+        self.first_index..self.first_index + self.ends.len() as u64
+    }
+
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The records' total size in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// The records, in index order: the exact bytes to store and hash.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let bytes = self.bytes;
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let record = &bytes[start..end];
+            start = end;
+            record
+        })
+    }
+}
+
+/// Why a sink could not take or keep a batch. Every such error puts the writer in its failed
+/// state.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The file log failed (I/O, fsync, signing).
+    #[error("file log: {0}")]
+    Log(#[from] veritrail_log::store::LogError),
+    /// The sink handed back indexes other than the ones the writer assigned: another process
+    /// is writing the same origin.
+    #[error(
+        "the sink assigned indexes {got:?} where the writer expected {expected:?}: is another writer using the same log?"
+    )]
+    IndexMismatch {
+        /// The indexes the writer put in the records.
+        expected: Range<u64>,
+        /// The indexes the sink reported.
+        got: Range<u64>,
+    },
+    /// Any other sink's error (database, broker, exporter).
+    #[error("{0}")]
+    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// A durable destination for the writer's batches: the file log ([`FileSink`](crate::FileSink))
+/// and, in other crates, databases, brokers and exporters.
+///
+/// Called from the writer's thread only; see the [module docs](self) for the call order and
+/// the failure rule.
+pub trait Sink: Send + 'static {
+    /// The log's origin (the checkpoint origin line): written in the `start` record and used
+    /// as the `origin` label of the writer's metrics.
+    fn origin(&self) -> &str;
+
+    /// How many records the sink already holds: the index of the next record.
+    fn size(&self) -> u64;
+
+    /// Takes a batch of records; they need not be durable before [`commit`](Sink::commit).
+    /// The records' indexes are `batch.indexes()`, starting at the current size.
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), SinkError>;
+
+    /// Makes every appended record durable. The writer acknowledges `Durable` and
+    /// `WriteAhead` callers only after this returns `Ok`.
+    fn commit(&mut self) -> Result<(), SinkError>;
+
+    /// Signs a checkpoint over every committed record and returns its text (a C2SP signed
+    /// note), or `None` for a sink that has no checkpoints of its own.
+    fn checkpoint(&mut self) -> Result<Option<String>, SinkError> {
+        Ok(None)
+    }
+
+    /// What the sink repaired when it was opened (a torn tail cut after a crash), for the
+    /// writer to record as a `recovered` record right after its `start` record.
+    fn recovered(&self) -> Option<RecoveredRecord> {
+        None
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn origin(&self) -> &str {
+        (**self).origin()
+    }
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        (**self).append(batch)
+    }
+    fn commit(&mut self) -> Result<(), SinkError> {
+        (**self).commit()
+    }
+    fn checkpoint(&mut self) -> Result<Option<String>, SinkError> {
+        (**self).checkpoint()
+    }
+    fn recovered(&self) -> Option<RecoveredRecord> {
+        (**self).recovered()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_splits_records_at_their_ends() {
+        let bytes = b"{\"a\":1}{}{\"bb\":22}";
+        let ends = [7, 9, 18];
+        let batch = Batch::new(40, bytes, &ends);
+        assert_eq!(batch.indexes(), 40..43);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.byte_len(), 18);
+        let records: Vec<&[u8]> = batch.records().collect();
+        assert_eq!(
+            records,
+            vec![&b"{\"a\":1}"[..], &b"{}"[..], &b"{\"bb\":22}"[..]]
+        );
+        assert!(Batch::new(0, b"", &[]).is_empty());
+    }
+}
