@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p veritrail-log --bench merkle`
 
+#![expect(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
