@@ -6,5 +6,6 @@
 //! - [`recorder`]: the `Recorder` trait the writer implements, and `Durability`.
 
 pub mod auth;
+pub mod engine;
 pub mod event;
 pub mod recorder;

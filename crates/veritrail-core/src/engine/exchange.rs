@@ -1,0 +1,569 @@
+//! One request's passage through the engine, and the [`AuditContext`] handlers fill in.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::event::{
+    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, Outcome, Request, Text,
+    TokenEvidence,
+};
+use crate::recorder::{Durability, RecordError};
+
+use super::Engine;
+use super::authn::{self, Identity};
+use super::policy::{AuthMode, RoutePolicy};
+use super::rejection::{Rejection, RejectionKind, bearer_challenge};
+
+/// A boxed, `Send` future the engine returns for its asynchronous steps.
+pub type EngineFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the handler says about its request, shared through the request extensions.
+///
+/// Cheap to clone; every clone fills the same event. The adapters put one into each request;
+/// handlers name the action and its target, add fields, and may state the business outcome:
+///
+/// ```
+/// # use veritrail_core::engine::AuditContext;
+/// fn refund(ctx: &AuditContext, order: u64) {
+///     ctx.set_action("order.refund");
+///     ctx.set_target(format!("order:{order}"));
+///     ctx.insert("amount_cents", 1250);
+/// }
+/// ```
+#[derive(Clone)]
+pub struct AuditContext {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AuditContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("AuditContext")
+            .field("request_id", &self.shared.request_id)
+            .field("action", &s.action)
+            .field("outcome", &s.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    start: Instant,
+    time: OffsetDateTime,
+    request_id: String,
+    state: Mutex<State>,
+}
+
+struct State {
+    request: Request,
+    policy: RoutePolicy,
+    token: Option<String>,
+    evidence: Option<TokenEvidence>,
+    identity: Option<Identity>,
+    actor: Option<Actor>,
+    authn: Option<Authn>,
+    authz: Option<Authz>,
+    /// Set once the request was refused by the engine (its event is recorded with that).
+    token_error: Option<Rejection>,
+    intent_id: Option<Uuid>,
+    action: Option<String>,
+    target: Option<String>,
+    extra: BTreeMap<String, Value>,
+    outcome: Option<Outcome>,
+}
+
+impl AuditContext {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is plain data: a panic elsewhere cannot leave it half-written.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Names the action, e.g. `order.refund`.
+    pub fn set_action(&self, action: impl Into<String>) {
+        self.lock().action = Some(action.into());
+    }
+
+    /// Names what the action was applied to, e.g. `order:42`.
+    pub fn set_target(&self, target: impl Into<String>) {
+        self.lock().target = Some(target.into());
+    }
+
+    /// Adds an application field to the event's `extra`.
+    pub fn insert(&self, name: impl Into<String>, value: impl Into<Value>) {
+        self.lock().extra.insert(name.into(), value.into());
+    }
+
+    /// States the business outcome (e.g. [`Outcome::Failure`] for a declined payment answered
+    /// with 200). It applies unless the request ends in a server error, a refusal by the engine
+    /// or a cancellation, which take precedence.
+    pub fn set_outcome(&self, outcome: Outcome) {
+        self.lock().outcome = Some(outcome);
+    }
+
+    /// The request id (taken from the request or generated).
+    pub fn request_id(&self) -> &str {
+        &self.shared.request_id
+    }
+
+    /// The verified identity, if the request was authenticated.
+    pub fn identity(&self) -> Option<Identity> {
+        self.lock().identity.clone()
+    }
+
+    /// The action named so far.
+    pub fn action(&self) -> Option<String> {
+        self.lock().action.clone()
+    }
+
+    /// The policy in force for this request (the route's, tightened by [`require`](Self::require)).
+    pub fn policy(&self) -> RoutePolicy {
+        self.lock().policy.clone()
+    }
+
+    /// The 401 this request gets when something needs a caller and there is none (an
+    /// extractor on a route where the token is optional).
+    pub fn unauthenticated(&self) -> Rejection {
+        self.shared.engine.missing_token()
+    }
+
+    /// For route-level middleware: checks further requirements against the caller (401 when
+    /// there is no authenticated caller, 403 `insufficient_scope` when scopes or roles are
+    /// missing), records the decision in the event, and tightens the request's policy.
+    pub fn require(&self, policy: &RoutePolicy) -> Result<(), Rejection> {
+        let mut s = self.lock();
+        s.policy.scopes.extend(policy.scopes.iter().cloned());
+        s.policy.roles.extend(policy.roles.iter().cloned());
+        if policy.auth == AuthMode::Required && s.policy.auth != AuthMode::Required {
+            s.policy.auth = AuthMode::Required;
+            if s.identity.is_none() {
+                let rejection = self.shared.engine.missing_token();
+                s.authn = Some(Authn {
+                    decision: AuthnDecision::Denied,
+                    reason: Some(rejection.code().to_owned()),
+                });
+                return Err(rejection);
+            }
+        }
+        let policy = s.policy.clone();
+        self.shared.engine.authorize(&mut s, &policy)
+    }
+
+    /// For route-level middleware: records the request's event with this durability.
+    pub fn set_durability(&self, durability: Durability) {
+        self.lock().policy.durability = durability;
+    }
+
+    /// For adapters: when the route is [`Durability::WriteAhead`], records the intent event and
+    /// waits until it is durable; a failure is a 503 the adapter must answer without calling
+    /// the handler. Resolves at once otherwise, or when the intent is already recorded.
+    pub fn write_ahead(&self) -> EngineFuture<Result<(), Rejection>> {
+        let event = {
+            let mut s = self.lock();
+            if s.policy.durability != Durability::WriteAhead || s.intent_id.is_some() {
+                return Box::pin(std::future::ready(Ok(())));
+            }
+            let event = self.build(&s, None, None, true);
+            s.intent_id = Some(event.id);
+            event
+        };
+        let record = self
+            .shared
+            .engine
+            .inner
+            .recorder
+            .record(event, Durability::WriteAhead);
+        Box::pin(async move {
+            record.await.map(drop).map_err(|e| {
+                Rejection::audit_unavailable(format!(
+                    "the request was not run because its write-ahead audit record failed: {}",
+                    record_error_summary(&e)
+                ))
+            })
+        })
+    }
+
+    fn build(
+        &self,
+        s: &State,
+        status: Option<u16>,
+        outcome: Option<Outcome>,
+        intent: bool,
+    ) -> AuditEvent {
+        let mut b = AuditEvent::http(s.request.method.clone(), s.request.path.clone())
+            .time(self.shared.time)
+            .request(s.request.clone());
+        if let Some(actor) = &s.actor {
+            b = b.actor(actor.clone());
+        }
+        if let Some(evidence) = &s.evidence {
+            b = b.token(evidence.clone());
+        }
+        if let Some(authn) = &s.authn {
+            b = b.authn(authn.clone());
+        }
+        if let Some(authz) = &s.authz {
+            b = b.authz(authz.clone());
+        }
+        if let Some(action) = &s.action {
+            b = b.action(action.clone());
+        }
+        if let Some(target) = &s.target {
+            b = b.target(Text::Plain(target.clone()));
+        }
+        for (k, v) in &s.extra {
+            b = b.extra(k.clone(), v.clone());
+        }
+        if intent {
+            return b.intent().build();
+        }
+        if let Some(intent_id) = s.intent_id {
+            b = b.completes(intent_id);
+        }
+        if let Some(status) = status {
+            b = b.status(status);
+        }
+        b = b.latency(self.shared.start.elapsed());
+        let outcome = outcome.unwrap_or_else(|| {
+            let from_status = status.map_or(Outcome::Error, Outcome::from_status);
+            match (s.outcome, from_status) {
+                (Some(own), Outcome::Success | Outcome::Failure) => own,
+                _ => from_status,
+            }
+        });
+        b.outcome(outcome).build()
+    }
+}
+
+fn record_error_summary(e: &RecordError) -> &'static str {
+    match e {
+        RecordError::Overflow => "the audit queue is full",
+        RecordError::Failed(_) => "the audit writer has failed",
+        RecordError::Closed => "the audit writer is shut down",
+    }
+}
+
+/// One request in flight: created by [`Engine::start`], driven by an adapter, and finished
+/// exactly once — by [`finish`](Self::finish), [`fail`](Self::fail) or
+/// [`reject`](Self::reject). Dropped unfinished (the client went away, a timeout fired), it
+/// records the event with outcome `cancelled`.
+pub struct Exchange {
+    ctx: AuditContext,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("ctx", &self.ctx)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+impl Exchange {
+    pub(super) fn new(
+        engine: Engine,
+        request: Request,
+        request_id: String,
+        policy: RoutePolicy,
+        token: Result<Option<String>, Rejection>,
+    ) -> Self {
+        let (token, token_error) = match token {
+            Ok(t) => (t, None),
+            Err(e) => (None, Some(e)),
+        };
+        let evidence = token
+            .as_deref()
+            .map(|t| TokenEvidence::capture(engine.inner.evidence, t));
+        let shared = Shared {
+            engine,
+            start: Instant::now(),
+            time: OffsetDateTime::now_utc(),
+            request_id,
+            state: Mutex::new(State {
+                request,
+                policy,
+                token,
+                evidence,
+                identity: None,
+                actor: None,
+                authn: None,
+                authz: None,
+                token_error,
+                intent_id: None,
+                action: None,
+                target: None,
+                extra: BTreeMap::new(),
+                outcome: None,
+            }),
+        };
+        Exchange {
+            ctx: AuditContext {
+                shared: Arc::new(shared),
+            },
+            finished: false,
+        }
+    }
+
+    /// The handle handlers use; put it into the request's extensions.
+    pub fn context(&self) -> &AuditContext {
+        &self.ctx
+    }
+
+    /// The request id (taken from the request or generated).
+    pub fn request_id(&self) -> &str {
+        &self.ctx.shared.request_id
+    }
+
+    /// The verified identity, once [`authenticate`](Self::authenticate) succeeded with a token.
+    pub fn identity(&self) -> Option<Identity> {
+        self.ctx.identity()
+    }
+
+    /// The durability the request's event is recorded with.
+    pub fn durability(&self) -> Durability {
+        self.ctx.lock().policy.durability
+    }
+
+    /// Authenticates the token found by [`Engine::start`] (if the route looks at tokens) and
+    /// authorises the caller against the route's policy. On `Err`, answer the rejection and
+    /// pass it to [`reject`](Self::reject).
+    pub fn authenticate(&self) -> EngineFuture<Result<(), Rejection>> {
+        let ctx = self.ctx.clone();
+        let (token, mode) = {
+            let mut s = ctx.lock();
+            if let Some(rejection) = s.token_error.take() {
+                s.authn = Some(Authn {
+                    decision: AuthnDecision::Denied,
+                    reason: Some(rejection.code().to_owned()),
+                });
+                return Box::pin(std::future::ready(Err(rejection)));
+            }
+            (s.token.take(), s.policy.auth)
+        };
+        let engine = ctx.shared.engine.clone();
+        match (token, mode) {
+            (_, AuthMode::Public) => Box::pin(std::future::ready(Ok(()))),
+            (None, AuthMode::Optional) => {
+                ctx.lock().authn = Some(Authn {
+                    decision: AuthnDecision::Anonymous,
+                    reason: None,
+                });
+                let policy = ctx.policy();
+                let result = if policy.has_requirements() {
+                    engine.authorize(&mut ctx.lock(), &policy)
+                } else {
+                    Ok(())
+                };
+                Box::pin(std::future::ready(result))
+            }
+            (None, AuthMode::Required) => {
+                let rejection = engine.missing_token();
+                ctx.lock().authn = Some(Authn {
+                    decision: AuthnDecision::Denied,
+                    reason: Some(rejection.code().to_owned()),
+                });
+                Box::pin(std::future::ready(Err(rejection)))
+            }
+            (Some(token), _) => {
+                let verify = authn::verify(&engine.inner.authenticator, token);
+                Box::pin(async move {
+                    let result = verify.await;
+                    let mut s = ctx.lock();
+                    match result {
+                        Ok(identity) => {
+                            s.actor = Some(authn::actor(&identity, &engine.inner.actor_claims));
+                            s.authn = Some(Authn {
+                                decision: AuthnDecision::Allowed,
+                                reason: None,
+                            });
+                            s.identity = Some(identity);
+                            let policy = s.policy.clone();
+                            engine.authorize(&mut s, &policy)
+                        }
+                        Err(err) => {
+                            let rejection = authn::rejection(&err, engine.inner.realm.as_deref());
+                            s.authn = Some(Authn {
+                                decision: AuthnDecision::Denied,
+                                reason: Some(rejection.code().to_owned()),
+                            });
+                            Err(rejection)
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    /// Records the final event for a response with this status, with the route's durability.
+    /// For `Durable` and `WriteAhead` it resolves once the event is on disk; `Err` means the
+    /// event could not be recorded and the adapter must answer the 503 instead.
+    pub fn finish(mut self, status: u16) -> EngineFuture<Result<(), Rejection>> {
+        self.finished = true;
+        let (event, durability) = {
+            let s = self.ctx.lock();
+            (
+                self.ctx.build(&s, Some(status), None, false),
+                s.policy.durability,
+            )
+        };
+        let record = self
+            .ctx
+            .shared
+            .engine
+            .inner
+            .recorder
+            .record(event, durability);
+        Box::pin(async move {
+            record.await.map(drop).map_err(|e| {
+                Rejection::audit_unavailable(format!(
+                    "the response was withheld because its audit record failed: {}",
+                    record_error_summary(&e)
+                ))
+            })
+        })
+    }
+
+    /// Records the final event for a request whose inner service failed (no response):
+    /// outcome `error`. Resolves when recorded with the route's durability; the result only
+    /// says whether recording worked.
+    pub fn fail(mut self) -> EngineFuture<Result<(), RecordError>> {
+        self.finished = true;
+        let (event, durability) = {
+            let s = self.ctx.lock();
+            (
+                self.ctx.build(&s, None, Some(Outcome::Error), false),
+                s.policy.durability,
+            )
+        };
+        let record = self
+            .ctx
+            .shared
+            .engine
+            .inner
+            .recorder
+            .record(event, durability);
+        Box::pin(async move { record.await.map(drop) })
+    }
+
+    /// Records the event of a request the engine refused (answered with `rejection`, which
+    /// this resolves to so the adapter can render it). The event is queued (`Async`): a refused
+    /// request ran nothing, and the refusal is answered even if the recorder cannot take it.
+    pub fn reject(mut self, rejection: Rejection) -> EngineFuture<Rejection> {
+        self.finished = true;
+        let event = {
+            let s = self.ctx.lock();
+            let outcome = match rejection.kind() {
+                RejectionKind::AuditUnavailable => Outcome::Error,
+                _ if rejection.status() >= 500 => Outcome::Error,
+                _ => Outcome::Denied,
+            };
+            self.ctx
+                .build(&s, Some(rejection.status()), Some(outcome), false)
+        };
+        let record = self
+            .ctx
+            .shared
+            .engine
+            .inner
+            .recorder
+            .record(event, Durability::Async);
+        Box::pin(async move {
+            // Whether the refusal itself was recorded does not change the answer.
+            let _ = record.await;
+            rejection
+        })
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let event = {
+            let s = self.ctx.lock();
+            self.ctx.build(&s, None, Some(Outcome::Cancelled), false)
+        };
+        // Recorders accept `Async` events when `record` is called; the future only reports the
+        // queue's answer, which nobody is left to hear.
+        drop(
+            self.ctx
+                .shared
+                .engine
+                .inner
+                .recorder
+                .record(event, Durability::Async),
+        );
+    }
+}
+
+impl Engine {
+    /// 401 for a route that requires a token when none was sent (RFC 6750 §3.1: no error code).
+    pub(super) fn missing_token(&self) -> Rejection {
+        Rejection::new(
+            RejectionKind::Authentication,
+            401,
+            "missing_token",
+            "this resource requires a bearer token",
+        )
+        .with_challenge(bearer_challenge(self.inner.realm.as_deref(), None, None))
+    }
+
+    fn authorize(&self, s: &mut State, policy: &RoutePolicy) -> Result<(), Rejection> {
+        if !policy.has_requirements() {
+            return Ok(());
+        }
+        let (scopes, roles) = match &s.actor {
+            Some(a) => (a.scopes.clone(), a.roles.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let result = policy.authorize(
+            scopes.iter().map(String::as_str),
+            roles.iter().map(String::as_str),
+        );
+        let reason = result.as_ref().err().map(|d| {
+            if d.missing_scopes.is_empty() {
+                "missing_role"
+            } else {
+                "missing_scope"
+            }
+        });
+        s.authz = Some(Authz {
+            decision: if result.is_ok() {
+                AuthzDecision::Allowed
+            } else {
+                AuthzDecision::Denied
+            },
+            required_scopes: policy.scopes.clone(),
+            required_roles: policy.roles.clone(),
+            reason: reason.map(str::to_owned),
+        });
+        result.map_err(|denied| {
+            if s.identity.is_none() {
+                return self.missing_token();
+            }
+            let scope =
+                (!denied.required_scopes.is_empty()).then(|| denied.required_scopes.join(" "));
+            let detail = denied.to_string();
+            Rejection::new(
+                RejectionKind::Authorization,
+                403,
+                "insufficient_scope",
+                detail.clone(),
+            )
+            .with_challenge(bearer_challenge(
+                self.inner.realm.as_deref(),
+                Some(("insufficient_scope", &detail)),
+                scope.as_deref(),
+            ))
+        })
+    }
+}

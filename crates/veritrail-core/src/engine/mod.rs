@@ -1,0 +1,259 @@
+//! The request engine both web adapters drive.
+//!
+//! For each request it resolves the route's [`RoutePolicy`], the client address (through
+//! [`TrustedProxies`]), the request id and the W3C trace context, the allow-listed headers and
+//! query parameters ([`CaptureRules`]); it finds the token, authenticates and authorises the
+//! caller, and finally builds the `http` [`AuditEvent`](crate::event::AuditEvent) and hands it
+//! to the [`Recorder`] with the route's [`Durability`]. It knows no web framework: adapters
+//! give it a [`RequestView`] and render its [`Rejection`]s.
+//!
+//! The adapter's sequence for one request:
+//!
+//! 1. [`Engine::start`] → an [`Exchange`]; put [`Exchange::context`] (and later the identity)
+//!    into the request.
+//! 2. [`Exchange::authenticate`]; on `Err(rejection)`, answer it after [`Exchange::reject`].
+//! 3. [`AuditContext::write_ahead`]; on `Err`, the same.
+//! 4. Call the handler; then [`Exchange::finish`] with the status (or [`Exchange::fail`] if
+//!    the handler's service failed). Dropping the exchange unfinished records `cancelled`.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use veritrail_core::engine::{Engine, RoutePolicy, SimpleRequest};
+//! # use veritrail_core::recorder::MemoryRecorder;
+//! # fn demo(authenticator: Arc<veritrail_core::engine::Authenticator>) {
+//! let recorder = MemoryRecorder::new();
+//! let engine = Engine::builder(authenticator, recorder.clone())
+//!     .route("/health", RoutePolicy::public())
+//!     .build();
+//! let exchange = engine.start(&SimpleRequest::new("GET", "/health"));
+//! # }
+//! ```
+
+mod authn;
+mod capture;
+mod client;
+mod exchange;
+mod ids;
+mod policy;
+mod rejection;
+mod view;
+
+use std::sync::Arc;
+
+pub use authn::{Authenticator, Identity};
+pub use capture::{CaptureRules, NEVER_RECORDED_HEADERS, NEVER_RECORDED_QUERY};
+pub use client::{IpNetwork, NetworkParseError, TrustedProxies};
+pub use exchange::{AuditContext, EngineFuture, Exchange};
+pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
+pub use policy::{AuthMode, Denied, RoutePolicy, RouteTable};
+pub use rejection::{Rejection, RejectionKind, bearer_challenge};
+pub use view::{RequestView, SimpleRequest};
+
+use crate::event::{EvidenceMode, Request, Text};
+use crate::recorder::Recorder;
+
+/// The default request id header.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The framework-neutral request engine. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    authenticator: Arc<Authenticator>,
+    recorder: Arc<dyn Recorder>,
+    routes: RouteTable,
+    proxies: TrustedProxies,
+    capture: CaptureRules,
+    request_id_header: String,
+    trust_request_id: bool,
+    evidence: EvidenceMode,
+    realm: Option<String>,
+    actor_claims: Vec<String>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("routes", &self.inner.routes)
+            .field("trusted_proxies", &self.inner.proxies)
+            .field("capture", &self.inner.capture)
+            .field("request_id_header", &self.inner.request_id_header)
+            .field("evidence", &self.inner.evidence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts configuring an engine that checks tokens with `authenticator` and records to
+    /// `recorder`.
+    pub fn builder(
+        authenticator: impl Into<Arc<Authenticator>>,
+        recorder: impl Recorder,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            inner: EngineInner {
+                authenticator: authenticator.into(),
+                recorder: Arc::new(recorder),
+                routes: RouteTable::new(RoutePolicy::authenticated()),
+                proxies: TrustedProxies::none(),
+                capture: CaptureRules::new(),
+                request_id_header: REQUEST_ID_HEADER.to_owned(),
+                trust_request_id: true,
+                evidence: EvidenceMode::default(),
+                realm: None,
+                actor_claims: Vec::new(),
+            },
+        }
+    }
+
+    /// The request id header name (lower case).
+    pub fn request_id_header(&self) -> &str {
+        &self.inner.request_id_header
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.inner.authenticator
+    }
+
+    /// The policy the route table gives this request.
+    pub fn policy_for(&self, req: &dyn RequestView) -> &RoutePolicy {
+        self.inner.routes.resolve(req)
+    }
+
+    /// Begins a request: resolves its policy, client address, ids and captured fields, and
+    /// finds its token (unless the route is public). Nothing is recorded yet.
+    pub fn start(&self, req: &dyn RequestView) -> Exchange {
+        let inner = &self.inner;
+        let policy = inner.routes.resolve(req).clone();
+        let request_id = inner
+            .trust_request_id
+            .then(|| incoming_request_id(req, &inner.request_id_header))
+            .flatten()
+            .map_or_else(new_request_id, str::to_owned);
+        let trace = TraceParent::from_request(req);
+        let request = Request {
+            method: req.method().to_owned(),
+            route: req.route().map(str::to_owned),
+            path: Text::Plain(req.path().to_owned()),
+            query: into_text(inner.capture.query(req)),
+            client_address: inner
+                .proxies
+                .client_addr(req)
+                .map(|ip| Text::Plain(ip.to_string())),
+            user_agent: req.header("user-agent").map(Text::from),
+            request_id: Some(request_id.clone()),
+            trace_id: trace.as_ref().map(|t| t.trace_id.clone()),
+            span_id: trace.map(|t| t.span_id),
+            headers: into_text(inner.capture.headers(req)),
+        };
+        let token = match policy.auth {
+            AuthMode::Public => Ok(None),
+            _ => authn::find_token(&inner.authenticator, req, inner.realm.as_deref()),
+        };
+        Exchange::new(self.clone(), request, request_id, policy, token)
+    }
+}
+
+fn into_text(
+    map: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, Text> {
+    map.into_iter().map(|(k, v)| (k, Text::Plain(v))).collect()
+}
+
+/// Configures an [`Engine`]; each method changes one thing.
+#[must_use = "call .build() to get the engine"]
+pub struct EngineBuilder {
+    inner: EngineInner,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder").finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// The policy of routes not listed with [`route`](Self::route) (default: a valid token is
+    /// required, `Async` recording).
+    pub fn default_policy(mut self, policy: RoutePolicy) -> Self {
+        self.inner.routes.set_default(policy);
+        self
+    }
+
+    /// The policy of `route` (a route template such as `/orders/{id}`, or a literal path when
+    /// the framework matches none), for every method.
+    pub fn route(mut self, route: impl Into<String>, policy: RoutePolicy) -> Self {
+        self.inner.routes.insert(route, policy);
+        self
+    }
+
+    /// The policy of `route` for `method` only.
+    pub fn route_method(
+        mut self,
+        method: &str,
+        route: impl Into<String>,
+        policy: RoutePolicy,
+    ) -> Self {
+        self.inner.routes.insert_method(method, route, policy);
+        self
+    }
+
+    /// Believes `Forwarded` / `X-Forwarded-For` from peers in these networks.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.inner.proxies = proxies;
+        self
+    }
+
+    /// Records these allow-listed headers and query parameters.
+    pub fn capture(mut self, capture: CaptureRules) -> Self {
+        self.inner.capture = capture;
+        self
+    }
+
+    /// Reads and answers the request id in this header (default `x-request-id`).
+    pub fn request_id_header(mut self, name: &str) -> Self {
+        self.inner.request_id_header = name.to_ascii_lowercase();
+        self
+    }
+
+    /// Whether an incoming request id is kept (default) or always replaced by a fresh one.
+    pub fn trust_request_id(mut self, trust: bool) -> Self {
+        self.inner.trust_request_id = trust;
+        self
+    }
+
+    /// What of the token the event keeps (default: its SHA-256 fingerprint).
+    pub fn evidence(mut self, mode: EvidenceMode) -> Self {
+        self.inner.evidence = mode;
+        self
+    }
+
+    /// The `realm` of the engine's `WWW-Authenticate` challenges.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.inner.realm = Some(realm.into());
+        self
+    }
+
+    /// Custom claims copied into the event's actor (`actor.claims`); none by default.
+    pub fn actor_claim(mut self, claim: impl Into<String>) -> Self {
+        self.inner.actor_claims.push(claim.into());
+        self
+    }
+
+    /// The engine.
+    pub fn build(mut self) -> Engine {
+        for name in authn::token_headers(&self.inner.authenticator) {
+            self.inner.capture = self.inner.capture.deny_header(&name);
+        }
+        for name in authn::token_query_params(&self.inner.authenticator) {
+            self.inner.capture = self.inner.capture.deny_query_param(&name);
+        }
+        Engine {
+            inner: Arc::new(self.inner),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Refusals the engine answers itself: a status, an RFC 6750 challenge and an RFC 9457
+//! problem body, rendered the same way by every adapter.
+
+use std::fmt;
+
+/// Why the engine refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectionKind {
+    /// The token is missing, malformed or invalid (400 / 401), or the key source is down (503).
+    Authentication,
+    /// The caller lacks a required scope or role (403).
+    Authorization,
+    /// The event could not be recorded with the durability the route asks for (503).
+    AuditUnavailable,
+}
+
+/// A refusal, ready to render: status, `WWW-Authenticate` challenge, `Retry-After`, and a
+/// problem+json body. Carries no token content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    kind: RejectionKind,
+    status: u16,
+    code: String,
+    detail: String,
+    challenge: Option<String>,
+    retry_after: Option<u32>,
+}
+
+impl Rejection {
+    /// A refusal with this status and machine-readable code, explained by `detail`.
+    pub fn new(
+        kind: RejectionKind,
+        status: u16,
+        code: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Rejection {
+            kind,
+            status,
+            code: code.into(),
+            detail: detail.into(),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// Sets the `WWW-Authenticate` value.
+    pub fn with_challenge(mut self, challenge: impl Into<String>) -> Self {
+        self.challenge = Some(challenge.into());
+        self
+    }
+
+    /// Sets `Retry-After`, in seconds.
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 503: the audit event could not be recorded as the route requires.
+    pub fn audit_unavailable(detail: impl Into<String>) -> Self {
+        Rejection::new(
+            RejectionKind::AuditUnavailable,
+            503,
+            "audit_unavailable",
+            detail,
+        )
+        .with_retry_after(1)
+    }
+
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The machine-readable code (the audit event's reason).
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The explanation for a person.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The `WWW-Authenticate` header value, if any.
+    pub fn www_authenticate(&self) -> Option<&str> {
+        self.challenge.as_deref()
+    }
+
+    /// The `Retry-After` header value in seconds, if any.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+
+    /// The content type of [`body`](Self::body).
+    pub const CONTENT_TYPE: &'static str = "application/problem+json";
+
+    /// The RFC 9457 problem details body:
+    /// `{"type":"about:blank","title":"Unauthorized","status":401,"detail":"…","code":"…"}`.
+    pub fn body(&self) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Problem<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            title: &'a str,
+            status: u16,
+            detail: &'a str,
+            code: &'a str,
+        }
+        serde_json::to_vec(&Problem {
+            kind: "about:blank",
+            title: status_title(self.status),
+            status: self.status,
+            detail: &self.detail,
+            code: &self.code,
+        })
+        .expect("problem details serialise")
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+fn status_title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// An RFC 6750 §3 `Bearer` challenge. `error` and `scope` are optional; values are quoted with
+/// `"` and `\` escaped.
+pub fn bearer_challenge(
+    realm: Option<&str>,
+    error: Option<(&str, &str)>,
+    scope: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    let quote = |s: &str| {
+        let escaped: String = s
+            .chars()
+            .filter(|c| !c.is_control())
+            .flat_map(|c| match c {
+                '"' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        format!("\"{escaped}\"")
+    };
+    if let Some(realm) = realm {
+        parts.push(format!("realm={}", quote(realm)));
+    }
+    if let Some((code, description)) = error {
+        parts.push(format!("error={}", quote(code)));
+        parts.push(format!("error_description={}", quote(description)));
+    }
+    if let Some(scope) = scope {
+        parts.push(format!("scope={}", quote(scope)));
+    }
+    if parts.is_empty() {
+        "Bearer".to_owned()
+    } else {
+        format!("Bearer {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_forms() {
+        assert_eq!(bearer_challenge(None, None, None), "Bearer");
+        assert_eq!(
+            bearer_challenge(Some("api"), None, None),
+            "Bearer realm=\"api\""
+        );
+        assert_eq!(
+            bearer_challenge(
+                Some("a\"b"),
+                Some(("insufficient_scope", "needs orders:write")),
+                Some("orders:write orders:read")
+            ),
+            "Bearer realm=\"a\\\"b\", error=\"insufficient_scope\", \
+             error_description=\"needs orders:write\", scope=\"orders:write orders:read\""
+        );
+    }
+
+    #[test]
+    fn problem_body() {
+        let r = Rejection::audit_unavailable("the audit log cannot record");
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.retry_after(), Some(1));
+        let v: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["title"], "Service Unavailable");
+        assert_eq!(v["status"], 503);
+        assert_eq!(v["code"], "audit_unavailable");
+        assert_eq!(v["detail"], "the audit log cannot record");
+    }
+}

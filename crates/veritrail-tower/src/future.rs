@@ -1,0 +1,180 @@
+//! [`ResponseFuture`]: one request through authentication, the inner service and recording.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+use veritrail_core::engine::{EngineFuture, Exchange, Rejection};
+use veritrail_core::recorder::RecordError;
+
+use crate::response::{rejection_response, set_request_id};
+
+pin_project! {
+    /// The response future of [`AuditService`](crate::AuditService).
+    ///
+    /// Dropped before it completes (client gone, timeout), it records the request as
+    /// `cancelled`.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+        exchange: Option<Exchange>,
+        request_id: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Authenticating {
+            check: EngineFuture<Result<(), Rejection>>,
+            request: Option<(Request<ReqBody>, S)>,
+        },
+        WritingAhead {
+            check: EngineFuture<Result<(), Rejection>>,
+            request: Option<(Request<ReqBody>, S)>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Finishing {
+            record: EngineFuture<Result<(), Rejection>>,
+            response: Option<S::Response>,
+        },
+        Failing {
+            record: EngineFuture<Result<(), RecordError>>,
+            error: Option<S::Error>,
+        },
+        Rejecting {
+            record: EngineFuture<Rejection>,
+        },
+        Done,
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn new(
+        exchange: Exchange,
+        request: Request<ReqBody>,
+        service: S,
+        request_id: Option<(HeaderName, HeaderValue)>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Authenticating {
+                check: exchange.authenticate(),
+                request: Some((request, service)),
+            },
+            exchange: Some(exchange),
+            request_id,
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<bytes::Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Authenticating { check, request } => {
+                    match ready!(check.as_mut().poll(cx)) {
+                        Ok(()) => {
+                            let (mut req, service) = request.take().expect("polled after ready");
+                            let exchange = this.exchange.as_ref().expect("exchange present");
+                            if let Some(identity) = exchange.identity() {
+                                req.extensions_mut().insert(identity);
+                            }
+                            State::WritingAhead {
+                                check: exchange.context().write_ahead(),
+                                request: Some((req, service)),
+                            }
+                        }
+                        Err(rejection) => reject(this.exchange, rejection),
+                    }
+                }
+                StateProj::WritingAhead { check, request } => {
+                    match ready!(check.as_mut().poll(cx)) {
+                        Ok(()) => {
+                            let (req, mut service) = request.take().expect("polled after ready");
+                            State::Calling {
+                                future: service.call(req),
+                            }
+                        }
+                        Err(rejection) => reject(this.exchange, rejection),
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let exchange = this.exchange.take().expect("exchange present");
+                    match future.poll(cx) {
+                        Poll::Pending => {
+                            *this.exchange = Some(exchange);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(response)) => State::Finishing {
+                            record: exchange.finish(response.status().as_u16()),
+                            response: Some(response),
+                        },
+                        Poll::Ready(Err(error)) => State::Failing {
+                            record: exchange.fail(),
+                            error: Some(error),
+                        },
+                    }
+                }
+                StateProj::Finishing { record, response } => {
+                    let result = ready!(record.as_mut().poll(cx));
+                    let mut response = match result {
+                        Ok(()) => response.take().expect("polled after ready"),
+                        // The handler ran but its record is not durable: withhold its answer.
+                        Err(rejection) => rejection_response(&rejection),
+                    };
+                    set_request_id(&mut response, this.request_id);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Failing { record, error } => {
+                    // The inner error is returned whether or not its record was taken.
+                    let _ = ready!(record.as_mut().poll(cx));
+                    let error = error.take().expect("polled after ready");
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(error));
+                }
+                StateProj::Rejecting { record } => {
+                    let rejection = ready!(record.as_mut().poll(cx));
+                    let mut response = rejection_response(&rejection);
+                    set_request_id(&mut response, this.request_id);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+fn reject<S, ReqBody>(exchange: &mut Option<Exchange>, rejection: Rejection) -> State<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    let exchange = exchange.take().expect("exchange present");
+    State::Rejecting {
+        record: exchange.reject(rejection),
+    }
+}

@@ -1,0 +1,83 @@
+//! [`AuditService`]: the middleware itself.
+
+use std::task::{Context, Poll};
+
+use http::header::HeaderValue;
+use http::{HeaderName, Request, Response};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::AuditLayer;
+use crate::view::HttpView;
+
+/// Authenticates, authorises and audits each request before and after calling `inner`.
+#[derive(Clone, Debug)]
+pub struct AuditService<S> {
+    inner: S,
+    layer: AuditLayer,
+    request_id_header: HeaderName,
+}
+
+impl<S> AuditService<S> {
+    /// Wraps `inner` with the configuration of `layer`.
+    pub fn new(inner: S, layer: AuditLayer) -> Self {
+        let request_id_header = HeaderName::from_bytes(layer.engine.request_id_header().as_bytes())
+            .unwrap_or(HeaderName::from_static("x-request-id"));
+        AuditService {
+            inner,
+            layer,
+            request_id_header,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuditService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<bytes::Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let exchange = {
+            let view = HttpView {
+                req: &req,
+                peer: (self.layer.peer)(req.extensions()),
+                route: (self.layer.route)(req.extensions()),
+            };
+            self.layer.engine.start(&view)
+        };
+        let request_id = HeaderValue::from_str(exchange.request_id())
+            .ok()
+            .map(|id| (self.request_id_header.clone(), id));
+        if let Some((name, id)) = &request_id {
+            req.headers_mut().insert(name.clone(), id.clone());
+        }
+        req.extensions_mut().insert(exchange.context().clone());
+        // The service that was driven to readiness is the one to call; keep a clone here.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(exchange, req, inner, request_id)
+    }
+}

@@ -1,0 +1,62 @@
+//! `http::Request` as the engine's request view.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::{Extensions, Request};
+use veritrail_core::engine::RequestView;
+
+/// The peer address of a request's connection, put into its extensions by whoever accepts
+/// connections (see the `hyper_tower` example). axum's `ConnectInfo` is read by
+/// `veritrail-axum`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Reads something from a request's extensions.
+pub type ExtensionReader<T> = for<'a> fn(&'a Extensions) -> Option<T>;
+
+/// Reads a borrowed string (a route template) from a request's extensions.
+pub type RouteReader = for<'a> fn(&'a Extensions) -> Option<&'a str>;
+
+/// The default peer reader: the [`PeerAddr`] extension.
+pub(crate) fn peer_from_extension(ext: &Extensions) -> Option<IpAddr> {
+    ext.get::<PeerAddr>().map(|p| p.0.ip())
+}
+
+/// The default route reader: no route template.
+pub(crate) fn no_route(_: &Extensions) -> Option<&str> {
+    None
+}
+
+pub(crate) struct HttpView<'a, B> {
+    pub(crate) req: &'a Request<B>,
+    pub(crate) peer: Option<IpAddr>,
+    pub(crate) route: Option<&'a str>,
+}
+
+impl<B> RequestView for HttpView<'_, B> {
+    fn method(&self) -> &str {
+        self.req.method().as_str()
+    }
+    fn path(&self) -> &str {
+        self.req.uri().path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.req.uri().query()
+    }
+    fn route(&self) -> Option<&str> {
+        self.route
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+    fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str)) {
+        for v in self.req.headers().get_all(name) {
+            if let Ok(v) = v.to_str() {
+                visit(v);
+            }
+        }
+    }
+    fn peer_addr(&self) -> Option<IpAddr> {
+        self.peer
+    }
+}

@@ -1,0 +1,284 @@
+//! The layer over tower's `oneshot`: one event per request, whatever happens to it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use veritrail_core::engine::{AuditContext, Engine, RoutePolicy};
+use veritrail_core::event::{AuthnDecision, AuthzDecision, Outcome, Phase};
+use veritrail_core::recorder::{Durability, MemoryRecorder, MemoryRecorderState};
+use veritrail_tower::{AuditLayer, require_scope};
+
+mod support;
+use support::{authenticator, token};
+
+fn engine(recorder: &MemoryRecorder) -> Engine {
+    Engine::builder(authenticator(), recorder.clone())
+        .realm("orders")
+        .route("/health", RoutePolicy::public())
+        .route("/maybe", RoutePolicy::optional())
+        .route("/write", RoutePolicy::authenticated().scope("orders:write"))
+        .route(
+            "/durable",
+            RoutePolicy::authenticated().durability(Durability::Durable),
+        )
+        .route(
+            "/ahead",
+            RoutePolicy::authenticated().durability(Durability::WriteAhead),
+        )
+        .build()
+}
+
+async fn handler(req: Request<String>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(ctx) = req.extensions().get::<AuditContext>() {
+        ctx.set_action("thing.do");
+        ctx.set_target("thing:1");
+    }
+    match req.uri().path() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(Response::new(Full::from("late")))
+        }
+        "/teapot" => Ok(Response::builder()
+            .status(418)
+            .body(Full::from("tea"))
+            .unwrap()),
+        _ => Ok(Response::new(Full::from("ok"))),
+    }
+}
+
+fn get(path: &str, token: Option<&str>) -> Request<String> {
+    let mut b = Request::get(path);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(String::new()).unwrap()
+}
+
+#[tokio::test]
+async fn allowed_request_records_actor_and_action() {
+    let recorder = MemoryRecorder::new();
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(handler));
+    let res = svc
+        .oneshot(get("/x", Some(&token(&["orders:read"]))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-request-id"));
+    let events = recorder.events();
+    assert_eq!(events.len(), 1);
+    let http = events[0].as_http().unwrap();
+    assert_eq!(http.status, Some(200));
+    assert_eq!(http.outcome, Some(Outcome::Success));
+    assert_eq!(http.action.as_deref(), Some("thing.do"));
+    assert_eq!(
+        http.authn.as_ref().unwrap().decision,
+        AuthnDecision::Allowed
+    );
+    assert_eq!(
+        http.actor
+            .as_ref()
+            .unwrap()
+            .sub
+            .as_ref()
+            .unwrap()
+            .as_plain(),
+        Some("alice")
+    );
+    assert_eq!(
+        http.request.request_id.as_deref(),
+        res.headers()["x-request-id"].to_str().ok()
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_rendered_and_recorded() {
+    let recorder = MemoryRecorder::new();
+    let mut svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(handler));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/x", None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"orders\"");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/write", Some(&token(&["orders:read"]))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let challenge = res.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"orders:write\""), "{challenge}");
+
+    let events = recorder.events();
+    assert_eq!(events.len(), 2);
+    let first = events[0].as_http().unwrap();
+    assert_eq!(first.outcome, Some(Outcome::Denied));
+    assert_eq!(
+        first.authn.as_ref().unwrap().reason.as_deref(),
+        Some("missing_token")
+    );
+    assert_eq!(first.action, None, "the handler never ran");
+    let second = events[1].as_http().unwrap();
+    assert_eq!(
+        second.authz.as_ref().unwrap().decision,
+        AuthzDecision::Denied
+    );
+    assert_eq!(
+        second.authz.as_ref().unwrap().reason.as_deref(),
+        Some("missing_scope")
+    );
+}
+
+#[tokio::test]
+async fn public_optional_and_route_layer() {
+    let recorder = MemoryRecorder::new();
+    let inner = ServiceBuilder::new()
+        .layer(require_scope("orders:admin"))
+        .service(service_fn(handler));
+    let mut svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(inner);
+    let ok = token(&["orders:admin"]);
+    for (path, tok, status) in [
+        // Route requirements imply a caller, even on a route the table calls public.
+        ("/health", None, 401),
+        ("/maybe", None, 401), // the route layer needs a caller
+        ("/maybe", Some(ok.as_str()), 200),
+        ("/x", Some(token(&[]).as_str()), 403),
+    ] {
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get(path, tok))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{path}");
+    }
+    let events = recorder.events();
+    assert_eq!(events.len(), 4);
+    let public = events[0].as_http().unwrap();
+    assert_eq!(
+        public.authn.as_ref().unwrap().reason.as_deref(),
+        Some("missing_token")
+    );
+    assert_eq!(
+        events[1]
+            .as_http()
+            .unwrap()
+            .authn
+            .as_ref()
+            .unwrap()
+            .decision,
+        AuthnDecision::Denied
+    );
+    assert_eq!(events[3].as_http().unwrap().outcome, Some(Outcome::Denied));
+}
+
+#[tokio::test]
+async fn durable_and_write_ahead() {
+    let recorder = MemoryRecorder::new();
+    let mut svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(handler));
+    let t = token(&[]);
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/durable", Some(&t)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/ahead", Some(&t)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let entries = recorder.entries();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].1, Durability::Durable);
+    let (intent, d) = &entries[1];
+    assert_eq!(*d, Durability::WriteAhead);
+    assert_eq!(intent.as_http().unwrap().phase, Phase::Intent);
+    let complete = entries[2].0.as_http().unwrap();
+    assert_eq!(complete.intent_id, Some(intent.id));
+
+    // A failing recorder: write-ahead refuses to run the handler, durable withholds the answer.
+    recorder.set_state(MemoryRecorderState::Failed("disk".into()));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/ahead", Some(&t)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/durable", Some(&t)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+}
+
+#[tokio::test]
+async fn cancelled_and_handler_outcomes() {
+    let recorder = MemoryRecorder::new();
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(handler));
+    let t = token(&[]);
+    let slow = svc.clone().oneshot(get("/slow", Some(&t)));
+    let timed_out = tokio::time::timeout(Duration::from_millis(50), slow).await;
+    assert!(timed_out.is_err());
+    let res = svc.oneshot(get("/teapot", Some(&t))).await.unwrap();
+    assert_eq!(res.status(), 418);
+    let events = recorder.events();
+    assert_eq!(events.len(), 2);
+    let cancelled = events[0].as_http().unwrap();
+    assert_eq!(cancelled.outcome, Some(Outcome::Cancelled));
+    assert_eq!(cancelled.status, None);
+    assert_eq!(cancelled.action.as_deref(), Some("thing.do"));
+    assert_eq!(events[1].as_http().unwrap().outcome, Some(Outcome::Failure));
+}
+
+#[tokio::test]
+async fn inner_error_records_error() {
+    let recorder = MemoryRecorder::new();
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(|_req: Request<String>| async {
+            Err::<Response<Full<Bytes>>, _>(std::io::Error::other("backend down"))
+        }));
+    let err = svc.oneshot(get("/x", Some(&token(&[])))).await.unwrap_err();
+    assert_eq!(err.to_string(), "backend down");
+    let events = recorder.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].as_http().unwrap().outcome, Some(Outcome::Error));
+}
