@@ -138,7 +138,11 @@ fn full_refusal(token: &str) -> Option<FullTokenRefused> {
     else {
         return Some(FullTokenRefused::UnreadableHeader);
     };
-    if header.alg.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) {
+    if header
+        .alg
+        .get(..2)
+        .is_some_and(|p| p.eq_ignore_ascii_case("HS"))
+    {
         Some(FullTokenRefused::HmacAlg)
     } else {
         None

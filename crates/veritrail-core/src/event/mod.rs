@@ -60,10 +60,10 @@ use uuid::Uuid;
 
 pub use evidence::{EvidenceMode, FullTokenRefused, TokenEvidence};
 pub use http::{
-    Actor, Authn, AuthnDecision, Authz, AuthzDecision, HttpEvent, HttpEventBuilder, Outcome,
-    Phase, Request,
+    Actor, Authn, AuthnDecision, Authz, AuthzDecision, HttpEvent, HttpEventBuilder, Outcome, Phase,
+    Request,
 };
-pub use protect::{EncryptedField, PseudonymField, Text};
+pub use protect::{EncryptedField, FieldKeys, ProtectError, Protection, PseudonymField, Text};
 pub use system::{
     CheckpointRecord, GapRecord, KeysetRecord, RecoveredRecord, StartRecord, StopRecord,
 };
@@ -181,17 +181,15 @@ impl AuditEvent {
         HttpEventBuilder::new(method.into(), path.into())
     }
 
-    /// A `keyset` record: the public keys in force for `issuer`.
+    /// A `keyset` record: the public keys in force for `issuer`, a JWKS object
+    /// (`{"keys":[..]}`); any private or symmetric key material is removed
+    /// ([`KeysetRecord::new`]).
     pub fn keyset(
         issuer: Option<String>,
         keyset_id: impl Into<String>,
         jwks: serde_json::Value,
     ) -> Self {
-        Self::new(KeysetRecord {
-            issuer,
-            keyset_id: keyset_id.into(),
-            jwks,
-        })
+        Self::new(KeysetRecord::new(issuer, keyset_id, jwks))
     }
 
     /// A `start` record for the log `origin`, with this process's version, host and pid.

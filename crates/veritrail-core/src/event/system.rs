@@ -22,6 +22,28 @@ pub struct KeysetRecord {
     pub jwks: Value,
 }
 
+impl KeysetRecord {
+    /// A keyset record holding only public keys: symmetric (`"kty":"oct"`) keys are left out
+    /// and private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`) removed, so that no
+    /// secret enters the log even if a private JWKS is passed by mistake.
+    pub fn new(issuer: Option<String>, keyset_id: impl Into<String>, mut jwks: Value) -> Self {
+        const PRIVATE: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+        if let Some(keys) = jwks.get_mut("keys").and_then(Value::as_array_mut) {
+            keys.retain(|key| key.get("kty").and_then(Value::as_str) != Some("oct"));
+            for key in keys.iter_mut().filter_map(Value::as_object_mut) {
+                for member in PRIVATE {
+                    key.remove(member);
+                }
+            }
+        }
+        KeysetRecord {
+            issuer,
+            keyset_id: keyset_id.into(),
+            jwks,
+        }
+    }
+}
+
 /// `start`: a writer opened the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartRecord {
