@@ -5,7 +5,7 @@ use std::path::Path;
 use veritrail_core::event::RecoveredRecord;
 use veritrail_log::{Log, LogOptions, NoteSigner};
 
-use crate::sink::{Batch, Sink, SinkError};
+use crate::sink::{Batch, Sink, SinkError, ended_uncleanly};
 
 /// The file log as a [`Sink`]: each batch is one `append_batch` (one write of framed, hashed
 /// records) and each commit one `sync` (fdatasync of the segment and hash files).
@@ -37,6 +37,11 @@ impl FileSink {
     /// The underlying log.
     pub fn log(&self) -> &Log {
         &self.log
+    }
+
+    /// The underlying log, mutably (for example to inject a storage fault in a test).
+    pub fn log_mut(&mut self) -> &mut Log {
+        &mut self.log
     }
 
     /// Gives the log back.
@@ -73,16 +78,48 @@ impl Sink for FileSink {
         Ok(Some(self.log.checkpoint()?))
     }
 
+    /// The log's own [`Recovery`](veritrail_log::store::Recovery) when it cut a torn tail;
+    /// otherwise, when the last record is an audit event other than `stop` (the previous
+    /// writer was killed between two batches), a record with `bytes_cut: 0` and the newest
+    /// segment's end.
     fn recovered(&self) -> Option<RecoveredRecord> {
-        self.log.recovered().map(|r| RecoveredRecord {
-            segment: r
-                .segment
-                .file_name()
-                .unwrap_or(r.segment.as_os_str())
-                .to_string_lossy()
-                .into_owned(),
-            offset: r.offset,
-            bytes_cut: r.bytes_cut,
+        if let Some(r) = self.log.recovered() {
+            return Some(RecoveredRecord {
+                segment: file_name(&r.segment),
+                offset: r.offset,
+                bytes_cut: r.bytes_cut,
+            });
+        }
+        let last = self.log.size().checked_sub(1)?;
+        let record = self.log.read(last).ok()?;
+        if !ended_uncleanly(&record) {
+            return None;
+        }
+        let (segment, offset) = newest_segment(self.log.dir()).unwrap_or_default();
+        Some(RecoveredRecord {
+            segment,
+            offset,
+            bytes_cut: 0,
         })
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The newest segment file of the log in `dir` (`segments/`, named by first index so that
+/// names sort in order) and its length.
+fn newest_segment(dir: &Path) -> Option<(String, u64)> {
+    let newest = std::fs::read_dir(dir.join("segments"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .max()?;
+    let len = std::fs::metadata(&newest).ok()?.len();
+    Some((file_name(&newest), len))
 }

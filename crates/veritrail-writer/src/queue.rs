@@ -44,7 +44,10 @@ impl Record {
             event.write_json(0, scratch);
             // `v` and `id` precede `index` and hold no caller text, so the first match is the
             // top-level field; the tests compare the splice with `write_json` byte for byte.
-            match scratch.windows(INDEX_ZERO.len()).position(|w| w == INDEX_ZERO) {
+            match scratch
+                .windows(INDEX_ZERO.len())
+                .position(|w| w == INDEX_ZERO)
+            {
                 Some(at) => Record::Spliced {
                     bytes: scratch[..].into(),
                     index_at: at + INDEX_ZERO.len() - 2,
@@ -121,7 +124,9 @@ impl Item {
 pub(crate) enum Status {
     Open,
     /// Shutdown began: no new events; drain until `deadline`.
-    Closing { deadline: Instant },
+    Closing {
+        deadline: Instant,
+    },
     /// A sink error: nothing more is written.
     Failed(Arc<str>),
 }
@@ -242,8 +247,8 @@ impl Shared {
                 return Err(PushError::Refused(RecordError::Failed(why.to_string())));
             }
         }
-        let fits = st.events == 0
-            || (st.events < self.queue_events && st.bytes + len <= self.queue_bytes);
+        let fits =
+            st.events == 0 || (st.events < self.queue_events && st.bytes + len <= self.queue_bytes);
         if !fits {
             if !drop_when_full {
                 return Err(PushError::Full(record, ack));
@@ -304,13 +309,16 @@ impl Shared {
                     self.after_take(0, 0);
                     return Next::Overdue;
                 }
-                if !limits.linger.is_zero() && deadline.is_none() && st.events < limits.events
-                {
+                if !limits.linger.is_zero() && deadline.is_none() && st.events < limits.events {
                     let until = *linger_until.get_or_insert_with(|| Instant::now() + limits.linger);
                     let now = Instant::now();
                     if now < until {
                         st.writer_waits_for = Some(limits.events.min(self.queue_events));
-                        st = self.wake_writer.wait_timeout(st, until - now).unwrap_or_else(|e| e.into_inner()).0;
+                        st = self
+                            .wake_writer
+                            .wait_timeout(st, until - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
                         st.writer_waits_for = None;
                         continue;
                     }
@@ -346,7 +354,11 @@ impl Shared {
                         st.writer_waits_for = None;
                         return Next::Timer;
                     }
-                    st = self.wake_writer.wait_timeout(st, at - now).unwrap_or_else(|e| e.into_inner()).0;
+                    st = self
+                        .wake_writer
+                        .wait_timeout(st, at - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
                 None => st = self.wake_writer.wait(st).unwrap_or_else(|e| e.into_inner()),
             }
@@ -409,7 +421,12 @@ mod tests {
     #[test]
     fn splice_writes_what_write_json_writes() {
         // Caller text that looks like the index field must not be mistaken for it.
-        for text in ["plain", "\"index\":0,", "{\"index\":0,\"x\":1}", "index\\\":0,"] {
+        for text in [
+            "plain",
+            "\"index\":0,",
+            "{\"index\":0,\"x\":1}",
+            "index\\\":0,",
+        ] {
             let event = sample(text);
             let record = Record::new(event.clone());
             assert!(matches!(record, Record::Spliced { .. }), "index located");

@@ -20,7 +20,7 @@
 
 use std::ops::Range;
 
-use veritrail_core::event::RecoveredRecord;
+use veritrail_core::event::{AuditEvent, Kind, RecoveredRecord};
 
 /// A batch of serialized records with consecutive log indexes, stored back to back.
 #[derive(Clone, Copy, Debug)]
@@ -126,11 +126,19 @@ pub trait Sink: Send + 'static {
         Ok(None)
     }
 
-    /// What the sink repaired when it was opened (a torn tail cut after a crash), for the
-    /// writer to record as a `recovered` record right after its `start` record.
+    /// What the sink repaired when it was opened (a torn tail cut after a crash), or that the
+    /// previous writer did not stop cleanly (see [`ended_uncleanly`]), for the writer to
+    /// record as a `recovered` record right after its `start` record.
     fn recovered(&self) -> Option<RecoveredRecord> {
         None
     }
+}
+
+/// Whether `last`, the last record of a log, shows that its writer ended without a clean
+/// shutdown: it is an audit event, and not a `stop` record. Records that are not audit events
+/// (appended by other tools) say nothing either way.
+pub fn ended_uncleanly(last: &[u8]) -> bool {
+    AuditEvent::from_json(last).is_ok_and(|event| event.kind() != Kind::Stop)
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -172,5 +180,20 @@ mod tests {
             vec![&b"{\"a\":1}"[..], &b"{}"[..], &b"{\"bb\":22}"[..]]
         );
         assert!(Batch::new(0, b"", &[]).is_empty());
+    }
+
+    #[test]
+    fn only_a_stop_record_ends_a_log_cleanly() {
+        let record = |event: AuditEvent| {
+            let mut out = Vec::new();
+            event.write_json(3, &mut out);
+            out
+        };
+        assert!(!ended_uncleanly(&record(AuditEvent::stop(2, 0))));
+        assert!(ended_uncleanly(&record(AuditEvent::start("o"))));
+        assert!(ended_uncleanly(&record(
+            AuditEvent::http("GET", "/").status(200).build()
+        )));
+        assert!(!ended_uncleanly(b"{\"not\":\"an audit event\"}"));
     }
 }

@@ -90,7 +90,10 @@ impl Finished {
     }
 
     fn take(&self) -> Option<Outcome> {
-        self.outcome.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     fn wait_blocking(&self, until: Instant) -> Option<Outcome> {
@@ -292,7 +295,9 @@ fn ready(result: Result<Receipt, RecordError>) -> RecordFuture {
     Box::pin(std::future::ready(result))
 }
 
-async fn acknowledged(rx: Option<oneshot::Receiver<Result<Receipt, RecordError>>>) -> Result<Receipt, RecordError> {
+async fn acknowledged(
+    rx: Option<oneshot::Receiver<Result<Receipt, RecordError>>>,
+) -> Result<Receipt, RecordError> {
     match rx {
         None => Ok(Receipt { index: None }),
         Some(rx) => rx.await.unwrap_or_else(|_| {
@@ -353,7 +358,10 @@ impl Recorder for WriterHandle {
                     timeout,
                 )),
                 OverflowPolicy::Reject | OverflowPolicy::DropNewest => {
-                    self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .rejected
+                        .fetch_add(1, Ordering::Relaxed);
                     self.shared.metrics.rejected.increment(1);
                     ready(Err(RecordError::Overflow))
                 }
