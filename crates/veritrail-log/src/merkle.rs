@@ -232,11 +232,7 @@ impl CompactRange {
 
     /// The RFC 6962 root of `[0, size)`; [`empty_root`] when empty.
     pub fn root(&self) -> Hash {
-        let mut iter = self.hashes.iter().rev();
-        let Some(last) = iter.next() else {
-            return empty_root();
-        };
-        iter.fold(*last, |right, left| node_hash(left, &right))
+        fold_parts(&self.hashes)
     }
 }
 
@@ -311,16 +307,15 @@ fn split_point(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
-/// MTH(D[start:end]) for `start < end` where `start` is a multiple of the largest power of two
-/// that is `<= end - start` (true of every subtree RFC 9162 proofs name): the range is the
-/// perfect subtrees of sizes given by the bits of `end - start`, largest first, each one read.
-fn subtree_hash<S: HashSource + ?Sized>(
+/// The stored hashes of the perfect subtrees that make up `[start, end)`, largest first, where
+/// `start` is a multiple of the largest power of two `<= end - start` (true of `[0, size)` and
+/// of every subtree RFC 9162 proofs name): one read per set bit of `end - start`.
+fn perfect_subtrees<S: HashSource + ?Sized>(
     src: &S,
     start: u64,
     end: u64,
-) -> Result<Hash, ProofBuildError<S::Error>> {
-    debug_assert!(start < end);
-    let mut parts = Vec::with_capacity(64);
+) -> Result<Vec<Hash>, ProofBuildError<S::Error>> {
+    let mut parts = Vec::with_capacity((end - start).count_ones() as usize);
     let mut at = start;
     let mut rest = end - start;
     while rest > 0 {
@@ -331,9 +326,40 @@ fn subtree_hash<S: HashSource + ?Sized>(
         at += width;
         rest -= width;
     }
+    Ok(parts)
+}
+
+/// Folds perfect subtree hashes (largest first) into the hash of their union.
+fn fold_parts(parts: &[Hash]) -> Hash {
     let mut iter = parts.iter().rev();
-    let last = *iter.next().expect("non-empty range");
-    Ok(iter.fold(last, |right, left| node_hash(left, &right)))
+    let Some(last) = iter.next() else {
+        return empty_root();
+    };
+    iter.fold(*last, |right, left| node_hash(left, &right))
+}
+
+/// MTH(D[start:end]) for `start < end`, aligned as [`perfect_subtrees`] requires.
+fn subtree_hash<S: HashSource + ?Sized>(
+    src: &S,
+    start: u64,
+    end: u64,
+) -> Result<Hash, ProofBuildError<S::Error>> {
+    debug_assert!(start < end);
+    Ok(fold_parts(&perfect_subtrees(src, start, end)?))
+}
+
+impl CompactRange {
+    /// Rebuilds the range `[0, size)` from stored hashes (`size.count_ones()` reads), e.g. to
+    /// resume appending after opening a stored log.
+    pub fn from_source<S: HashSource + ?Sized>(
+        src: &S,
+        size: u64,
+    ) -> Result<Self, ProofBuildError<S::Error>> {
+        Ok(Self {
+            size,
+            hashes: perfect_subtrees(src, 0, size)?,
+        })
+    }
 }
 
 /// The root of `[0, size)` read from stored hashes: `size.count_ones()` reads.
@@ -341,10 +367,7 @@ pub fn root_at<S: HashSource + ?Sized>(
     src: &S,
     size: u64,
 ) -> Result<Hash, ProofBuildError<S::Error>> {
-    if size == 0 {
-        return Ok(empty_root());
-    }
-    subtree_hash(src, 0, size)
+    Ok(fold_parts(&perfect_subtrees(src, 0, size)?))
 }
 
 /// The RFC 9162 §2.1.3.1 inclusion proof (audit path) of leaf `index` in the tree of size
@@ -660,6 +683,7 @@ mod tests {
             assert_eq!(root_at(&stored, size).unwrap(), mth(&l[..=i]));
             let rebuilt = CompactRange::from_parts(size, range.hashes().to_vec()).unwrap();
             assert_eq!(rebuilt, range);
+            assert_eq!(CompactRange::from_source(&stored, size).unwrap(), range);
         }
         for ((level, index), hash) in &stored {
             let start = (index << level) as usize;
