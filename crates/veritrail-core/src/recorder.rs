@@ -85,7 +85,9 @@ pub struct Receipt {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The queue is full and the overflow policy refused the event.
-    #[error("audit queue full: the overflow policy refused the event (retry later or raise the queue capacity)")]
+    #[error(
+        "audit queue full: the overflow policy refused the event (retry later or raise the queue capacity)"
+    )]
     Overflow,
     /// The writer failed (I/O or fsync error); nothing more is recorded.
     #[error("audit writer failed: {0}; nothing more can be recorded until it is restarted")]

@@ -82,7 +82,7 @@ const MIN_PSEUDONYM_KEY: usize = 32;
 /// A string field that field protection may replace by its encrypted or pseudonymised form.
 ///
 /// Serialised as a plain JSON string, or as the protected object in its place.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Text {
     /// The value in clear.
@@ -105,6 +105,88 @@ impl Text {
     /// Whether encryption or pseudonymisation replaced the value.
     pub fn is_protected(&self) -> bool {
         !matches!(self, Text::Plain(_))
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, or an encrypted or pseudonym object")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+        Ok(Text::Plain(s.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Text, E> {
+        Ok(Text::Plain(s))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Text, A::Error> {
+        let form = ProtectedForm::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        form.into_text().ok_or_else(|| {
+            serde::de::Error::custom(
+                "a protected field has either enc, kid, nonce and ct, or hmac and v",
+            )
+        })
+    }
+}
+
+/// Either protected object, read by member names (never from an array).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtectedForm {
+    enc: Option<String>,
+    kid: Option<String>,
+    nonce: Option<String>,
+    ct: Option<String>,
+    hmac: Option<String>,
+    v: Option<String>,
+}
+
+impl ProtectedForm {
+    fn into_text(self) -> Option<Text> {
+        match self {
+            ProtectedForm {
+                enc: Some(enc),
+                kid: Some(kid),
+                nonce: Some(nonce),
+                ct: Some(ct),
+                hmac: None,
+                v: None,
+            } => Some(Text::Encrypted(EncryptedField {
+                enc,
+                kid,
+                nonce,
+                ct,
+            })),
+            ProtectedForm {
+                enc: None,
+                kid: None,
+                nonce: None,
+                ct: None,
+                hmac: Some(hmac),
+                v: Some(v),
+            } => Some(Text::Pseudonym(PseudonymField { hmac, v })),
+            _ => None,
+        }
+    }
+
+    /// The protected form of a claim or extra value, if it is one.
+    fn of_value(value: &Value) -> Option<Text> {
+        if !value.is_object() {
+            return None;
+        }
+        ProtectedForm::deserialize(value).ok()?.into_text()
     }
 }
 
@@ -567,7 +649,7 @@ impl FieldKeys {
                     }
                 }
                 Slot::Value(value) => {
-                    let Ok(field) = EncryptedField::deserialize(&*value) else {
+                    let Some(Text::Encrypted(field)) = ProtectedForm::of_value(value) else {
                         continue;
                     };
                     if !self.encryption.contains_key(&field.kid) {
@@ -700,5 +782,5 @@ impl Protection {
 
 /// Whether a claim or extra value already has the encrypted or pseudonym form.
 fn is_protected_value(value: &Value) -> bool {
-    EncryptedField::deserialize(value).is_ok() || PseudonymField::deserialize(value).is_ok()
+    ProtectedForm::of_value(value).is_some()
 }
