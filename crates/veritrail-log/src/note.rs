@@ -27,7 +27,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rand_core::{OsRng, RngCore as _};
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 /// The signed-note signature type byte for Ed25519.
 const ALG_ED25519: u8 = 0x01;
@@ -149,6 +149,56 @@ fn parse_hex_id(hex: &str) -> Option<u32> {
     }
 }
 
+/// The fields shared by both key texts: `name+hexid+base64(0x01 ‖ 32-byte key)`.
+struct KeyFields<'a> {
+    name: &'a str,
+    key_id: u32,
+    /// The seed or public key; zeroed on drop since it may be a secret.
+    key: Zeroizing<[u8; 32]>,
+}
+
+/// Why key fields were refused: a bad name, or a reason the caller wraps in its own variant.
+enum KeyFieldsError {
+    Name(NoteError),
+    Reason(&'static str),
+}
+
+impl KeyFieldsError {
+    fn into_error(self, wrap: impl FnOnce(&'static str) -> NoteError) -> NoteError {
+        match self {
+            Self::Name(e) => e,
+            Self::Reason(r) => wrap(r),
+        }
+    }
+}
+
+fn parse_key_fields(text: &str) -> Result<KeyFields<'_>, KeyFieldsError> {
+    use KeyFieldsError::Reason;
+    // The name holds no '+', but the base64 may: the key is everything after the second '+'.
+    let mut fields = text.splitn(3, '+');
+    let (Some(name), Some(hex_id), Some(b64)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(Reason("it does not have the name, key ID and key fields"));
+    };
+    check_name(name).map_err(KeyFieldsError::Name)?;
+    let key_id = parse_hex_id(hex_id).ok_or(Reason("the key ID is not 8 hex digits"))?;
+    let decoded = Zeroizing::new(
+        BASE64
+            .decode(b64)
+            .map_err(|_| Reason("the key is not valid base64"))?,
+    );
+    let (&alg, key) = decoded.split_first().ok_or(Reason("the key is empty"))?;
+    if alg != ALG_ED25519 {
+        return Err(Reason("the key type is not Ed25519 (0x01)"));
+    }
+    let key = <[u8; 32]>::try_from(key).map_err(|_| Reason("an Ed25519 key must be 32 bytes"))?;
+    Ok(KeyFields {
+        name,
+        key_id,
+        key: Zeroizing::new(key),
+    })
+}
+
 /// A signed-note Ed25519 private key. `Debug` shows the name and key ID, never the key; the
 /// key is zeroed on drop.
 #[derive(Clone)]
@@ -196,27 +246,12 @@ impl NoteSigner {
             .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(bad("it does not start with PRIVATE+KEY+"))?;
-        let mut fields = rest.splitn(3, '+');
-        let (Some(name), Some(hex_id), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad("it does not have the name, key ID and key fields"));
-        };
-        check_name(name)?;
-        let stated = parse_hex_id(hex_id).ok_or(bad("the key ID is not 8 hex digits"))?;
-        let decoded = Zeroizing::new(
-            BASE64
-                .decode(b64)
-                .map_err(|_| bad("the key is not valid base64"))?,
-        );
-        let (&alg, seed) = decoded.split_first().ok_or(bad("the key is empty"))?;
-        if alg != ALG_ED25519 {
-            return Err(bad("the key type is not Ed25519 (0x01)"));
-        }
-        let mut seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| bad("an Ed25519 key must be 32 bytes"))?;
+        let KeyFields {
+            name,
+            key_id: stated,
+            key: seed,
+        } = parse_key_fields(rest).map_err(|e| e.into_error(bad))?;
         let signer = Self::from_seed(name, &seed);
-        seed.zeroize();
         if signer.key_id != stated {
             return Err(NoteError::KeyIdMismatch {
                 name: name.into(),
@@ -315,23 +350,11 @@ impl NoteVerifier {
             text: trimmed.into(),
             reason,
         };
-        let mut fields = trimmed.splitn(3, '+');
-        let (Some(name), Some(hex_id), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad("it does not have the name, key ID and key fields"));
-        };
-        check_name(name)?;
-        let stated = parse_hex_id(hex_id).ok_or(bad("the key ID is not 8 hex digits"))?;
-        let decoded = BASE64
-            .decode(b64)
-            .map_err(|_| bad("the key is not valid base64"))?;
-        let (&alg, public) = decoded.split_first().ok_or(bad("the key is empty"))?;
-        if alg != ALG_ED25519 {
-            return Err(bad("the key type is not Ed25519 (0x01)"));
-        }
-        let public: [u8; 32] = public
-            .try_into()
-            .map_err(|_| bad("an Ed25519 public key must be 32 bytes"))?;
+        let KeyFields {
+            name,
+            key_id: stated,
+            key: public,
+        } = parse_key_fields(trimmed).map_err(|e| e.into_error(bad))?;
         let key = VerifyingKey::from_bytes(&public)
             .map_err(|_| bad("the bytes are not an Ed25519 public key"))?;
         let computed = key_id(name, &public);

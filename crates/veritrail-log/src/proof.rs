@@ -92,17 +92,19 @@ fn malformed(line: usize, reason: impl Into<String>) -> ProofFileError {
     }
 }
 
-/// Reads the proof hash lines starting at `lines[first]` up to the first empty line; returns
-/// the hashes and the byte offset in `text` just after that empty line (where the checkpoint
-/// starts).
-fn parse_proof_lines(text: &str, first_line: usize) -> Result<(Vec<Hash>, usize), ProofFileError> {
+/// Reads what follows the first `header_lines` lines: the proof hash lines up to the first
+/// empty line, then the checkpoint (everything after it, which must be non-empty).
+fn parse_proof_and_checkpoint(
+    text: &str,
+    header_lines: usize,
+) -> Result<(Vec<Hash>, String), ProofFileError> {
     let mut offset = text
         .split_inclusive('\n')
-        .take(first_line)
+        .take(header_lines)
         .map(str::len)
         .sum::<usize>();
     let mut proof = Vec::new();
-    let mut line_no = first_line;
+    let mut line_no = header_lines;
     loop {
         line_no += 1;
         let rest = &text[offset..];
@@ -115,7 +117,7 @@ fn parse_proof_lines(text: &str, first_line: usize) -> Result<(Vec<Hash>, usize)
         let line = &rest[..end];
         offset += end + 1;
         if line.is_empty() {
-            return Ok((proof, offset));
+            break;
         }
         if proof.len() == MAX_PROOF_LINES {
             return Err(malformed(
@@ -125,15 +127,14 @@ fn parse_proof_lines(text: &str, first_line: usize) -> Result<(Vec<Hash>, usize)
         }
         proof.push(parse_hash(line).map_err(|r| malformed(line_no, format!("proof hash: {r}")))?);
     }
-}
-
-/// The checkpoint after the blank line: everything to the end, which must be non-empty.
-fn checkpoint_text(text: &str, offset: usize, line_no: usize) -> Result<String, ProofFileError> {
-    let cp = &text[offset..];
-    if cp.is_empty() {
-        return Err(malformed(line_no, "no checkpoint follows the blank line"));
+    let checkpoint = &text[offset..];
+    if checkpoint.is_empty() {
+        return Err(malformed(
+            line_no + 1,
+            "no checkpoint follows the blank line",
+        ));
     }
-    Ok(cp.into())
+    Ok((proof, checkpoint.into()))
 }
 
 fn write_proof_lines(out: &mut String, proof: &[Hash]) {
@@ -196,8 +197,7 @@ impl InclusionProofFile {
             .and_then(|l| l.strip_prefix("index "))
             .ok_or_else(|| malformed(3, "expected \"index <decimal>\""))
             .and_then(|n| parse_decimal(n).map_err(|r| malformed(3, format!("index: {r}"))))?;
-        let (proof, offset) = parse_proof_lines(text, 3)?;
-        let checkpoint = checkpoint_text(text, offset, 5 + proof.len())?;
+        let (proof, checkpoint) = parse_proof_and_checkpoint(text, 3)?;
         Ok(Self {
             index,
             record,
@@ -250,8 +250,7 @@ impl ConsistencyBody {
             .strip_prefix("old ")
             .ok_or_else(|| malformed(1, "expected \"old <decimal size>\""))
             .and_then(|n| parse_decimal(n).map_err(|r| malformed(1, format!("old size: {r}"))))?;
-        let (proof, offset) = parse_proof_lines(text, 1)?;
-        let checkpoint = checkpoint_text(text, offset, 3 + proof.len())?;
+        let (proof, checkpoint) = parse_proof_and_checkpoint(text, 1)?;
         Ok(Self {
             old_size,
             proof,

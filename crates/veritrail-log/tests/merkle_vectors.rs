@@ -177,6 +177,11 @@ fn builders_reproduce_happy_path_vectors() {
         b"`abcdefghijklmno",
     ];
     let leaves: Vec<Hash> = data.iter().map(|d| merkle::leaf_hash(d)).collect();
+    // The root SOURCE.md gives for these leaves.
+    assert_eq!(
+        merkle::HexHash(merkle::root_of_leaves(&leaves)).to_string(),
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+    );
     let mut checked = 0;
     let mut files = Vec::new();
     json_files(&vectors_dir().join("rfc6962"), &mut files);
