@@ -7,16 +7,17 @@
 //! object; the first line that does not is reported with its line number and the command stops
 //! there: the lines before it stay appended (synced, checkpoint signed) and it exits 1.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, IsTerminal};
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use veritrail_log::{Log, LogOptions};
 
 use crate::cli::AppendArgs;
 use crate::exit::invalid;
 use crate::keys;
 use crate::logdir::refuse_non_directory;
+use crate::output::plural;
 
 /// Why reading stdin stopped.
 enum Stop {
@@ -43,16 +44,6 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
     };
     let mut log = Log::open(&args.log, signer, opts)
         .with_context(|| format!("cannot open the log {}", args.log.display()))?;
-    if let Some(origin) = &args.origin
-        && log.origin() != origin
-    {
-        bail!(
-            "{} already has the origin {:?}; --origin only names a new log (drop --origin, or \
-             use another LOG directory)",
-            args.log.display(),
-            log.origin()
-        );
-    }
     if let Some(r) = log.recovered() {
         eprintln!(
             "note: the last write to {} was torn (a crash?): cut {} bytes at byte {} of {}; \
@@ -65,25 +56,25 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
     }
     let first = log.size();
     let mut tally = Tally::default();
-    let read = append_lines(&mut log, io::stdin().lock(), &mut tally);
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("reading one JSON object per line from stdin; end with Ctrl-D");
+    }
+    let read = append_lines(&mut log, stdin.lock(), &mut tally);
 
     // Whatever stopped the input, what was appended before it is made durable and signed.
-    let had_checkpoint = log
+    // `checkpoint` returns the latest one unchanged when there is nothing new to sign.
+    let before = log
         .latest_checkpoint()
-        .with_context(|| format!("cannot read the checkpoint of {}", args.log.display()))?
-        .is_some();
-    let checkpoint = if tally.appended > 0 || !had_checkpoint {
-        Some(
-            log.checkpoint()
-                .with_context(|| format!("cannot sign a checkpoint for {}", args.log.display()))?,
-        )
-    } else {
-        None
-    };
+        .with_context(|| format!("cannot read the checkpoint of {}", args.log.display()))?;
+    let checkpoint = log
+        .checkpoint()
+        .with_context(|| format!("cannot sign a checkpoint for {}", args.log.display()))?;
+    let signed_new = before.as_ref() != Some(&checkpoint);
     let size = log.size();
     log.close()
         .with_context(|| format!("cannot close the log {}", args.log.display()))?;
-    print_summary(&args.log, first, size, &tally, checkpoint.as_deref());
+    print_summary(&args.log, first, size, &tally, signed_new);
 
     match read? {
         Stop::End => Ok(()),
@@ -165,7 +156,7 @@ fn kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-fn print_summary(dir: &Path, first: u64, size: u64, tally: &Tally, checkpoint: Option<&str>) {
+fn print_summary(dir: &Path, first: u64, size: u64, tally: &Tally, signed_new: bool) {
     let range = if tally.appended == 0 {
         String::new()
     } else {
@@ -180,20 +171,12 @@ fn print_summary(dir: &Path, first: u64, size: u64, tally: &Tally, checkpoint: O
         plural(tally.appended, "record"),
         dir.display()
     );
-    match checkpoint {
-        Some(_) => eprintln!(
+    if signed_new {
+        eprintln!(
             "signed a checkpoint at size {size} (print it with `veritrail checkpoint {}`)",
             dir.display()
-        ),
-        None => eprintln!("nothing new to sign; the latest checkpoint stands"),
-    }
-}
-
-/// `1 record`, `2 records`.
-fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
+        );
     } else {
-        format!("{n} {noun}s")
+        eprintln!("nothing new to sign; the latest checkpoint (size {size}) stands");
     }
 }

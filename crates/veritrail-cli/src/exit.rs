@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use veritrail_log::store::LogError;
+
 /// The data the command was given is invalid or failed verification (exit code 1).
 ///
 /// Attach it with [`invalid`]; anything else that goes wrong is a usage or I/O error (exit 2).
@@ -41,13 +43,30 @@ pub(crate) const INVALID: u8 = 1;
 pub(crate) const USAGE_OR_IO: u8 = 2;
 
 /// The exit code for `err`: the code of a [`Reported`] error, [`INVALID`] if anything in its
-/// chain is [`InvalidData`], [`USAGE_OR_IO`] otherwise.
+/// chain is [`InvalidData`] or a log-damage [`LogError`], [`USAGE_OR_IO`] otherwise.
 pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
     if let Some(Reported(code)) = err.downcast_ref::<Reported>() {
         *code
-    } else if err.chain().any(|cause| cause.is::<InvalidData>()) {
+    } else if err
+        .chain()
+        .any(|cause| cause.is::<InvalidData>() || is_damage(cause))
+    {
         INVALID
     } else {
         USAGE_OR_IO
     }
+}
+
+/// Whether `cause` is the log library reporting damaged or inconsistent data (not a failure
+/// to read it).
+fn is_damage(cause: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        cause.downcast_ref::<LogError>(),
+        Some(
+            LogError::Corrupt { .. }
+                | LogError::Damaged { .. }
+                | LogError::Checkpoint { .. }
+                | LogError::InconsistentCheckpoint { .. }
+        )
+    )
 }

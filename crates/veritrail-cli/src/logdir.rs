@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use veritrail_log::store::LogError;
 use veritrail_log::{Checkpoint, Log};
 
 use crate::exit::invalid;
@@ -10,7 +11,16 @@ use crate::exit::invalid;
 /// Opens the log at `dir` read-only, after checking it is there at all.
 pub(crate) fn open_read_only(dir: &Path) -> Result<Log> {
     require_dir(dir)?;
-    Log::open_read_only(dir).with_context(|| format!("cannot open the log {}", dir.display()))
+    match Log::open_read_only(dir) {
+        Ok(log) => Ok(log),
+        Err(LogError::NotALog { path, reason }) if path == dir => bail!(
+            "{} is not a veritrail log: {reason} — create one with `veritrail append {} \
+             --key KEYFILE`",
+            dir.display(),
+            dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot open the log {}", dir.display())),
+    }
 }
 
 /// Checks that `dir` exists and is a directory, with an error that says what to do.

@@ -11,3 +11,12 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> Result<()> {
         .and_then(|()| out.flush())
         .context("cannot write to stdout")
 }
+
+/// `1 record`, `2 records`.
+pub(crate) fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

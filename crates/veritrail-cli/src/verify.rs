@@ -3,9 +3,9 @@
 //! The report follows `aws cloudtrail validate-logs`: what was checked, `N/M` valid, and on
 //! failure the first bad record by index, segment and byte offset, with exit code 1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use veritrail_log::verify::{VerifyError, VerifyOptions, VerifyReport, verify_dir};
@@ -14,7 +14,7 @@ use crate::cli::{VerifyArgs, VerifyProofArgs};
 use crate::exit::{INVALID, Reported, invalid};
 use crate::keys;
 use crate::logdir::require_dir;
-use crate::output::write_stdout;
+use crate::output::{plural, write_stdout};
 
 /// Verifies a log directory and prints the report (human or `--json`).
 pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
@@ -28,8 +28,10 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
                 .with_context(|| format!("cannot read the --against checkpoint {}", path.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let opts = VerifyOptions { against, threads };
+    let opts = VerifyOptions {
+        against,
+        ..VerifyOptions::default()
+    };
     let dir = args.log.display();
     match verify_dir(&args.log, &verifier, &opts) {
         Ok(report) => {
@@ -40,19 +42,18 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
             };
             write_stdout(text.as_bytes())
         }
-        Err(err) if is_io(&err) => {
+        Err(err) if err.is_io() => {
             Err(anyhow::Error::new(err).context(format!("cannot verify {dir}")))
         }
+        Err(VerifyError::Layout { path, reason }) if path == args.log => bail!(
+            "{dir}: {reason} — check the path; a log is made with \
+             `veritrail append {dir} --key KEYFILE`"
+        ),
         Err(err) => {
             let text = if args.json {
-                let value = serde_json::json!({
-                    "valid": false,
-                    "log": dir.to_string(),
-                    "error": err.to_string(),
-                });
-                format!("{value}\n")
+                json_invalid(&args.log, &err, &args.against)
             } else {
-                format!("{dir} is INVALID: {err}\n")
+                human_invalid(&args.log, &err, &args.against)
             };
             write_stdout(text.as_bytes())?;
             Err(Reported(INVALID).into())
@@ -60,18 +61,14 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
     }
 }
 
-/// Whether the verifier failed to read the log (exit 2) rather than found it invalid (exit 1).
-fn is_io(err: &VerifyError) -> bool {
-    matches!(err, VerifyError::Io { .. })
-}
-
 fn human_valid(dir: &Path, report: &VerifyReport, against_given: usize) -> String {
     let mut out = format!(
         "{} is valid\n\
-         records:      {} checked (framing, checksums, indexes, RFC 6962 tree)\n\
+         records:      {} checked in {} (framing, checksums, indexes, RFC 6962 tree)\n\
          checkpoints:  {}/{} valid (signature, and root at their size)\n",
         dir.display(),
         report.records,
+        plural(report.segments as u64, "segment"),
         report.checkpoints_checked,
         report.checkpoints_checked,
     );
@@ -91,10 +88,14 @@ fn human_valid(dir: &Path, report: &VerifyReport, against_given: usize) -> Strin
         BASE64.encode(report.root),
         report.records
     ));
-    if report.recovered_tail {
-        out.push_str(
-            "note:         the log records a repaired torn tail (a crash while writing)\n",
-        );
+    if let Some(tail) = &report.tail {
+        out.push_str(&format!(
+            "note:         {} ends in a torn write after the last checkpoint (a crash): {} \
+             bytes from byte {}; no signed data is affected, and the next append cuts it\n",
+            tail.segment.display(),
+            tail.bytes_cut,
+            tail.offset
+        ));
     }
     out
 }
@@ -105,11 +106,57 @@ fn json_valid(dir: &Path, report: &VerifyReport) -> String {
         "log": dir.display().to_string(),
         "records": report.records,
         "root": BASE64.encode(report.root),
+        "segments": report.segments,
+        "bytes": report.bytes,
         "checkpoints_checked": report.checkpoints_checked,
         "against_checked": report.against_checked,
-        "recovered_tail": report.recovered_tail,
+        "torn_tail": report.tail.as_ref().map(|t| serde_json::json!({
+            "segment": t.segment.display().to_string(),
+            "offset": t.offset,
+            "bytes": t.bytes_cut,
+        })),
     });
     format!("{value}\n")
+}
+
+/// The verdict, the first failure, and where to look.
+fn human_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
+    let mut out = format!("{} is INVALID\nfirst failure: {err}\n", dir.display());
+    if let Some(index) = err.index() {
+        out.push_str(&format!("first bad record: index {index}\n"));
+    }
+    if let Some(path) = against_file(err, against) {
+        out.push_str(&format!("against file: {}\n", path.display()));
+    }
+    out
+}
+
+fn json_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
+    let mut value = serde_json::json!({
+        "valid": false,
+        "log": dir.display().to_string(),
+        "error": err.to_string(),
+        "index": err.index(),
+    });
+    if let VerifyError::Record {
+        segment, offset, ..
+    } = err
+    {
+        value["segment"] = segment.display().to_string().into();
+        value["offset"] = (*offset).into();
+    }
+    if let Some(path) = against_file(err, against) {
+        value["against"] = path.display().to_string().into();
+    }
+    format!("{value}\n")
+}
+
+/// The `--against` file a failure is about (the library numbers them from 1).
+fn against_file<'a>(err: &VerifyError, against: &'a [PathBuf]) -> Option<&'a PathBuf> {
+    match err {
+        VerifyError::Against { position, .. } => against.get(position.checked_sub(1)?),
+        _ => None,
+    }
 }
 
 /// Checks a `.tlog-proof` file offline: prints the record on stdout, the verdict on stderr.

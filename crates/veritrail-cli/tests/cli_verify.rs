@@ -62,8 +62,11 @@ fn a_flipped_byte_in_a_segment_is_reported_by_index() {
     let out = env.expect(1, &["verify", "log", "--key", &vkey, "--json"], b"");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["valid"], false);
+    assert_eq!(json["index"], 7, "{json}");
+    assert!(json["segment"].as_str().unwrap().ends_with(&name), "{json}");
+    assert!(json["offset"].is_u64(), "{json}");
     assert!(
-        json["error"].as_str().unwrap().contains("index 7"),
+        json["error"].as_str().unwrap().contains("record 7"),
         "{json}"
     );
 }
