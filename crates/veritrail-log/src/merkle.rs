@@ -526,8 +526,8 @@ pub fn verify_inclusion(
 ///
 /// Conventions (those of the RFC 6962 test vectors): `old == new` needs an empty proof and
 /// equal roots; `old > new` is refused; `old == 0` is refused with
-/// [`ProofError::EmptyOldTree`], since a proof from the empty tree proves nothing (callers that
-/// compare against an empty checkpoint treat it as trivially consistent).
+/// [`ProofError::EmptyOldTree`], since a proof from the empty tree proves nothing
+/// ([`verify_extends`] treats an empty old tree as extended by every tree).
 pub fn verify_consistency(
     old: u64,
     new: u64,
@@ -606,6 +606,41 @@ pub fn verify_consistency(
     if sr != *new_root {
         return Err(ProofError::RootMismatch {
             computed: HexHash(sr),
+            expected: HexHash(*new_root),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the tree of size `new` with root `new_root` extends the tree of size `old` with
+/// root `old_root`, as a client comparing two checkpoints needs: [`verify_consistency`], except
+/// that the empty tree (size 0, root [`empty_root`], empty proof, as tlog-witness writes it) is
+/// extended by every tree.
+pub fn verify_extends(
+    old: u64,
+    new: u64,
+    proof: &[Hash],
+    old_root: &Hash,
+    new_root: &Hash,
+) -> Result<(), ProofError> {
+    if old != 0 {
+        return verify_consistency(old, new, proof, old_root, new_root);
+    }
+    if !proof.is_empty() {
+        return Err(ProofError::WrongProofLength {
+            expected: 0,
+            got: proof.len(),
+        });
+    }
+    if *old_root != empty_root() {
+        return Err(ProofError::OldRootMismatch {
+            computed: HexHash(empty_root()),
+            expected: HexHash(*old_root),
+        });
+    }
+    if new == 0 && *new_root != empty_root() {
+        return Err(ProofError::RootMismatch {
+            computed: HexHash(empty_root()),
             expected: HexHash(*new_root),
         });
     }
@@ -703,6 +738,20 @@ mod tests {
             consistency_proof(&l, 0, 3),
             Err(ProofBuildError::Invalid(ProofError::EmptyOldTree { .. }))
         ));
+    }
+
+    #[test]
+    fn every_tree_extends_the_empty_tree_and_nothing_else() {
+        let l = leaves(5);
+        let (empty, root5) = (empty_root(), mth(&l));
+        verify_extends(0, 5, &[], &empty, &root5).unwrap();
+        verify_extends(0, 0, &[], &empty, &empty).unwrap();
+        assert!(verify_extends(0, 0, &[], &empty, &root5).is_err());
+        assert!(verify_extends(0, 5, &[l[0]], &empty, &root5).is_err());
+        assert!(verify_extends(0, 5, &[], &l[0], &root5).is_err());
+        let p = consistency_proof(&l, 2, 5).unwrap();
+        verify_extends(2, 5, &p, &mth(&l[..2]), &root5).unwrap();
+        assert!(verify_extends(2, 5, &p, &mth(&l[..3]), &root5).is_err());
     }
 
     #[test]

@@ -279,25 +279,7 @@ impl ConsistencyBody {
                 checkpoint: old.size,
             });
         }
-        if old.size == 0 {
-            // Every tree extends the empty tree; only the shape is checked.
-            if !self.proof.is_empty() {
-                return Err(ProofError::WrongProofLength {
-                    expected: 0,
-                    got: self.proof.len(),
-                }
-                .into());
-            }
-            if old.root != merkle::empty_root() {
-                return Err(ProofError::OldRootMismatch {
-                    computed: merkle::HexHash(merkle::empty_root()),
-                    expected: merkle::HexHash(old.root),
-                }
-                .into());
-            }
-            return Ok(new);
-        }
-        merkle::verify_consistency(old.size, new.size, &self.proof, &old.root, &new.root)?;
+        merkle::verify_extends(old.size, new.size, &self.proof, &old.root, &new.root)?;
         Ok(new)
     }
 }
