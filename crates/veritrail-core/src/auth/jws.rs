@@ -1,0 +1,137 @@
+//! Reading a JWS compact serialization before its signature is checked: bounded sizes, strict
+//! base64url, a header that is checked against RFC 8725 before anything else looks at it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Map, Value};
+
+use super::error::AuthError;
+use super::keyset::parse_alg;
+
+/// The JOSE header members this crate reads. Unknown members are ignored; a repeated member
+/// that is read here is an error (serde refuses duplicate fields).
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+    #[serde(default)]
+    jwk: Option<IgnoredAny>,
+    #[serde(default)]
+    jku: Option<IgnoredAny>,
+    #[serde(default)]
+    x5u: Option<IgnoredAny>,
+    #[serde(default)]
+    x5c: Option<IgnoredAny>,
+}
+
+/// A token split and parsed, signature not yet verified.
+pub(crate) struct UnverifiedToken<'a> {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
+    /// `base64url(header) . base64url(payload)`: the signed bytes.
+    pub(crate) signing_input: &'a [u8],
+    pub(crate) signature: &'a str,
+    pub(crate) claims: Map<String, Value>,
+}
+
+/// Limits applied before any decoding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SizeLimits {
+    pub(crate) max_token: usize,
+    pub(crate) max_header: usize,
+}
+
+fn b64(part: &str, what: &'static str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| AuthError::Malformed(what))
+}
+
+/// Splits and parses `token`, applying the header rules of RFC 8725 (alg from the key, never
+/// `none`; no keys named in the token; no unknown `crit`).
+pub(crate) fn parse(token: &str, limits: SizeLimits) -> Result<UnverifiedToken<'_>, AuthError> {
+    if token.len() > limits.max_token {
+        return Err(AuthError::TokenTooLarge {
+            max: limits.max_token,
+        });
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed(
+            "a JWS compact token has exactly three parts",
+        ));
+    };
+    if header.len() > limits.max_header {
+        return Err(AuthError::HeaderTooLarge {
+            max: limits.max_header,
+        });
+    }
+    let header_json = b64(header, "the header is not base64url")?;
+    let raw: RawHeader = serde_json::from_slice(&header_json)
+        .map_err(|_| AuthError::Malformed("the header is not a valid JOSE header object"))?;
+    if raw.alg.eq_ignore_ascii_case("none") {
+        return Err(AuthError::AlgNone);
+    }
+    for (present, name) in [
+        (raw.jwk.is_some(), "jwk"),
+        (raw.jku.is_some(), "jku"),
+        (raw.x5u.is_some(), "x5u"),
+        (raw.x5c.is_some(), "x5c"),
+    ] {
+        if present {
+            return Err(AuthError::EmbeddedKey(name));
+        }
+    }
+    // This crate understands no JWS extension, so any `crit` (even an empty or malformed
+    // one, which RFC 7515 forbids) is refused.
+    if raw.crit.is_some() {
+        return Err(AuthError::CritUnsupported);
+    }
+    let alg = parse_alg(&raw.alg).ok_or(AuthError::AlgUnsupported)?;
+    let payload_json = b64(payload, "the payload is not base64url")?;
+    let claims = match serde_json::from_slice::<Value>(&payload_json) {
+        Ok(Value::Object(claims)) => claims,
+        Ok(_) => return Err(AuthError::Malformed("the payload is not a JSON object")),
+        Err(_) => return Err(AuthError::Malformed("the payload is not JSON")),
+    };
+    if signature.is_empty() {
+        return Err(AuthError::Malformed("the signature is empty"));
+    }
+    let signing_input = &token.as_bytes()[..header.len() + 1 + payload.len()];
+    Ok(UnverifiedToken {
+        alg,
+        kid: raw.kid,
+        typ: raw.typ,
+        signing_input,
+        signature,
+        claims,
+    })
+}
+
+/// Decodes the signature part.
+pub(crate) fn signature_bytes(signature: &str) -> Result<Vec<u8>, AuthError> {
+    b64(signature, "the signature is not base64url")
+}
+
+/// Whether a `typ` header value names the media type `expected` (RFC 7515 §4.1.9: compare
+/// case-insensitively, the `application/` prefix may be omitted).
+pub(crate) fn typ_matches(typ: &str, expected: &str) -> bool {
+    let strip = |s: &str| -> String {
+        match s.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => s[12..].to_owned(),
+            _ => s.to_owned(),
+        }
+    };
+    strip(typ).eq_ignore_ascii_case(&strip(expected))
+}
