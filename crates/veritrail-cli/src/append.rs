@@ -44,14 +44,21 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
     };
     let mut log = Log::open(&args.log, signer, opts)
         .with_context(|| format!("cannot open the log {}", args.log.display()))?;
-    if let Some(r) = log.recovered() {
+    if let Some(r) = log.recovered().filter(|r| r.bytes_cut > 0) {
         eprintln!(
-            "note: the last write to {} was torn (a crash?): cut {} bytes at byte {} of {}; \
-             the log recorded the repair",
+            "note: the last write to {} was torn (a crash?): cut {} bytes at byte {} of {} \
+             (after the latest checkpoint: no signed record was lost)",
             args.log.display(),
             r.bytes_cut,
             r.offset,
             r.segment.display()
+        );
+    }
+    if let Some(r) = log.recovered().filter(|r| r.hashes_dropped > 0) {
+        eprintln!(
+            "note: {} synced records were missing from the disk (after the latest checkpoint) \
+             and their stored hashes were dropped",
+            r.hashes_dropped
         );
     }
     let first = log.size();

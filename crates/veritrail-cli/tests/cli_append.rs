@@ -178,3 +178,31 @@ fn an_existing_empty_directory_becomes_a_log() {
     let out = env.expect(2, &["append", "file", "--key", "key"], b"{}\n");
     assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_torn_last_write_is_reported_then_cut_by_the_next_append() {
+    let env = Env::new();
+    let vkey = env.keygen();
+    env.append(&events(0..3));
+    // A crash in the middle of writing a frame: a few bytes of a length and checksum.
+    let segment = common::files_under(&env.path("log/segments"))
+        .pop()
+        .expect("a segment file");
+    let clean_len = std::fs::metadata(&segment).unwrap().len();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&[0x40, 0, 0, 0, 0xde, 0xad]);
+    std::fs::write(&segment, bytes).unwrap();
+
+    // Not tampering: verify passes and says what the next append will cut.
+    let report = stdout(&env.ok(&["verify", "log", "--key", &vkey], b""));
+    assert!(report.contains("torn write"), "{report}");
+    assert!(report.contains("3 checked"), "{report}");
+
+    let out = env.append(&events(3..4));
+    assert!(stderr(&out).contains("cut 6 bytes"), "{}", stderr(&out));
+    assert!(std::fs::metadata(&segment).unwrap().len() > clean_len);
+    let report = stdout(&env.ok(&["verify", "log", "--key", &vkey], b""));
+    assert!(!report.contains("torn"), "{report}");
+    assert_eq!(opened_checkpoint(&env, &vkey).size, 4);
+    assert_eq!(record(&env, 3), event(3).as_bytes());
+}

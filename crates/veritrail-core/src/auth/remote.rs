@@ -1,1 +1,0 @@
-//! Remote key sources: JWKS URLs and OpenID Connect discovery.
