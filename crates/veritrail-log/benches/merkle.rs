@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p veritrail-log --bench merkle`
 
-#![expect(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented pub fn"
+)]
 
 use std::hint::black_box;
 
