@@ -602,3 +602,79 @@ async fn plain_http_needs_an_explicit_opt_in() {
     assert_eq!(err.code(), "invalid_url");
     assert!(JwksStore::spawn(JwksConfig::oidc_issuer("https://idp.example/")).is_ok());
 }
+
+/// Ed25519 private keys of `X[0]` and `X[1]` (test keys, PKCS#8 PEM).
+const PRIVATE: [&str; 3] = [
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFAXcmYUNzlYv5Y3+4gWmj93UDhr7V5rtuWDHEQWyGo6\n-----END PRIVATE KEY-----\n",
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJpTxM7rn5ADTg2CAFJJ6YY8AaWzWaXpBbNRKsdZHaFR\n-----END PRIVATE KEY-----\n",
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ3Cx37YZk1ge+x/21KhLQ2hYZgJpPG86XHA7WE32zyq\n-----END PRIVATE KEY-----\n",
+];
+
+/// A token for `iss`, audience `api`, signed with `PRIVATE[key]` under `kid`.
+fn token(iss: &str, kid: &str, key: usize) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({"iss": iss, "aud": "api", "sub": "alice", "exp": now + 3600});
+    let key = EncodingKey::from_ed_pem(PRIVATE[key].as_bytes()).unwrap();
+    encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_authenticator_follows_rotation_and_answers_503_when_keys_are_gone() {
+    use veritrail_core::auth::{Authenticator, Issuer};
+
+    let idp = Idp::start(jwks(&["k1"])).await;
+    idp.set_cache_control(Some("max-age=60"));
+    let store = JwksStore::connect(
+        JwksConfig::oidc_issuer(idp.issuer())
+            .allow_insecure_http(true)
+            .refresh_bounds(Duration::from_secs(10), Duration::from_secs(3600))
+            .unknown_kid_cooldown(Duration::from_secs(30))
+            .stale_if_error(Duration::from_secs(120)),
+    )
+    .await
+    .unwrap();
+    let auth = Authenticator::builder()
+        .issuer(
+            Issuer::new(idp.issuer())
+                .key_source(Arc::new(store.clone()))
+                .audience("api"),
+        )
+        .cache_capacity(0)
+        .build()
+        .unwrap();
+    let iss = idp.issuer();
+    assert_eq!(
+        auth.verify(&token(&iss, "k1", 0)).await.unwrap().sub(),
+        Some("alice")
+    );
+    assert_eq!(idp.fetches(), 1);
+
+    // The IdP adds k2 and signs with it before our schedule says refresh.
+    idp.set_jwks(jwks(&["k1", "k2"]));
+    sleep(Duration::from_secs(31)).await;
+    assert!(auth.verify(&token(&iss, "k2", 1)).await.is_ok());
+    assert_eq!(idp.fetches(), 2, "one refetch for the new kid");
+
+    // A forged kid (a key the IdP never published): refused, and no fetch in the cooldown.
+    let err = auth.verify(&token(&iss, "k3", 2)).await.unwrap_err();
+    assert_eq!((err.code(), err.status()), ("unknown_kid", 401));
+    // The right kid with the wrong key is a bad signature, not a reason to refetch.
+    let err = auth.verify(&token(&iss, "k2", 2)).await.unwrap_err();
+    assert_eq!(err.code(), "bad_signature");
+    assert_eq!(idp.fetches(), 2);
+
+    // The IdP goes down; after the stale-if-error window tokens get 503 with Retry-After.
+    idp.set_status(502);
+    sleep(Duration::from_secs(60 + 119)).await;
+    assert!(auth.verify(&token(&iss, "k1", 0)).await.is_ok());
+    sleep(Duration::from_secs(2)).await;
+    let err = auth.verify(&token(&iss, "k1", 0)).await.unwrap_err();
+    assert_eq!((err.code(), err.status()), ("keys_unavailable", 503));
+    assert!(
+        err.retry_after_secs()
+            .is_some_and(|s| (1..=60).contains(&s))
+    );
+}
