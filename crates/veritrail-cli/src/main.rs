@@ -1,5 +1,13 @@
 //! `veritrail`: write, prove and verify tamper-evident audit logs.
 //!
+//! ```text
+//! veritrail keygen audit.example.com/api --out audit.key        # prints the verifier key
+//! printf '{"sub":"alice","action":"login"}\n' | veritrail append log --key audit.key
+//! veritrail prove log 0 --out login.tlog-proof
+//! veritrail verify-proof login.tlog-proof --key audit.key.pub
+//! veritrail verify log --key audit.key.pub --against held.checkpoint
+//! ```
+//!
 //! Exit codes: 0 success, 1 verification failure or invalid input data, 2 usage or I/O error.
 
 mod append;
