@@ -43,13 +43,13 @@ pub(crate) const INVALID: u8 = 1;
 pub(crate) const USAGE_OR_IO: u8 = 2;
 
 /// The exit code for `err`: the code of a [`Reported`] error, [`INVALID`] if anything in its
-/// chain is [`InvalidData`] or a log-damage [`LogError`], [`USAGE_OR_IO`] otherwise.
+/// chain is [`InvalidData`] or a [`LogError`] about the data, [`USAGE_OR_IO`] otherwise.
 pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
     if let Some(Reported(code)) = err.downcast_ref::<Reported>() {
         *code
     } else if err
         .chain()
-        .any(|cause| cause.is::<InvalidData>() || is_damage(cause))
+        .any(|cause| cause.is::<InvalidData>() || is_invalid_data(cause))
     {
         INVALID
     } else {
@@ -57,9 +57,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// Whether `cause` is the log library reporting damaged or inconsistent data (not a failure
-/// to read it).
-fn is_damage(cause: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `cause` is the log library reporting damaged or inconsistent data, or a record it
+/// cannot take (not a failure to read or write).
+fn is_invalid_data(cause: &(dyn std::error::Error + 'static)) -> bool {
     matches!(
         cause.downcast_ref::<LogError>(),
         Some(
@@ -67,6 +67,7 @@ fn is_damage(cause: &(dyn std::error::Error + 'static)) -> bool {
                 | LogError::Damaged { .. }
                 | LogError::Checkpoint { .. }
                 | LogError::InconsistentCheckpoint { .. }
+                | LogError::RecordTooLarge { .. }
         )
     )
 }

@@ -69,6 +69,15 @@ fn a_flipped_byte_in_a_segment_is_reported_by_index() {
         json["error"].as_str().unwrap().contains("record 7"),
         "{json}"
     );
+
+    // Commands that serve records refuse damaged data too (exit 1), never a bad proof.
+    let out = env.expect(1, &["prove", "log", "7"], b"");
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("veritrail verify"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
