@@ -182,6 +182,13 @@ fn config(url: String) -> JwksConfig {
         .request_timeout(Duration::from_secs(5))
 }
 
+/// A store on `idp`'s JWKS with [`config`], its first key set loaded.
+async fn connect(idp: &Idp) -> JwksStore {
+    JwksStore::connect(config(idp.url("/jwks.json")))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn rotation_is_picked_up_on_schedule_and_on_unknown_kid() {
     let idp = Idp::start(jwks(&["k1"])).await;
@@ -231,9 +238,7 @@ async fn rotation_is_picked_up_on_schedule_and_on_unknown_kid() {
 async fn unknown_kid_refetch_honours_the_cooldown() {
     let idp = Idp::start(jwks(&["k1"])).await;
     idp.set_cache_control(Some("max-age=3600"));
-    let store = JwksStore::connect(config(idp.url("/jwks.json")))
-        .await
-        .unwrap();
+    let store = connect(&idp).await;
     assert_eq!(idp.fetches(), 1);
 
     // A known kid never fetches.
@@ -292,9 +297,7 @@ async fn a_hundred_concurrent_misses_cause_one_fetch() {
 async fn a_failing_endpoint_serves_stale_keys_then_reports_unavailable() {
     let idp = Idp::start(jwks(&["k1"])).await;
     idp.set_cache_control(Some("max-age=60"));
-    let store = JwksStore::connect(config(idp.url("/jwks.json")))
-        .await
-        .unwrap();
+    let store = connect(&idp).await;
     idp.set_status(500);
 
     // Past freshness: refreshes fail, the old keys keep serving.
@@ -407,9 +410,7 @@ async fn cache_control_max_age_is_honoured_and_clamped() {
     let idp = Idp::start(jwks(&["k1"])).await;
     // Bounds 10 s ..= 3600 s, default 300 s.
     idp.set_cache_control(Some("public, max-age=120"));
-    let store = JwksStore::connect(config(idp.url("/jwks.json")))
-        .await
-        .unwrap();
+    let store = connect(&idp).await;
     let mut last_fetch = Instant::now();
     let mut expect_refresh_after = async |secs: u64| {
         let before = idp.fetches();
@@ -450,9 +451,7 @@ async fn an_unparseable_key_beside_good_ones_is_skipped() {
         jwk("good-2", X[1]),
     );
     let idp = Idp::start(mixed).await;
-    let store = JwksStore::connect(config(idp.url("/jwks.json")))
-        .await
-        .unwrap();
+    let store = connect(&idp).await;
     assert_eq!(kids(&store.current().unwrap()), ["good-1", "good-2"]);
     let skipped = store.status().skipped;
     let mut skipped_kids: Vec<_> = skipped.iter().map(|s| s.kid.clone()).collect();
@@ -549,9 +548,7 @@ async fn dropping_the_store_stops_its_task() {
     idp.set_cache_control(Some("max-age=10"));
     let metrics = tokio::runtime::Handle::current().metrics();
     let baseline = metrics.num_alive_tasks();
-    let store = JwksStore::connect(config(idp.url("/jwks.json")))
-        .await
-        .unwrap();
+    let store = connect(&idp).await;
     sleep(Duration::from_secs(25)).await;
     assert_eq!(idp.fetches(), 3);
     assert!(metrics.num_alive_tasks() > baseline);

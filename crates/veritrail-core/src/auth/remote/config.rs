@@ -12,7 +12,7 @@ use crate::auth::keyset::KeySet;
 /// Called with each new key set, before it comes into force.
 pub(super) type ChangeCallback = Arc<dyn Fn(&Arc<KeySet>) + Send + Sync>;
 
-/// Where a store gets its keys.
+/// Where a store gets its keys. Displays as the URL (with a note for discovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySetLocation {
     /// A JWKS document at this URL.
@@ -25,8 +25,8 @@ pub enum KeySetLocation {
 impl fmt::Display for KeySetLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::JwksUrl(url) => write!(f, "JWKS {url}"),
-            Self::OidcIssuer(issuer) => write!(f, "OIDC issuer {issuer}"),
+            Self::JwksUrl(url) => f.write_str(url),
+            Self::OidcIssuer(issuer) => write!(f, "{issuer} (OpenID Connect discovery)"),
         }
     }
 }
