@@ -188,3 +188,20 @@ fn consistency_refuses_a_checkpoint_the_log_does_not_extend() {
         stderr(&out)
     );
 }
+
+#[test]
+fn consistency_from_the_empty_tree_has_no_proof_lines() {
+    let env = Env::new();
+    let vkey = env.keygen();
+    // A first line that is not JSON leaves a new log with a signed checkpoint of size 0.
+    env.expect(1, &["append", "log", "--key", "key"], b"oops\n");
+    env.write("empty.cp", env.checkpoint());
+    env.append(&events(0..3));
+    let text = stdout(&env.ok(&["consistency", "log", "--from", "empty.cp"], b""));
+    assert_eq!(text, format!("old 0\n\n{}", env.checkpoint()));
+    // The library's tlog-witness check accepts it.
+    let verifier = NoteVerifier::from_text(&vkey).unwrap();
+    let old = Checkpoint::open(&env.read("empty.cp"), &verifier).unwrap();
+    let body = ConsistencyBody::parse(&text).unwrap();
+    assert_eq!(body.verify(&old, &verifier).unwrap().size, 3);
+}
