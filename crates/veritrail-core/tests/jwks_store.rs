@@ -193,14 +193,20 @@ async fn connect(idp: &Idp) -> JwksStore {
 async fn rotation_is_picked_up_on_schedule_and_on_unknown_kid() {
     let idp = Idp::start(jwks(&["k1"])).await;
     idp.set_cache_control(Some("max-age=60"));
+    // The callback records each new set and what readers saw at that moment.
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = Arc::clone(&seen);
-    let store = JwksStore::connect(
-        config(idp.url("/jwks.json"))
-            .on_change(move |keys| record.lock().unwrap().push(kids(keys))),
-    )
+    let store_slot = Arc::new(std::sync::OnceLock::<JwksStore>::new());
+    let (record, slot) = (Arc::clone(&seen), Arc::clone(&store_slot));
+    let store = JwksStore::connect(config(idp.url("/jwks.json")).on_change(move |keys| {
+        let in_force = slot.get().and_then(|s| s.current().ok());
+        record
+            .lock()
+            .unwrap()
+            .push((kids(keys), in_force.map(|k| kids(&k))));
+    }))
     .await
     .unwrap();
+    store_slot.set(store.clone()).unwrap();
     let mut changes = store.subscribe();
     assert_eq!(kids(&store.current().unwrap()), ["k1"]);
     assert_eq!(idp.fetches(), 1);
@@ -228,9 +234,15 @@ async fn rotation_is_picked_up_on_schedule_and_on_unknown_kid() {
     // An unchanged set is a refresh, not a change.
     sleep(Duration::from_secs(61)).await;
     assert_eq!(idp.fetches(), 4);
+    // Each set was announced before it came into force.
+    let strings = |kids: &[&str]| kids.iter().map(|k| k.to_string()).collect::<Vec<_>>();
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![vec!["k1"], vec!["k1", "k2"], vec!["k2", "k3"]]
+        vec![
+            (strings(&["k1"]), None),
+            (strings(&["k1", "k2"]), Some(strings(&["k1"]))),
+            (strings(&["k2", "k3"]), Some(strings(&["k1", "k2"]))),
+        ]
     );
 }
 
@@ -674,4 +686,21 @@ async fn the_authenticator_follows_rotation_and_answers_503_when_keys_are_gone()
         err.retry_after_secs()
             .is_some_and(|s| (1..=60).contains(&s))
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_change_callback_does_not_stop_refreshes() {
+    let idp = Idp::start(jwks(&["k1"])).await;
+    idp.set_cache_control(Some("max-age=10"));
+    let store = JwksStore::connect(
+        config(idp.url("/jwks.json")).on_change(|_| panic!("audit sink exploded")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kids(&store.current().unwrap()), ["k1"]);
+    idp.set_jwks(jwks(&["k1", "k2"]));
+    sleep(Duration::from_secs(11)).await;
+    assert_eq!(kids(&store.current().unwrap()), ["k1", "k2"]);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(idp.fetches(), 3, "the background task lives on");
 }

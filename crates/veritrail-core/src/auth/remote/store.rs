@@ -412,7 +412,11 @@ impl Inner {
                 "new key set"
             );
             if let Some(callback) = &config.on_change {
-                callback(&keys);
+                // A panicking callback must not take the refresh task down with it.
+                let call = std::panic::AssertUnwindSafe(|| callback(&keys));
+                if std::panic::catch_unwind(call).is_err() {
+                    tracing::error!(location = %config.location, "key set change callback panicked");
+                }
             }
         }
         self.snapshot.store(Arc::new(Snapshot {
