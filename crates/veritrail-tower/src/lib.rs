@@ -15,22 +15,43 @@
 //! response body can be built from `Bytes` (axum, hyper with `Full<Bytes>`, …).
 //!
 //! ```
-//! # use std::sync::Arc;
-//! use veritrail_core::engine::{Engine, RoutePolicy};
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+//! use veritrail_core::engine::{AuditContext, Engine, RoutePolicy};
 //! use veritrail_core::recorder::MemoryRecorder;
 //! use veritrail_tower::AuditLayer;
 //!
-//! # fn demo(authenticator: Arc<veritrail_core::engine::Authenticator>) {
-//! let engine = Engine::builder(authenticator, MemoryRecorder::new())
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let secret = [7u8; 32];
+//! # let keys = KeySet::from_hmac_secret(&secret, jsonwebtoken::Algorithm::HS256, None)?;
+//! let authenticator = Authenticator::builder()
+//!     .issuer(Issuer::new("https://idp.example").keys(keys).allow_hmac().audience("orders-api"))
+//!     .build()?;
+//! let recorder = MemoryRecorder::new(); // a veritrail_writer::Writer in production
+//! let engine = Engine::builder(authenticator, recorder.clone())
 //!     .route("/health", RoutePolicy::public())
 //!     .build();
-//! let layer = AuditLayer::new(engine);
-//! let service = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn(
-//!     |_req: http::Request<String>| async {
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
-//!     },
-//! ));
-//! # let _ = service;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(AuditLayer::new(engine))
+//!     .service(service_fn(|req: Request<Full<Bytes>>| async move {
+//!         if let Some(audit) = req.extensions().get::<AuditContext>() {
+//!             audit.set_action("health.check");
+//!         }
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::from("ok")))
+//!     }));
+//!
+//! let response = service.clone().oneshot(Request::get("/health").body(Full::<Bytes>::default())?).await?;
+//! assert_eq!(response.status(), 200);
+//! let refused = service.oneshot(Request::get("/orders").body(Full::<Bytes>::default())?).await?;
+//! assert_eq!(refused.status(), 401);
+//! assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+//! assert_eq!(recorder.len(), 2); // both requests are in the log
+//! # Ok(())
 //! # }
 //! ```
 

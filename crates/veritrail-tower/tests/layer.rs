@@ -134,7 +134,7 @@ async fn refusals_are_rendered_and_recorded() {
     assert_eq!(first.outcome, Some(Outcome::Denied));
     assert_eq!(
         first.authn.as_ref().unwrap().reason.as_deref(),
-        Some("missing_token")
+        Some("token_missing")
     );
     assert_eq!(first.action, None, "the handler never ran");
     let second = events[1].as_http().unwrap();
@@ -179,7 +179,7 @@ async fn public_optional_and_route_layer() {
     let public = events[0].as_http().unwrap();
     assert_eq!(
         public.authn.as_ref().unwrap().reason.as_deref(),
-        Some("missing_token")
+        Some("token_missing")
     );
     assert_eq!(
         events[1]

@@ -1,137 +1,75 @@
-//! The seam between the engine and the authenticator.
-//!
-//! TEMPORARY stand-in until `crate::auth::Authenticator` lands: everything the engine needs
-//! from authentication goes through these few functions.
+//! The seam between the engine and [`crate::auth`]: finding the token through the engine's
+//! request view, verifying it, and turning an [`AuthError`] into a [`Rejection`].
 
-use std::sync::Arc;
-
-use serde_json::Value;
-
+use crate::auth::{AuthError, TokenRequest};
 use crate::event::Actor;
 
+pub use crate::auth::{Authenticator, Identity};
+
 use super::exchange::EngineFuture;
-use super::rejection::{Rejection, RejectionKind, bearer_challenge};
+use super::rejection::{Rejection, RejectionKind};
 use super::view::RequestView;
 
-/// Verifies tokens (stand-in).
-pub struct Authenticator {
-    key: jsonwebtoken::DecodingKey,
-    validation: jsonwebtoken::Validation,
-}
+/// The engine's request view as the authenticator's token request.
+struct Tokens<'a>(&'a dyn RequestView);
 
-impl Authenticator {
-    /// Stand-in constructor.
-    pub fn new(key: jsonwebtoken::DecodingKey, validation: jsonwebtoken::Validation) -> Self {
-        Authenticator { key, validation }
+impl TokenRequest for Tokens<'_> {
+    fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str)) {
+        self.0.for_each_header(name, visit)
+    }
+    fn query(&self) -> Option<&str> {
+        self.0.query()
     }
 }
 
-/// A verified caller (stand-in).
-#[derive(Clone, Debug)]
-pub struct Identity {
-    /// The claims.
-    pub claims: Arc<Value>,
-    /// Header alg.
-    pub alg: String,
-    /// Header kid.
-    pub kid: Option<String>,
-}
-
-impl Identity {
-    /// The claims (stand-in).
-    pub fn claims(&self) -> &Value {
-        &self.claims
-    }
-}
-
-/// A failed verification (stand-in).
-#[derive(Debug)]
-pub struct AuthError(String);
-
+/// The request's token, if any; two tokens or a malformed one are a 400.
 pub(super) fn find_token(
-    _auth: &Authenticator,
+    auth: &Authenticator,
     req: &dyn RequestView,
     realm: Option<&str>,
 ) -> Result<Option<String>, Rejection> {
-    let mut found = Vec::new();
-    req.for_each_header("authorization", &mut |v| {
-        if let Some((scheme, token)) = v.split_once(' ')
-            && scheme.eq_ignore_ascii_case("bearer")
-        {
-            found.push(token.trim().to_owned());
-        }
-    });
-    if found.len() > 1 {
-        return Err(Rejection::new(
-            RejectionKind::Authentication,
-            400,
-            "multiple_tokens",
-            "more than one token",
-        )
-        .with_challenge(bearer_challenge(
-            realm,
-            Some(("invalid_request", "more than one token")),
-            None,
-        )));
-    }
-    Ok(found.pop())
+    auth.find_token(&Tokens(req))
+        .map(|found| found.map(|f| f.token))
+        .map_err(|e| rejection(&e, realm))
 }
 
+/// Verifies `token` (with a static key source and a cache hit, ready on the first poll).
 pub(super) fn verify(
-    auth: &Arc<Authenticator>,
+    auth: &Authenticator,
     token: String,
 ) -> EngineFuture<Result<Identity, AuthError>> {
-    let r = (|| {
-        let header = jsonwebtoken::decode_header(&token).map_err(|e| AuthError(e.to_string()))?;
-        let data = jsonwebtoken::decode::<Value>(&token, &auth.key, &auth.validation)
-            .map_err(|e| AuthError(e.to_string()))?;
-        Ok(Identity {
-            claims: Arc::new(data.claims),
-            alg: format!("{:?}", header.alg),
-            kid: header.kid,
-        })
-    })();
-    Box::pin(std::future::ready(r))
+    let auth = auth.clone();
+    Box::pin(async move { auth.verify(&token).await })
 }
 
+/// The event's actor, with the allow-listed custom claims.
 pub(super) fn actor(identity: &Identity, claims: &[String]) -> Actor {
-    let c = &identity.claims;
-    let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
-    Actor {
-        sub: s("sub").map(Into::into),
-        iss: s("iss"),
-        scopes: s("scope")
-            .map(|s| s.split(' ').map(str::to_owned).collect())
-            .unwrap_or_default(),
-        exp: c.get("exp").and_then(Value::as_i64),
-        alg: Some(identity.alg.clone()),
-        kid: identity.kid.clone(),
-        claims: claims
-            .iter()
-            .filter_map(|k| Some((k.clone(), c.get(k)?.clone())))
-            .collect(),
-        ..Actor::default()
+    identity.to_actor(claims)
+}
+
+/// The refusal for an authentication failure: the authenticator's status, reason code,
+/// RFC 6750 challenge and `Retry-After`.
+pub(super) fn rejection(err: &AuthError, realm: Option<&str>) -> Rejection {
+    let kind = match err {
+        AuthError::InsufficientScope { .. } => RejectionKind::Authorization,
+        _ => RejectionKind::Authentication,
+    };
+    let mut rejection = Rejection::new(kind, err.status(), err.code(), err.to_string());
+    if let Some(challenge) = err.www_authenticate(realm) {
+        rejection = rejection.with_challenge(challenge);
     }
+    if let Some(seconds) = err.retry_after_secs() {
+        rejection = rejection.with_retry_after(u32::try_from(seconds).unwrap_or(u32::MAX));
+    }
+    rejection
 }
 
-pub(super) fn rejection(_err: &AuthError, realm: Option<&str>) -> Rejection {
-    Rejection::new(
-        RejectionKind::Authentication,
-        401,
-        "invalid_token",
-        "the token is invalid",
-    )
-    .with_challenge(bearer_challenge(
-        realm,
-        Some(("invalid_token", "the token is invalid")),
-        None,
-    ))
+/// Headers that may carry a token: never recorded.
+pub(super) fn token_headers(auth: &Authenticator) -> Vec<String> {
+    auth.token_headers()
 }
 
-pub(super) fn token_headers(_auth: &Authenticator) -> Vec<String> {
-    Vec::new()
-}
-
-pub(super) fn token_query_params(_auth: &Authenticator) -> Vec<String> {
-    Vec::new()
+/// Query parameters that may carry a token: never recorded.
+pub(super) fn token_query_params(auth: &Authenticator) -> Vec<String> {
+    auth.token_query_params()
 }

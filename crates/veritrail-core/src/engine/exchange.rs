@@ -19,7 +19,8 @@ use crate::recorder::{Durability, RecordError};
 use super::Engine;
 use super::authn::{self, Identity};
 use super::policy::{AuthMode, RoutePolicy};
-use super::rejection::{Rejection, RejectionKind, bearer_challenge};
+use super::rejection::{Rejection, RejectionKind};
+use crate::auth::{AuthError, bearer_challenge};
 
 /// A boxed, `Send` future the engine returns for its asynchronous steps.
 pub type EngineFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -506,15 +507,10 @@ impl Drop for Exchange {
 }
 
 impl Engine {
-    /// 401 for a route that requires a token when none was sent (RFC 6750 §3.1: no error code).
+    /// 401 for a route that requires a token when none was sent (RFC 6750 §3.1: no error
+    /// code).
     pub(super) fn missing_token(&self) -> Rejection {
-        Rejection::new(
-            RejectionKind::Authentication,
-            401,
-            "missing_token",
-            "this resource requires a bearer token",
-        )
-        .with_challenge(bearer_challenge(self.inner.realm.as_deref(), None, None))
+        authn::rejection(&AuthError::TokenMissing, self.inner.realm.as_deref())
     }
 
     fn authorize(&self, s: &mut State, policy: &RoutePolicy) -> Result<(), Rejection> {
@@ -550,20 +546,23 @@ impl Engine {
             if s.identity.is_none() {
                 return self.missing_token();
             }
-            let scope =
-                (!denied.required_scopes.is_empty()).then(|| denied.required_scopes.join(" "));
             let detail = denied.to_string();
+            let mut params = Vec::new();
+            if let Some(realm) = &self.inner.realm {
+                params.push(("realm", realm.clone()));
+            }
+            params.push(("error", "insufficient_scope".to_owned()));
+            params.push(("error_description", detail.clone()));
+            if !denied.required_scopes.is_empty() {
+                params.push(("scope", denied.required_scopes.join(" ")));
+            }
             Rejection::new(
                 RejectionKind::Authorization,
                 403,
                 "insufficient_scope",
-                detail.clone(),
+                detail,
             )
-            .with_challenge(bearer_challenge(
-                self.inner.realm.as_deref(),
-                Some(("insufficient_scope", &detail)),
-                scope.as_deref(),
-            ))
+            .with_challenge(bearer_challenge(&params))
         })
     }
 }

@@ -17,15 +17,47 @@
 //!    the handler's service failed). Dropping the exchange unfinished records `cancelled`.
 //!
 //! ```
-//! # use std::sync::Arc;
-//! # use veritrail_core::engine::{Engine, RoutePolicy, SimpleRequest};
-//! # use veritrail_core::recorder::MemoryRecorder;
-//! # fn demo(authenticator: Arc<veritrail_core::engine::Authenticator>) {
+//! use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+//! use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+//! use veritrail_core::engine::{Engine, RoutePolicy, SimpleRequest};
+//! use veritrail_core::event::Outcome;
+//! use veritrail_core::recorder::MemoryRecorder;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = [7u8; 32];
+//! let authenticator = Authenticator::builder()
+//!     .issuer(
+//!         Issuer::new("https://idp.example")
+//!             .keys(KeySet::from_hmac_secret(&secret, Algorithm::HS256, None)?)
+//!             .allow_hmac()
+//!             .audience("orders-api"),
+//!     )
+//!     .build()?;
 //! let recorder = MemoryRecorder::new();
 //! let engine = Engine::builder(authenticator, recorder.clone())
-//!     .route("/health", RoutePolicy::public())
+//!     .route("/orders/{id}", RoutePolicy::authenticated().scope("orders:read"))
 //!     .build();
-//! let exchange = engine.start(&SimpleRequest::new("GET", "/health"));
+//!
+//! let now = jsonwebtoken::get_current_timestamp();
+//! let claims = serde_json::json!({"iss": "https://idp.example", "aud": "orders-api",
+//!     "sub": "alice", "exp": now + 300, "scope": "orders:read"});
+//! let token = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&secret))?;
+//! let request = SimpleRequest::new("GET", "/orders/7")
+//!     .route("/orders/{id}")
+//!     .header("authorization", &format!("Bearer {token}"));
+//!
+//! let exchange = engine.start(&request);
+//! exchange.authenticate().await?;
+//! exchange.context().set_action("order.read");
+//! // ... the handler runs ...
+//! exchange.finish(200).await?;
+//!
+//! let event = recorder.events().pop().unwrap();
+//! let http = event.as_http().unwrap();
+//! assert_eq!(http.outcome, Some(Outcome::Success));
+//! assert_eq!(http.action.as_deref(), Some("order.read"));
+//! # Ok(())
 //! # }
 //! ```
 
@@ -46,7 +78,7 @@ pub use client::{IpNetwork, NetworkParseError, TrustedProxies};
 pub use exchange::{AuditContext, EngineFuture, Exchange};
 pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
 pub use policy::{AuthMode, Denied, RoutePolicy, RouteTable};
-pub use rejection::{Rejection, RejectionKind, bearer_challenge};
+pub use rejection::{Rejection, RejectionKind};
 pub use view::{RequestView, SimpleRequest};
 
 use crate::event::{EvidenceMode, Request, Text};
@@ -62,7 +94,7 @@ pub struct Engine {
 }
 
 struct EngineInner {
-    authenticator: Arc<Authenticator>,
+    authenticator: Authenticator,
     recorder: Arc<dyn Recorder>,
     routes: RouteTable,
     proxies: TrustedProxies,
@@ -89,13 +121,10 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Starts configuring an engine that checks tokens with `authenticator` and records to
     /// `recorder`.
-    pub fn builder(
-        authenticator: impl Into<Arc<Authenticator>>,
-        recorder: impl Recorder,
-    ) -> EngineBuilder {
+    pub fn builder(authenticator: Authenticator, recorder: impl Recorder) -> EngineBuilder {
         EngineBuilder {
             inner: EngineInner {
-                authenticator: authenticator.into(),
+                authenticator,
                 recorder: Arc::new(recorder),
                 routes: RouteTable::new(RoutePolicy::authenticated()),
                 proxies: TrustedProxies::none(),
@@ -115,7 +144,7 @@ impl Engine {
     }
 
     /// The authenticator.
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
+    pub fn authenticator(&self) -> &Authenticator {
         &self.inner.authenticator
     }
 

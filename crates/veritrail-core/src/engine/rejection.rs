@@ -142,63 +142,9 @@ fn status_title(status: u16) -> &'static str {
     }
 }
 
-/// An RFC 6750 §3 `Bearer` challenge. `error` and `scope` are optional; values are quoted with
-/// `"` and `\` escaped.
-pub fn bearer_challenge(
-    realm: Option<&str>,
-    error: Option<(&str, &str)>,
-    scope: Option<&str>,
-) -> String {
-    let mut parts = Vec::new();
-    let quote = |s: &str| {
-        let escaped: String = s
-            .chars()
-            .filter(|c| !c.is_control())
-            .flat_map(|c| match c {
-                '"' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        format!("\"{escaped}\"")
-    };
-    if let Some(realm) = realm {
-        parts.push(format!("realm={}", quote(realm)));
-    }
-    if let Some((code, description)) = error {
-        parts.push(format!("error={}", quote(code)));
-        parts.push(format!("error_description={}", quote(description)));
-    }
-    if let Some(scope) = scope {
-        parts.push(format!("scope={}", quote(scope)));
-    }
-    if parts.is_empty() {
-        "Bearer".to_owned()
-    } else {
-        format!("Bearer {}", parts.join(", "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenge_forms() {
-        assert_eq!(bearer_challenge(None, None, None), "Bearer");
-        assert_eq!(
-            bearer_challenge(Some("api"), None, None),
-            "Bearer realm=\"api\""
-        );
-        assert_eq!(
-            bearer_challenge(
-                Some("a\"b"),
-                Some(("insufficient_scope", "needs orders:write")),
-                Some("orders:write orders:read")
-            ),
-            "Bearer realm=\"a\\\"b\", error=\"insufficient_scope\", \
-             error_description=\"needs orders:write\", scope=\"orders:write orders:read\""
-        );
-    }
 
     #[test]
     fn problem_body() {

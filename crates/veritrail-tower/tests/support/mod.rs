@@ -1,33 +1,33 @@
 //! Test keys and tokens.
 
-use std::sync::Arc;
-
-use veritrail_core::engine::Authenticator;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use veritrail_core::auth::{Authenticator, Issuer, KeySet};
 
 const SECRET: &[u8] = b"a test secret that is long enough for HS256";
 
-pub fn authenticator() -> Arc<Authenticator> {
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    v.set_audience(&["orders-api"]);
-    Arc::new(Authenticator::new(
-        jsonwebtoken::DecodingKey::from_secret(SECRET),
-        v,
-    ))
+pub(crate) fn authenticator() -> Authenticator {
+    let keys = KeySet::from_hmac_secret(SECRET, Algorithm::HS256, None).unwrap();
+    Authenticator::builder()
+        .issuer(
+            Issuer::new("https://idp.test")
+                .keys(keys)
+                .allow_hmac()
+                .audience("orders-api"),
+        )
+        .build()
+        .unwrap()
 }
 
-pub fn token(scopes: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+pub(crate) fn token(scopes: &[&str]) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
     let claims = serde_json::json!({
         "sub": "alice", "iss": "https://idp.test", "aud": "orders-api",
         "exp": now + 600, "iat": now, "scope": scopes.join(" "),
     });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+    encode(
+        &Header::new(Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        &EncodingKey::from_secret(SECRET),
     )
     .unwrap()
 }
