@@ -704,3 +704,27 @@ async fn a_panicking_change_callback_does_not_stop_refreshes() {
     sleep(Duration::from_secs(10)).await;
     assert_eq!(idp.fetches(), 3, "the background task lives on");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_caller_does_not_cancel_the_fetch() {
+    let idp = Idp::start(jwks(&["k1"])).await;
+    idp.set_cache_control(Some("max-age=3600"));
+    let store =
+        JwksStore::connect(config(idp.url("/jwks.json")).unknown_kid_cooldown(Duration::ZERO))
+            .await
+            .unwrap();
+    idp.set_jwks(jwks(&["k1", "k2"]));
+    idp.set_delay(Duration::from_secs(2));
+    // A request timeout of 100 ms in front of the authenticator gives up on the slow fetch...
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        store.refresh_for_unknown_kid("k2"),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    assert!(store.current().unwrap().by_kid("k2").is_none());
+    // ...but the fetch goes on and lands for the next request.
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(kids(&store.current().unwrap()), ["k1", "k2"]);
+    assert_eq!(idp.fetches(), 2);
+}

@@ -49,7 +49,9 @@ struct Inner {
     fetcher: Fetcher,
     snapshot: ArcSwap<Snapshot>,
     /// Held for the whole of a fetch: one fetch at a time, later callers wait for its result.
-    gate: Mutex<Gate>,
+    gate: Arc<Mutex<Gate>>,
+    /// Where fetches run, so that a cancelled caller does not cancel the fetch others wait for.
+    runtime: tokio::runtime::Handle,
     /// Completed fetch attempts; a waiter that sees it move knows a fetch happened meanwhile.
     attempts: AtomicU64,
     state: StdMutex<State>,
@@ -144,10 +146,11 @@ impl JwksStore {
                 keys: None,
                 usable_until: now,
             }),
-            gate: Mutex::new(Gate {
+            gate: Arc::new(Mutex::new(Gate {
                 discovered: None,
                 last_attempt: None,
-            }),
+            })),
+            runtime: runtime.clone(),
             attempts: AtomicU64::new(0),
             state: StdMutex::new(State {
                 next_attempt: now,
@@ -295,8 +298,11 @@ impl Inner {
     }
 
     /// Fetches unless `trigger` says someone else already did (or the cooldown forbids it).
-    async fn refresh(&self, trigger: Trigger) {
-        let mut gate = self.gate.lock().await;
+    ///
+    /// The fetch runs as its own task, holding the gate: if the caller is cancelled (a request
+    /// timeout, a client gone), the fetch still completes for everyone waiting behind it.
+    async fn refresh(self: &Arc<Self>, trigger: Trigger) {
+        let mut gate = Arc::clone(&self.gate).lock_owned().await;
         let now = Instant::now();
         let attempts = self.attempts.load(Ordering::Acquire);
         let due = match trigger {
@@ -310,7 +316,13 @@ impl Inner {
             }
         };
         if due {
-            self.fetch_and_apply(&mut gate).await;
+            let inner = Arc::clone(self);
+            let fetch = self
+                .runtime
+                .spawn(async move { inner.fetch_and_apply(&mut gate).await });
+            // A panic in the fetch is a bug, already reported by the runtime; the gate was
+            // released while unwinding, so the store keeps working.
+            let _ = fetch.await;
         }
     }
 
