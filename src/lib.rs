@@ -3,3 +3,9 @@
 //! This facade re-exports the workspace crates; see each for details.
 
 pub use veritrail_log as log;
+#[cfg(feature = "actix")]
+pub use veritrail_actix as actix;
+#[cfg(feature = "axum")]
+pub use veritrail_axum as axum;
+#[cfg(feature = "tower")]
+pub use veritrail_tower as tower;
