@@ -232,6 +232,7 @@ impl Case {
         let mut b = http::Request::builder()
             .method(self.method)
             .uri(&self.target)
+            .header("host", "localhost")
             .header("x-request-id", self.id)
             .header("user-agent", "veritrail-e2e/1")
             .header("x-tenant", "acme")
@@ -417,8 +418,13 @@ pub fn scenario() -> Vec<Case> {
 
 /// The cancelled request: sent to `/slow`, the client hangs up.
 pub fn cancelled_case() -> Case {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     Case {
-        token: Some(token(Algorithm::RS256, "orders:read", json!({}))),
+        token: Some(
+            TOKEN
+                .get_or_init(|| token(Algorithm::RS256, "orders:read", json!({})))
+                .clone(),
+        ),
         status: 0,
         route: Some("/slow"),
         outcome: "cancelled",
@@ -434,7 +440,11 @@ pub const STREAM_CHUNKS: [&str; 3] = ["alpha,", "beta,", "gamma"];
 
 /// Checks an answer against its case.
 pub fn check_answer(case: &Case, answer: &Answer) {
-    assert_eq!(answer.status, case.status, "{}: status", case.id);
+    assert_eq!(
+        answer.status, case.status,
+        "{}: status; body {:?}",
+        case.id, answer.body
+    );
     assert_eq!(
         answer.header("x-request-id"),
         Some(case.id),
