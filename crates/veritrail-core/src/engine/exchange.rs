@@ -253,7 +253,7 @@ fn record_error_summary(e: &RecordError) -> &'static str {
 /// One request in flight: created by [`Engine::start`], driven by an adapter, and finished
 /// exactly once — by [`finish`](Self::finish), [`fail`](Self::fail) or
 /// [`reject`](Self::reject). Dropped unfinished (the client went away, a timeout fired), it
-/// records the event with outcome `cancelled`.
+/// records the event with outcome `cancelled` — or `error` when dropped while a panic unwinds.
 pub struct Exchange {
     ctx: AuditContext,
     finished: bool,
@@ -489,9 +489,15 @@ impl Drop for Exchange {
         if self.finished {
             return;
         }
+        // Unwinding from a panic in the handler is an error, not a client going away.
+        let outcome = if std::thread::panicking() {
+            Outcome::Error
+        } else {
+            Outcome::Cancelled
+        };
         let event = {
             let s = self.ctx.lock();
-            self.ctx.build(&s, None, Some(Outcome::Cancelled), false)
+            self.ctx.build(&s, None, Some(outcome), false)
         };
         // Recorders accept `Async` events when `record` is called; the future only reports the
         // queue's answer, which nobody is left to hear.

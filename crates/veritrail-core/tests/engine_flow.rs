@@ -1,0 +1,149 @@
+//! The request engine driven directly, as an adapter does, with the in-memory recorder.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use veritrail_core::auth::{Authenticator, Issuer, KeySet, TokenSource};
+use veritrail_core::engine::{CaptureRules, Engine, RoutePolicy, SimpleRequest, TrustedProxies};
+use veritrail_core::event::{AuditEvent, AuthnDecision, Outcome};
+use veritrail_core::recorder::MemoryRecorder;
+
+const SECRET: &[u8] = b"engine-flow-secret-0123456789abcdef";
+
+fn engine(recorder: &MemoryRecorder) -> Engine {
+    let auth = Authenticator::builder()
+        .issuer(
+            Issuer::new("https://idp.test")
+                .keys(KeySet::from_hmac_secret(SECRET, Algorithm::HS256, None).unwrap())
+                .allow_hmac()
+                .audience("api"),
+        )
+        .token_sources([
+            TokenSource::AuthorizationBearer,
+            TokenSource::Header("x-api-token".into()),
+        ])
+        .build()
+        .unwrap();
+    Engine::builder(auth, recorder.clone())
+        .trusted_proxies(TrustedProxies::parse(["10.0.0.0/8"]).unwrap())
+        .capture(CaptureRules::new().header("x-api-token").header("x-tenant"))
+        .route("/public", RoutePolicy::public())
+        .route("/optional", RoutePolicy::optional())
+        .build()
+}
+
+fn token() -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "bob",
+        "exp": now + 60, "scope": "a b"});
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+fn only(recorder: &MemoryRecorder) -> AuditEvent {
+    let mut events = recorder.events();
+    assert_eq!(events.len(), 1);
+    events.pop().unwrap()
+}
+
+#[tokio::test]
+async fn client_address_request_id_and_capture() {
+    let recorder = MemoryRecorder::new();
+    let engine = engine(&recorder);
+    let t = token();
+    let req = SimpleRequest::new("GET", "/x")
+        .peer("10.1.2.3".parse().unwrap())
+        .header("x-forwarded-for", "203.0.113.50, 10.9.9.9")
+        .header("x-api-token", &t)
+        .header("x-tenant", "acme");
+    let exchange = engine.start(&req);
+    let generated = exchange.request_id().to_owned();
+    assert_eq!(
+        generated.len(),
+        36,
+        "a fresh UUID when the request has none"
+    );
+    exchange.authenticate().await.unwrap();
+    exchange.finish(204).await.unwrap();
+    let event = only(&recorder);
+    let h = event.as_http().unwrap();
+    assert_eq!(
+        h.request.client_address.as_ref().unwrap().as_plain(),
+        Some("203.0.113.50")
+    );
+    assert_eq!(h.request.request_id.as_deref(), Some(generated.as_str()));
+    // The token header is allow-listed but carries the token: never recorded.
+    assert_eq!(h.request.headers.keys().collect::<Vec<_>>(), ["x-tenant"]);
+    assert_eq!(h.actor.as_ref().unwrap().scopes, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn public_ignores_tokens_optional_checks_them() {
+    let recorder = MemoryRecorder::new();
+    let engine = engine(&recorder);
+    let bad = SimpleRequest::new("GET", "/public").header("authorization", "Bearer not.a.jwt");
+    let exchange = engine.start(&bad);
+    exchange.authenticate().await.unwrap();
+    exchange.finish(200).await.unwrap();
+    let event = only(&recorder);
+    assert_eq!(event.as_http().unwrap().authn, None);
+    assert_eq!(event.as_http().unwrap().token, None);
+
+    let recorder = MemoryRecorder::new();
+    let engine = self::engine(&recorder);
+    let bad = SimpleRequest::new("GET", "/optional").header("authorization", "Bearer not.a.jwt");
+    let exchange = engine.start(&bad);
+    let rejection = exchange.authenticate().await.unwrap_err();
+    assert_eq!(
+        (rejection.status(), rejection.code()),
+        (401, "token_malformed")
+    );
+    exchange.reject(rejection).await;
+    let event = only(&recorder);
+    let h = event.as_http().unwrap();
+    assert_eq!(h.authn.as_ref().unwrap().decision, AuthnDecision::Denied);
+    assert_eq!(h.outcome, Some(Outcome::Denied));
+}
+
+#[tokio::test]
+async fn business_outcome_and_its_limits() {
+    let recorder = MemoryRecorder::new();
+    let engine = engine(&recorder);
+    let t = format!("Bearer {}", token());
+    for status in [200, 503] {
+        let exchange =
+            engine.start(&SimpleRequest::new("POST", "/pay").header("authorization", &t));
+        exchange.authenticate().await.unwrap();
+        exchange.context().set_outcome(Outcome::Failure);
+        exchange.finish(status).await.unwrap();
+    }
+    let events = recorder.events();
+    assert_eq!(events[0].as_http().unwrap().outcome, Some(Outcome::Failure));
+    assert_eq!(
+        events[1].as_http().unwrap().outcome,
+        Some(Outcome::Error),
+        "5xx wins"
+    );
+}
+
+#[tokio::test]
+async fn dropped_exchanges_record_cancelled_or_error() {
+    let recorder = MemoryRecorder::new();
+    let engine = engine(&recorder);
+    drop(engine.start(&SimpleRequest::new("GET", "/public")));
+    let exchange = engine.start(&SimpleRequest::new("GET", "/public"));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _held = exchange;
+        panic!("handler bug");
+    }));
+    assert!(panicked.is_err());
+    let events = recorder.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0].as_http().unwrap().outcome,
+        Some(Outcome::Cancelled)
+    );
+    assert_eq!(events[1].as_http().unwrap().outcome, Some(Outcome::Error));
+}
