@@ -135,3 +135,70 @@ pub(crate) fn typ_matches(typ: &str, expected: &str) -> bool {
     };
     strip(typ).eq_ignore_ascii_case(&strip(expected))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: SizeLimits = SizeLimits {
+        max_token: 1000,
+        max_header: 100,
+    };
+
+    fn tok(header: &str, payload: &str) -> String {
+        format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        )
+    }
+
+    #[test]
+    fn typ_comparison_follows_rfc7515() {
+        assert!(typ_matches("at+jwt", "at+jwt"));
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(typ_matches("at+jwt", "application/at+jwt"));
+        assert!(!typ_matches("JWT", "at+jwt"));
+        assert!(!typ_matches("applicatio\u{20ac}/x", "x")); // no panic off a char boundary
+    }
+
+    #[test]
+    fn header_rules_come_before_the_algorithm_lookup() {
+        let p = r#"{"iss":"x"}"#;
+        let err = |h: &str| parse(&tok(h, p), LIMITS).err();
+        assert_eq!(err(r#"{"alg":"nOnE"}"#), Some(AuthError::AlgNone));
+        assert_eq!(
+            err(r#"{"alg":"XS1","jku":"u"}"#),
+            Some(AuthError::EmbeddedKey("jku"))
+        );
+        assert_eq!(
+            err(r#"{"alg":"RS256","crit":[]}"#),
+            Some(AuthError::CritUnsupported)
+        );
+        assert_eq!(err(r#"{"alg":"XS1"}"#), Some(AuthError::AlgUnsupported));
+        assert!(matches!(
+            err(r#"{"kid":"k"}"#),
+            Some(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            err(r#"{"alg":"RS256","kid":7}"#),
+            Some(AuthError::Malformed(_))
+        ));
+        assert_eq!(err(r#"{"alg":"RS256"}"#), None);
+    }
+
+    #[test]
+    fn the_signing_input_is_header_dot_payload() {
+        let t = tok(r#"{"alg":"ES256","kid":"k","typ":"JWT"}"#, r#"{"a":1}"#);
+        let parsed = parse(&t, LIMITS).unwrap();
+        assert_eq!(
+            parsed.signing_input,
+            t.rsplit_once('.').unwrap().0.as_bytes()
+        );
+        assert_eq!(
+            (parsed.alg, parsed.kid.as_deref(), parsed.typ.as_deref()),
+            (Algorithm::ES256, Some("k"), Some("JWT"))
+        );
+        assert_eq!(signature_bytes(parsed.signature).unwrap(), b"sig");
+    }
+}

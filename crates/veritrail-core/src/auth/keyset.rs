@@ -291,6 +291,21 @@ impl KeySet {
         Ok(Self::from_keys([Arc::new(key)]))
     }
 
+    /// One HMAC secret for every HS algorithm its length allows (HS256 from 32 bytes, HS384
+    /// from 48, HS512 from 64), without `kid`: for tools that do not know the algorithm in
+    /// advance (`veritrail token verify --hs-secret-file`).
+    pub fn from_hmac_secret_any(secret: &[u8]) -> Result<KeySet, KeyError> {
+        let sets: Vec<KeySet> = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
+            .into_iter()
+            .filter_map(|alg| Self::from_hmac_secret(secret, alg, None).ok())
+            .collect();
+        if sets.is_empty() {
+            // Report the HS256 minimum.
+            Self::from_hmac_secret(secret, Algorithm::HS256, None)?;
+        }
+        Ok(Self::merge(sets))
+    }
+
     /// All keys of several sets in one (first occurrence of a `kid` wins).
     pub fn merge(sets: impl IntoIterator<Item = KeySet>) -> KeySet {
         Self::from_keys(sets.into_iter().flat_map(|s| s.keys))
@@ -775,6 +790,13 @@ mod tests {
             Err(KeyError::WeakSecret { min: 32, .. })
         ));
         assert!(KeySet::from_hmac_secret(&[1; 48], Algorithm::HS384, None).is_ok());
+        let algs = |n: usize| -> Vec<Algorithm> {
+            let set = KeySet::from_hmac_secret_any(&vec![1; n]).unwrap();
+            set.keys().iter().map(|k| k.alg).collect()
+        };
+        assert_eq!(algs(48), [Algorithm::HS256, Algorithm::HS384]);
+        assert_eq!(algs(64).len(), 3);
+        assert!(KeySet::from_hmac_secret_any(&[1; 31]).is_err());
         assert!(matches!(
             KeySet::from_hmac_secret(&[1; 64], Algorithm::RS256, None),
             Err(KeyError::WrongAlgorithm { .. })
