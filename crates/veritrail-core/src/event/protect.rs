@@ -15,7 +15,8 @@
 //! - **Pseudonymisation** (`{"hmac":"k2","v":".."}`): HMAC-SHA-256 under the key, over the
 //!   UTF-8 bytes of a string value (the compact JSON of any other value), base64url without
 //!   padding. The same input gives the same output under the same key, so equality search
-//!   works: compute the pseudonym of what you look for with [`FieldKeys::pseudonym`].
+//!   works: compute the pseudonym of what you look for with [`FieldKeys::pseudonym`]. Meant
+//!   for scalar values: a JSON object's pseudonym depends on its member order as serialised.
 //!
 //! Fields that can be protected (paths): `actor.sub`, `actor.jti`, `actor.claims.<name>`,
 //! `token.jwt`, `request.path`, `request.client_address`, `request.user_agent`,
@@ -507,23 +508,11 @@ impl FieldKeys {
     }
 
     fn encryption_key(&self, kid: &str) -> Result<&EncryptionKey, ProtectError> {
-        self.encryption
-            .get(kid)
-            .map(|k| &**k)
-            .ok_or_else(|| ProtectError::UnknownKey {
-                kind: "encryption",
-                kid: kid.to_owned(),
-            })
+        lookup(&self.encryption, "encryption", kid)
     }
 
     fn pseudonym_key(&self, kid: &str) -> Result<&PseudonymKey, ProtectError> {
-        self.pseudonym
-            .get(kid)
-            .map(|k| &**k)
-            .ok_or_else(|| ProtectError::UnknownKey {
-                kind: "pseudonym",
-                kid: kid.to_owned(),
-            })
+        lookup(&self.pseudonym, "pseudonym", kid)
     }
 
     /// Encrypts `value` as field `path` of event `event_id` under key `kid`.
@@ -662,6 +651,19 @@ impl FieldKeys {
         }
         Ok(revealed)
     }
+}
+
+fn lookup<'a, K>(
+    keys: &'a BTreeMap<String, Arc<K>>,
+    kind: &'static str,
+    kid: &str,
+) -> Result<&'a K, ProtectError> {
+    keys.get(kid)
+        .map(|k| &**k)
+        .ok_or_else(|| ProtectError::UnknownKey {
+            kind,
+            kid: kid.to_owned(),
+        })
 }
 
 fn associated_data(kid: &str, path: &str, event_id: Uuid) -> Vec<u8> {
