@@ -420,43 +420,35 @@ impl Authenticator {
 }
 
 /// The keys a token may be verified with, in its issuer's current set: the key named by
-/// `kid`; without `kid`, the first few keys. `Refresh` when `kid` is unknown.
+/// `kid`; without `kid` (or when the set's keys have none, as a PEM key), up to a few keys of
+/// the token's algorithm. `Refresh` when nothing fits a `kid`.
 fn choose_keys(set: &KeySet, t: &UnverifiedToken<'_>) -> Result<KeyChoice, AuthError> {
-    let keys: Vec<Arc<VerificationKey>> = match &t.kid {
-        Some(kid) => match set.by_kid(kid) {
-            Some(key) => vec![Arc::clone(key)],
-            // Keys configured without a kid (a PEM file) still serve tokens that carry one.
-            None => {
-                let kidless: Vec<_> = set
-                    .keys()
-                    .iter()
-                    .filter(|k| k.kid.is_none())
-                    .take(MAX_KIDLESS_CANDIDATES)
-                    .cloned()
-                    .collect();
-                if kidless.is_empty() {
-                    return Ok(KeyChoice::Refresh);
-                }
-                kidless
-            }
-        },
-        None => set
-            .keys()
-            .iter()
-            .take(MAX_KIDLESS_CANDIDATES)
-            .cloned()
-            .collect(),
-    };
-    if keys.is_empty() {
+    // The algorithm comes from the key (RFC 8725 §3.1): a token whose `alg` differs from its
+    // key's (e.g. HS256 against an RSA key) is refused before any cryptography.
+    if let Some(key) = t.kid.as_deref().and_then(|kid| set.by_kid(kid)) {
+        return if key.alg == t.alg {
+            Ok(KeyChoice::Found(vec![Arc::clone(key)]))
+        } else {
+            Err(AuthError::AlgMismatch)
+        };
+    }
+    let mut pool = set
+        .keys()
+        .iter()
+        .filter(|k| t.kid.is_none() || k.kid.is_none())
+        .peekable();
+    if pool.peek().is_none() {
         return Ok(KeyChoice::Refresh);
     }
-    // The algorithm comes from the key (RFC 8725 §3.1): a token whose `alg` no candidate key
-    // has (e.g. HS256 against an RSA key) is refused before any cryptography.
-    let matching: Vec<_> = keys.into_iter().filter(|k| k.alg == t.alg).collect();
-    if matching.is_empty() {
+    let keys: Vec<_> = pool
+        .filter(|k| k.alg == t.alg)
+        .take(MAX_KIDLESS_CANDIDATES)
+        .cloned()
+        .collect();
+    if keys.is_empty() {
         return Err(AuthError::AlgMismatch);
     }
-    Ok(KeyChoice::Found(matching))
+    Ok(KeyChoice::Found(keys))
 }
 
 fn verify_signature(
@@ -471,7 +463,7 @@ fn verify_signature(
             last = AuthError::AlgNotAllowed;
             continue;
         }
-        match backend::verify(key.alg, &key.key, t.signing_input, signature.clone()) {
+        match backend::verify(key.alg, &key.key, t.signing_input, &signature) {
             Ok(()) => return Ok(Arc::clone(key)),
             Err(SignatureFailure::EcdsaZero) => return Err(AuthError::EcdsaZeroSignature),
             Err(SignatureFailure::KeyUnusable) => last = AuthError::KeyUnusable,

@@ -68,11 +68,13 @@ pub(crate) enum SignatureFailure {
 }
 
 /// Verifies `signature` (raw bytes) over `message` with `key` under `alg`.
+// jsonwebtoken's verifiers take `&Vec<u8>` (`signature::Verifier<Vec<u8>>`).
+#[allow(clippy::ptr_arg)]
 pub(crate) fn verify(
     alg: Algorithm,
     key: &DecodingKey,
     message: &[u8],
-    signature: Vec<u8>,
+    signature: &Vec<u8>,
 ) -> Result<(), SignatureFailure> {
     let scalar = match alg {
         Algorithm::ES256 => Some(32),
