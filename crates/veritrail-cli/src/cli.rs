@@ -32,6 +32,12 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Verifies a .tlog-proof file offline and prints the record it carries.
     VerifyProof(VerifyProofArgs),
+    /// Lists the audit events of a log as a table (or the stored records with --json).
+    Events(EventsArgs),
+    /// Follows a log: prints events as they are appended, until interrupted.
+    Tail(TailArgs),
+    /// Exports the audit events as OCSF JSON (one object per line) for a SIEM.
+    Export(ExportArgs),
 }
 
 /// `veritrail keygen NAME --out KEYFILE`.
@@ -95,7 +101,7 @@ pub(crate) struct ConsistencyArgs {
     pub(crate) from: PathBuf,
 }
 
-/// `veritrail verify LOG --key VKEY [--against CHECKPOINT]... [--json]`.
+/// `veritrail verify LOG --key VKEY [--against CHECKPOINT]... [--json] [--tokens]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
     /// The log directory.
@@ -111,6 +117,124 @@ pub(crate) struct VerifyArgs {
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also re-verify every stored full token against the key set the log recorded (its
+    /// `keyset` records) as in force when the token was used, as of the event's time, and
+    /// check that the event's actor fields match the token's claims.
+    #[arg(long)]
+    pub(crate) tokens: bool,
+    /// With --tokens: accept only tokens of this issuer (default: the issuer each token names,
+    /// checked against that issuer's archived keys).
+    #[arg(long, value_name = "ISS", requires = "tokens")]
+    pub(crate) issuer: Option<String>,
+    /// With --tokens: require this audience in each token (repeatable: any of them). Without
+    /// it the audience is not checked against a policy, only against the event's actor.
+    #[arg(long, value_name = "AUD", requires = "tokens")]
+    pub(crate) audience: Vec<String>,
+}
+
+/// Which events `events`, `tail` and `export` select. Time bounds apply to every record; the
+/// other filters select `http` events (system records are shown only when none is given).
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct EventFilterArgs {
+    /// Only events of this subject (the actor's `sub`).
+    #[arg(long, value_name = "SUB")]
+    pub(crate) sub: Option<String>,
+    /// Only records at or after TIME: RFC 3339 (`2026-11-27T12:00:00Z`), a date
+    /// (`2026-11-27`, midnight UTC), or a duration before now (`90s`, `15m`, `1h`, `2d`, `1w`).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Only records before TIME (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// Only requests to this route template (`/orders/{id}`) or, failing that, this path.
+    #[arg(long, value_name = "ROUTE")]
+    pub(crate) route: Option<String>,
+    /// Only events whose handler named this action (`order.refund`).
+    #[arg(long, value_name = "ACTION")]
+    pub(crate) action: Option<String>,
+    /// Only events with this outcome.
+    #[arg(long, value_enum, value_name = "OUTCOME")]
+    pub(crate) outcome: Option<OutcomeArg>,
+    /// Only responses with this status: a code (`404`) or a class (`4xx`).
+    #[arg(long, value_name = "N")]
+    pub(crate) status: Option<String>,
+}
+
+/// The `--outcome` values (the event's `outcome` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutcomeArg {
+    /// The handler succeeded (1xx-3xx).
+    Success,
+    /// The request failed on the client's side (4xx other than 401/403).
+    Failure,
+    /// Authentication or authorization refused the request.
+    Denied,
+    /// The server failed (5xx).
+    Error,
+    /// The client went away before a response.
+    Cancelled,
+}
+
+/// `veritrail events LOG [filters] [--json]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EventsArgs {
+    /// The log directory.
+    #[arg(value_name = "LOG")]
+    pub(crate) log: PathBuf,
+    /// Which events to list.
+    #[command(flatten)]
+    pub(crate) filter: EventFilterArgs,
+    /// Print the selected records exactly as stored, one per line, instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `veritrail tail LOG [filters] [--json] [--from-start | -n N]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TailArgs {
+    /// The log directory.
+    #[arg(value_name = "LOG")]
+    pub(crate) log: PathBuf,
+    /// Which events to print.
+    #[command(flatten)]
+    pub(crate) filter: EventFilterArgs,
+    /// Print the records exactly as stored, one per line, instead of table rows.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Start with the first record of the log instead of its end.
+    #[arg(long, conflicts_with = "lines")]
+    pub(crate) from_start: bool,
+    /// Start with the last N records of the log.
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub(crate) lines: Option<u64>,
+    /// How often to look for new records, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub(crate) interval: u64,
+}
+
+/// `veritrail export LOG --format ocsf [--out FILE] [filters]`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    /// The log directory.
+    #[arg(value_name = "LOG")]
+    pub(crate) log: PathBuf,
+    /// The output format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) format: ExportFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Which events to export.
+    #[command(flatten)]
+    pub(crate) filter: EventFilterArgs,
+}
+
+/// The `--format` values of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// OCSF 1.3.0: API Activity (6003) per request, Authentication (3002) per authentication
+    /// decision; one JSON object per line.
+    Ocsf,
 }
 
 /// `veritrail verify-proof PROOF --key VKEY`.

@@ -6,18 +6,30 @@
 //! veritrail prove log 0 --out login.tlog-proof
 //! veritrail verify-proof login.tlog-proof --key audit.key.pub
 //! veritrail verify log --key audit.key.pub --against held.checkpoint
+//! veritrail verify log --key audit.key.pub --tokens       # re-check archived tokens too
+//! veritrail events log --sub alice --since 1h             # or --json: the stored records
+//! veritrail tail log                                      # follow new events
+//! veritrail export log --format ocsf --out events.ocsf.jsonl
 //! ```
 //!
 //! Exit codes: 0 success, 1 verification failure or invalid input data, 2 usage or I/O error.
 
 mod append;
 mod cli;
+mod events;
 mod exit;
+mod export;
+mod filter;
 mod keygen;
 mod keys;
+mod lines;
 mod logdir;
+mod ocsf;
 mod output;
+mod progress;
 mod proofs;
+mod tail;
+mod tokens;
 mod verify;
 
 use std::process::ExitCode;
@@ -37,6 +49,9 @@ fn main() -> ExitCode {
         Command::Consistency(args) => proofs::consistency(args),
         Command::Verify(args) => verify::verify(args),
         Command::VerifyProof(args) => verify::verify_proof(args),
+        Command::Events(args) => events::run(args),
+        Command::Tail(args) => tail::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use veritrail_log::verify::{VerifyError, VerifyOptions, VerifyReport, verify_dir};
+use veritrail_log::verify::{
+    VerifyError, VerifyOptions, VerifyReport, verify_dir, verify_dir_with,
+};
 
 use crate::cli::{VerifyArgs, VerifyProofArgs};
 use crate::exit::{INVALID, Reported, invalid};
 use crate::keys;
 use crate::logdir::require_dir;
 use crate::output::{plural, write_stdout};
+use crate::progress::{self, Results};
+use crate::tokens::{TokenAudit, TokenRules};
 
 /// Verifies a log directory and prints the report (human or `--json`).
 pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
@@ -33,14 +37,45 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
         ..VerifyOptions::default()
     };
     let dir = args.log.display();
-    match verify_dir(&args.log, &verifier, &opts) {
+    let mut tokens = args.tokens.then(|| {
+        TokenAudit::new(TokenRules {
+            issuer: args.issuer.clone(),
+            audiences: args.audience.clone(),
+        })
+    });
+    let spinner = progress::spinner("verifying", Results::Elsewhere);
+    // With --tokens the records' contents are checked in the same call, record by record.
+    let result = match tokens.as_mut() {
+        Some(audit) => verify_dir_with(&args.log, &verifier, &opts, |index, record| {
+            if index % 4096 == 0 {
+                spinner.set_message(format!("checking tokens: record {index}"));
+            }
+            audit.check_record(index, record);
+            Ok(())
+        }),
+        None => verify_dir(&args.log, &verifier, &opts),
+    };
+    spinner.finish_and_clear();
+    match result {
         Ok(report) => {
             let text = if args.json {
-                json_valid(&args.log, &report)
+                let mut value = json_valid(&args.log, &report);
+                if let Some(audit) = &tokens {
+                    value["tokens"] = audit.to_json();
+                }
+                format!("{value}\n")
             } else {
-                human_valid(&args.log, &report, args.against.len())
+                let mut text = human_valid(&args.log, &report, args.against.len());
+                if let Some(audit) = &tokens {
+                    text.push_str(&audit.human());
+                }
+                text
             };
-            write_stdout(text.as_bytes())
+            write_stdout(text.as_bytes())?;
+            match &tokens {
+                Some(audit) if audit.failed() > 0 => Err(Reported(INVALID).into()),
+                _ => Ok(()),
+            }
         }
         Err(err) if err.is_io() => {
             Err(anyhow::Error::new(err).context(format!("cannot verify {dir}")))
@@ -100,8 +135,8 @@ fn human_valid(dir: &Path, report: &VerifyReport, against_given: usize) -> Strin
     out
 }
 
-fn json_valid(dir: &Path, report: &VerifyReport) -> String {
-    let value = serde_json::json!({
+fn json_valid(dir: &Path, report: &VerifyReport) -> serde_json::Value {
+    serde_json::json!({
         "valid": true,
         "log": dir.display().to_string(),
         "records": report.records,
@@ -115,8 +150,7 @@ fn json_valid(dir: &Path, report: &VerifyReport) -> String {
             "offset": t.offset,
             "bytes": t.bytes_cut,
         })),
-    });
-    format!("{value}\n")
+    })
 }
 
 /// The verdict, the first failure, and where to look.

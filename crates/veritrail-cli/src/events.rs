@@ -1,0 +1,216 @@
+//! `veritrail events`: the audit events of a log, as a table or as the stored records.
+//!
+//! The table has one row per record: time (RFC 3339, UTC), index, kind, subject, method and
+//! route, status, outcome, action; a system record shows a summary in place of the request.
+//! Protected fields show as `[encrypted:KID]` or `hmac:KID:PREFIX…` (pseudonyms are stable, so
+//! equal prefixes are the same value). With `--json` each selected record is printed exactly as
+//! stored — the bytes the log hashes — one per line.
+
+use anyhow::{Context, Result};
+use time::OffsetDateTime;
+use veritrail_core::event::{AuditEvent, EventBody, HttpEvent, Outcome, Text};
+use veritrail_log::Log;
+
+use crate::cli::EventsArgs;
+use crate::filter::Filter;
+use crate::lines::Lines;
+use crate::logdir;
+use crate::output::plural;
+use crate::progress::{self, Results};
+
+/// Lists the selected events of a log.
+pub(crate) fn run(args: &EventsArgs) -> Result<()> {
+    let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
+    let log = logdir::open_read_only(&args.log)?;
+    let bar = progress::records(log.size(), "reading", Results::Stdout);
+    let mut out = Lines::stdout();
+    if !args.json {
+        out.line(HEADER.as_bytes())?;
+    }
+    let mut scan = Scan::default();
+    for_each_event(&log, 0, &mut scan, |index, record, event| {
+        bar.inc(1);
+        if filter.matches(event) {
+            if args.json {
+                out.line(record)?;
+            } else {
+                out.line(row(index, event).as_bytes())?;
+            }
+        }
+        Ok(!out.is_closed())
+    })?;
+    bar.finish_and_clear();
+    out.flush()?;
+    scan.report(&args.log.display().to_string());
+    Ok(())
+}
+
+/// What a pass over the records found besides the events it handed on.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Records that are not v1 audit events (written by `veritrail append`, or another tool).
+    pub(crate) not_events: u64,
+    /// The first such record.
+    pub(crate) first_not_event: Option<(u64, String)>,
+}
+
+impl Scan {
+    /// Says on stderr what was not shown (nothing when every record was an event).
+    pub(crate) fn report(&self, log: &str) {
+        if let Some((index, why)) = &self.first_not_event {
+            eprintln!(
+                "note: {} of {log} not shown: not v1 audit events (the first, index {index}: {why})",
+                plural(self.not_events, "record"),
+            );
+        }
+    }
+}
+
+/// Calls `each(index, record, event)` for every record from `start` that is an audit event,
+/// counting the others in `scan`; stops early when `each` returns `Ok(false)`.
+pub(crate) fn for_each_event(
+    log: &Log,
+    start: u64,
+    scan: &mut Scan,
+    mut each: impl FnMut(u64, &[u8], &AuditEvent) -> Result<bool>,
+) -> Result<()> {
+    for item in log.records(start) {
+        let (index, record) = item.with_context(|| {
+            format!(
+                "cannot read the records of {} — run `veritrail verify` on it",
+                log.dir().display()
+            )
+        })?;
+        match AuditEvent::from_json(&record) {
+            Ok(event) => {
+                if !each(index, &record, &event)? {
+                    break;
+                }
+            }
+            Err(e) => {
+                scan.not_events += 1;
+                scan.first_not_event.get_or_insert((index, e.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table's header line.
+pub(crate) const HEADER: &str = "TIME                         INDEX  KIND       SUB              REQUEST                           STATUS  OUTCOME    ACTION";
+
+/// One table row for the event stored at `index`.
+pub(crate) fn row(index: u64, event: &AuditEvent) -> String {
+    let time = rfc3339(event.time);
+    let kind = event.kind().as_str();
+    match &event.body {
+        EventBody::Http(http) => {
+            let sub = http
+                .actor
+                .as_ref()
+                .and_then(|a| a.sub.as_ref())
+                .map_or_else(|| "-".to_owned(), show);
+            let status = http
+                .status
+                .map_or_else(|| "-".to_owned(), |s| s.to_string());
+            let outcome = http.outcome.map_or("-", outcome_name);
+            let action = http.action.as_deref().unwrap_or("-");
+            format!(
+                "{time:<27}  {index:>5}  {kind:<9}  {sub:<15}  {request:<32}  {status:>6}  {outcome:<9}  {action}",
+                request = request(http),
+            )
+        }
+        body => format!("{time:<27}  {index:>5}  {kind:<9}  {}", summary(body)),
+    }
+}
+
+/// `GET /orders/{id}` (the route template, or the path when there is none).
+fn request(http: &HttpEvent) -> String {
+    let target = match &http.request.route {
+        Some(route) => route.clone(),
+        None => show(&http.request.path),
+    };
+    let phase = match http.phase {
+        veritrail_core::event::Phase::Intent => " (intent)",
+        veritrail_core::event::Phase::Complete => "",
+    };
+    format!("{} {target}{phase}", http.request.method)
+}
+
+/// A system record in a few words.
+fn summary(body: &EventBody) -> String {
+    match body {
+        EventBody::Http(_) => String::new(),
+        EventBody::Keyset(k) => {
+            let keys = k
+                .jwks
+                .get("keys")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len) as u64;
+            let id: String = k.keyset_id.chars().take(16).collect();
+            format!(
+                "keys of {}: {} (keyset {id})",
+                k.issuer.as_deref().unwrap_or("any issuer"),
+                plural(keys, "key"),
+            )
+        }
+        EventBody::Start(s) => format!(
+            "writer {} started for {}{}{}",
+            s.version,
+            s.origin,
+            s.host
+                .as_ref()
+                .map_or_else(String::new, |h| format!(" on {h}")),
+            s.pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+        ),
+        EventBody::Recovered(r) => format!(
+            "after a crash: {} bytes cut at byte {} of {}",
+            r.bytes_cut, r.offset, r.segment
+        ),
+        EventBody::Stop(s) => format!(
+            "writer stopped: {} written, {} dropped",
+            s.flushed, s.dropped
+        ),
+        EventBody::Gap(g) => format!(
+            "{} DROPPED ({}) between {} and {}",
+            plural(g.dropped, "event"),
+            g.reason,
+            rfc3339(g.first),
+            rfc3339(g.last)
+        ),
+        EventBody::Checkpoint(c) => format!("checkpoint at size {} root {}", c.size, c.root),
+    }
+}
+
+/// A field for people: the clear value, or what protects it.
+pub(crate) fn show(text: &Text) -> String {
+    match text {
+        Text::Plain(s) => s.clone(),
+        Text::Encrypted(e) => format!("[encrypted:{}]", e.kid),
+        Text::Pseudonym(p) => {
+            let prefix: String = p.v.chars().take(10).collect();
+            format!("hmac:{}:{prefix}…", p.hmac)
+        }
+    }
+}
+
+/// The `outcome` field's name.
+pub(crate) fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+        Outcome::Denied => "denied",
+        Outcome::Error => "error",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits, as the events store it.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| t.to_string())
+}

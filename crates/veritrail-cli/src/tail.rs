@@ -1,0 +1,126 @@
+//! `veritrail tail`: follows a log directory, printing events as they are appended.
+//!
+//! The log is polled: every `--interval` milliseconds (200 by default) the sizes and
+//! modification times of the directory's files are compared with the last look, and only when
+//! something changed is the log opened again (read-only, so a running writer is never
+//! disturbed) and the new records read. A record still being written (a torn tail) is not
+//! read until it is complete. Starts at the end of the log unless `--from-start` or `-n N`.
+//! Runs until interrupted (Ctrl-C) or until its reader goes away (`veritrail tail LOG | head`),
+//! which ends it with success.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use time::OffsetDateTime;
+use veritrail_log::Log;
+
+use crate::cli::TailArgs;
+use crate::events::{HEADER, Scan, for_each_event, row};
+use crate::exit::invalid;
+use crate::filter::Filter;
+use crate::lines::Lines;
+use crate::logdir;
+
+/// Reopening may fail while a writer is between two writes of one update; give up only after
+/// this many failures in a row.
+const MAX_REOPEN_FAILURES: u32 = 25;
+
+/// Follows the log until interrupted or the reader goes away.
+pub(crate) fn run(args: &TailArgs) -> Result<()> {
+    let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
+    let dir = args.log.as_path();
+    let mut log = logdir::open_read_only(dir)?;
+    let mut next = if args.from_start {
+        0
+    } else {
+        log.size().saturating_sub(args.lines.unwrap_or(0))
+    };
+    let interval = Duration::from_millis(args.interval);
+    let mut out = Lines::stdout();
+    if !args.json {
+        out.line(HEADER.as_bytes())?;
+    }
+    let mut scan = Scan::default();
+    let mut seen = DirState::of(dir)?;
+    loop {
+        for_each_event(&log, next, &mut scan, |index, record, event| {
+            if filter.matches(event) {
+                if args.json {
+                    out.line(record)?;
+                } else {
+                    out.line(row(index, event).as_bytes())?;
+                }
+            }
+            Ok(!out.is_closed())
+        })?;
+        out.flush()?;
+        if out.is_closed() {
+            return Ok(());
+        }
+        next = log.size();
+        log = wait_for_growth(dir, &mut seen, interval, next)?;
+    }
+}
+
+/// Sleeps until the directory changes and the log opens with at least `size` records.
+fn wait_for_growth(dir: &Path, seen: &mut DirState, interval: Duration, size: u64) -> Result<Log> {
+    let mut failures = 0;
+    loop {
+        std::thread::sleep(interval);
+        let now = DirState::of(dir)?;
+        if now == *seen {
+            continue;
+        }
+        *seen = now;
+        match Log::open_read_only(dir) {
+            Ok(log) if log.size() < size => {
+                return Err(invalid(format!(
+                    "{} now holds {} records, fewer than the {size} already shown: it was \
+                     truncated or replaced — run `veritrail verify` with a checkpoint you hold",
+                    dir.display(),
+                    log.size()
+                )));
+            }
+            Ok(log) => return Ok(log),
+            Err(e) => {
+                failures += 1;
+                if failures >= MAX_REOPEN_FAILURES {
+                    return Err(e).with_context(|| format!("cannot reopen {}", dir.display()));
+                }
+                // Look again at the next tick even if nothing else changes.
+                seen.files.clear();
+            }
+        }
+    }
+}
+
+/// The name, length and modification time of every file under the log directory.
+#[derive(Debug, PartialEq, Eq)]
+struct DirState {
+    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl DirState {
+    fn of(dir: &Path) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(d) = pending.pop() {
+            let entries =
+                std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?;
+            for entry in entries {
+                let entry = entry.with_context(|| format!("cannot read {}", d.display()))?;
+                let path = entry.path();
+                // A file may vanish between listing and looking (a writer's temporary file).
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    pending.push(path);
+                } else {
+                    files.push((path, meta.len(), meta.modified().ok()));
+                }
+            }
+        }
+        files.sort();
+        Ok(DirState { files })
+    }
+}

@@ -1,0 +1,321 @@
+//! `veritrail events`: the table, every filter, and `--json` byte for byte.
+
+mod common;
+#[path = "cli_events_fixture/mod.rs"]
+mod fixture;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{Env, stderr, stdout};
+use fixture::{AuditLog, TestKey, actor_for, keyset_record, row_indexes};
+use time::{Duration, OffsetDateTime};
+use veritrail_core::event::{Actor, AuditEvent, Authz, AuthzDecision, Outcome};
+
+/// The log the filter tests read, and the time its first record was written.
+struct Sample {
+    env: Env,
+    log: AuditLog,
+    t0: OffsetDateTime,
+}
+
+/// Whole seconds, so that RFC 3339 bounds in the tests are exact.
+fn three_hours_ago() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc() - Duration::hours(3);
+    now.replace_nanosecond(0).unwrap()
+}
+
+fn actor(sub: &str) -> Actor {
+    Actor {
+        sub: Some(sub.into()),
+        iss: Some(fixture::ISS.into()),
+        ..Actor::default()
+    }
+}
+
+/// 0 keyset, 1 start, 2..=7 requests three hours ago, 8 a request ten minutes ago.
+fn sample() -> Sample {
+    let env = Env::new();
+    let t0 = three_hours_ago();
+    let at = |minutes: i64| t0 + Duration::minutes(minutes);
+    let key = TestKey::new("rsa", "k1");
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(&keyset_record(&[&key], t0));
+    let mut start = AuditEvent::start("test.example/audit");
+    start.time = t0;
+    log.append(&start);
+    let token = key.mint("alice", at(1));
+    log.append(
+        &AuditEvent::http("GET", "/orders/7")
+            .time(at(1))
+            .route("/orders/{id}")
+            .client_address("203.0.113.9")
+            .user_agent("curl/8.5")
+            .actor(actor_for(&token, &key, at(1)))
+            .authn_allowed()
+            .action("order.read")
+            .status(200)
+            .build(),
+    );
+    log.append(
+        &AuditEvent::http("POST", "/orders")
+            .time(at(2))
+            .route("/orders")
+            .actor(actor("bob"))
+            .authn_allowed()
+            .action("order.create")
+            .status(201)
+            .build(),
+    );
+    log.append(
+        &AuditEvent::http("GET", "/orders/9")
+            .time(at(3))
+            .route("/orders/{id}")
+            .actor(actor("bob"))
+            .authn_allowed()
+            .status(404)
+            .build(),
+    );
+    log.append(
+        &AuditEvent::http("DELETE", "/orders/7")
+            .time(at(4))
+            .route("/orders/{id}")
+            .actor(actor("alice"))
+            .authn_allowed()
+            .authz(Authz {
+                decision: AuthzDecision::Denied,
+                required_scopes: vec!["orders:admin".into()],
+                required_roles: Vec::new(),
+                reason: Some("missing_scope".into()),
+            })
+            .status(403)
+            .build(),
+    );
+    log.append(
+        &AuditEvent::http("GET", "/admin")
+            .time(at(5))
+            .authn_denied("expired")
+            .status(401)
+            .build(),
+    );
+    log.append(
+        &AuditEvent::http("PUT", "/orders/7")
+            .time(at(6))
+            .route("/orders/{id}")
+            .actor(actor("alice"))
+            .authn_allowed()
+            .status(500)
+            .build(),
+    );
+    log.append(
+        &AuditEvent::http("GET", "/health")
+            .time(OffsetDateTime::now_utc() - Duration::minutes(10))
+            .route("/health")
+            .anonymous()
+            .status(200)
+            .build(),
+    );
+    log.commit();
+    Sample { env, log, t0 }
+}
+
+fn indexes(s: &Sample, filters: &[&str]) -> Vec<u64> {
+    let mut args = vec!["events", "log"];
+    args.extend_from_slice(filters);
+    row_indexes(&s.env.ok(&args, b"").stdout)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn the_table_shows_every_record_with_its_fields() {
+    let s = sample();
+    let out = s.env.ok(&["events", "log"], b"");
+    assert_eq!(row_indexes(&out.stdout), (0..=8).collect::<Vec<_>>());
+    let text = stdout(&out);
+    let row = |index: u64| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(&index.to_string()))
+            .unwrap()
+            .to_owned()
+    };
+    let read = row(2);
+    for part in [
+        "alice",
+        "GET /orders/{id}",
+        " 200 ",
+        "success",
+        "order.read",
+        " http ",
+    ] {
+        assert!(read.contains(part), "{part:?} not in {read:?}");
+    }
+    // Times are RFC 3339, UTC, microseconds.
+    let time = (s.t0 + Duration::minutes(1)).replace_nanosecond(0).unwrap();
+    assert!(
+        read.starts_with(&format!("{}.000000Z", &rfc3339(time)[..19])),
+        "{read}"
+    );
+    let keyset = row(0);
+    assert!(keyset.contains("keyset"), "{keyset}");
+    assert!(keyset.contains(fixture::ISS), "{keyset}");
+    assert!(keyset.contains("1 key"), "{keyset}");
+    assert!(row(1).contains("start"), "{}", row(1));
+    let refused = row(6);
+    assert!(
+        refused.contains("GET /admin") && refused.contains(" 401 ") && refused.contains("denied"),
+        "{refused}"
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn each_filter_selects_its_events() {
+    let s = sample();
+    assert_eq!(indexes(&s, &["--sub", "alice"]), [2, 5, 7]);
+    assert_eq!(indexes(&s, &["--sub", "bob"]), [3, 4]);
+    assert_eq!(indexes(&s, &["--sub", "nobody"]), Vec::<u64>::new());
+    assert_eq!(indexes(&s, &["--route", "/orders/{id}"]), [2, 4, 5, 7]);
+    // An event without a route template matches on its path.
+    assert_eq!(indexes(&s, &["--route", "/admin"]), [6]);
+    assert_eq!(indexes(&s, &["--action", "order.create"]), [3]);
+    assert_eq!(indexes(&s, &["--outcome", "denied"]), [5, 6]);
+    assert_eq!(indexes(&s, &["--outcome", "error"]), [7]);
+    assert_eq!(indexes(&s, &["--outcome", "failure"]), [4]);
+    assert_eq!(indexes(&s, &["--status", "404"]), [4]);
+    assert_eq!(indexes(&s, &["--status", "5xx"]), [7]);
+    assert_eq!(indexes(&s, &["--status", "2xx"]), [2, 3, 8]);
+    // Filters combine (all must hold).
+    assert_eq!(indexes(&s, &["--sub", "alice", "--outcome", "denied"]), [5]);
+    assert_eq!(
+        indexes(&s, &["--route", "/orders/{id}", "--status", "4xx"]),
+        [4, 5]
+    );
+}
+
+#[test]
+fn time_filters_take_rfc3339_dates_and_durations_and_keep_system_records() {
+    let s = sample();
+    let since = rfc3339(s.t0 + Duration::minutes(3));
+    let until = rfc3339(s.t0 + Duration::minutes(6));
+    // since inclusive, until exclusive.
+    assert_eq!(
+        indexes(&s, &["--since", &since, "--until", &until]),
+        [4, 5, 6]
+    );
+    // Records at t0 (the keyset and start records) are in a window that starts at t0.
+    assert_eq!(
+        indexes(&s, &["--since", &rfc3339(s.t0), "--until", &since]),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(indexes(&s, &["--since", "1h"]), [8]);
+    assert_eq!(indexes(&s, &["--until", "1h"]), (0..=7).collect::<Vec<_>>());
+    let today = OffsetDateTime::now_utc()
+        .date()
+        .next_day()
+        .unwrap()
+        .to_string();
+    assert_eq!(indexes(&s, &["--since", &today]), Vec::<u64>::new());
+
+    let out = s
+        .env
+        .expect(2, &["events", "log", "--since", "yesterday"], b"");
+    assert!(
+        stderr(&out).contains("--since yesterday"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.env.expect(2, &["events", "log", "--status", "99"], b"");
+    assert!(stderr(&out).contains("--status 99"), "{}", stderr(&out));
+    s.env
+        .expect(2, &["events", "log", "--since", "1h", "--until", "2h"], b"");
+    s.env
+        .expect(2, &["events", "log", "--outcome", "maybe"], b"");
+}
+
+#[test]
+fn json_prints_the_stored_bytes_exactly() {
+    let s = sample();
+    let out = s.env.ok(&["events", "log", "--json"], b"");
+    let expected: String = s
+        .log
+        .records
+        .iter()
+        .map(|r| {
+            let mut line = String::from_utf8(r.clone()).unwrap();
+            line.push('\n');
+            line
+        })
+        .collect();
+    assert_eq!(stdout(&out), expected);
+
+    let out = s.env.ok(&["events", "log", "--json", "--sub", "bob"], b"");
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n{}\n", s.log.text(3), s.log.text(4))
+    );
+}
+
+#[test]
+fn records_that_are_not_audit_events_are_counted_not_shown() {
+    let env = Env::new();
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(
+        &AuditEvent::http("GET", "/a")
+            .status(200)
+            .outcome(Outcome::Success)
+            .build(),
+    );
+    log.append_raw(br#"{"hello":"world"}"#);
+    log.append_raw(br#"{"v":2,"id":"x"}"#);
+    log.commit();
+    let out = env.ok(&["events", "log"], b"");
+    assert_eq!(row_indexes(&out.stdout), [0]);
+    let note = stderr(&out);
+    assert!(
+        note.contains("2 records") && note.contains("index 1"),
+        "{note}"
+    );
+    let out = env.ok(&["events", "log", "--json"], b"");
+    assert_eq!(stdout(&out), format!("{}\n", log.text(0)));
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_listing_quietly() {
+    let env = Env::new();
+    let mut log = AuditLog::create(&env.path("log"));
+    for i in 0..3000 {
+        log.append(
+            &AuditEvent::http("GET", format!("/items/{i}"))
+                .route("/items/{id}")
+                .status(200)
+                .build(),
+        );
+    }
+    log.commit();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+        .args(["events", env.path("log").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("TIME"), "{first}");
+    // The reader is dropped here, with most of the table unread.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_log_is_a_usage_error() {
+    let env = Env::new();
+    let out = env.expect(2, &["events", "nolog"], b"");
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
