@@ -30,7 +30,7 @@ use crate::merkle::{self, CompactRange, Hash, HashSource};
 use crate::note::NoteVerifier;
 use crate::store::segment::{self, BadFrame};
 use crate::store::tree::{HASH_LEN, TreeFiles};
-use crate::store::{AppendFile, Layout, Meta, Recovery, parse_history};
+use crate::store::{AppendFile, Layout, Meta, Recovery, parse_history, parse_unverified};
 
 /// What to check besides the log itself.
 #[derive(Clone, Debug)]
@@ -197,9 +197,10 @@ pub fn verify_dir_with(
 
 type OnRecord<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), String>;
 
-/// A stored checkpoint, signature checked.
+/// A stored checkpoint, parsed (its signature is checked later).
 struct StoredCheckpoint {
     which: String,
+    text: String,
     checkpoint: Checkpoint,
 }
 
@@ -299,7 +300,8 @@ impl<'a> Verifier<'a> {
         Ok(v)
     }
 
-    /// Reads and signature-checks the history and the latest checkpoint.
+    /// Reads the history and the latest checkpoint (signatures are checked by
+    /// [`check_signatures`](Self::check_signatures)).
     fn load_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, VerifyError> {
         let mut out = Vec::new();
         let path = self.layout.history();
@@ -325,7 +327,7 @@ impl<'a> Verifier<'a> {
         }
         for (i, entry) in entries.iter().enumerate() {
             let which = format!("checkpoints entry {} (byte {})", i + 1, entry.offset);
-            out.push(self.open_checkpoint(which, &entry.note)?);
+            out.push(Self::parse_checkpoint(which, entry.note.clone())?);
         }
         let latest_path = self.layout.checkpoint();
         match fs::read(&latest_path) {
@@ -336,8 +338,8 @@ impl<'a> Verifier<'a> {
                     size: None,
                     reason: "not UTF-8 text".into(),
                 })?;
-                let latest = self.open_checkpoint(which.clone(), &text)?;
-                if !entries.iter().any(|e| e.note == text) {
+                let latest = Self::parse_checkpoint(which.clone(), text)?;
+                if !entries.iter().any(|e| e.note == latest.text) {
                     return Err(VerifyError::Checkpoint {
                         which,
                         size: Some(latest.checkpoint.size),
@@ -352,24 +354,52 @@ impl<'a> Verifier<'a> {
         Ok(out)
     }
 
-    fn open_checkpoint(&self, which: String, text: &str) -> Result<StoredCheckpoint, VerifyError> {
-        let checkpoint =
-            Checkpoint::open(text, self.verifier).map_err(|e| VerifyError::Checkpoint {
-                which: which.clone(),
-                size: None,
-                reason: format!("does not verify: {e}"),
-            })?;
-        if checkpoint.origin != self.meta.origin {
-            return Err(VerifyError::Checkpoint {
+    fn parse_checkpoint(which: String, text: String) -> Result<StoredCheckpoint, VerifyError> {
+        match parse_unverified(&text) {
+            Ok(checkpoint) => Ok(StoredCheckpoint {
                 which,
-                size: Some(checkpoint.size),
-                reason: format!(
-                    "its origin is {:?}, not the log's {:?}",
-                    checkpoint.origin, self.meta.origin
-                ),
-            });
+                text,
+                checkpoint,
+            }),
+            Err(reason) => Err(VerifyError::Checkpoint {
+                which,
+                size: None,
+                reason,
+            }),
         }
-        Ok(StoredCheckpoint { which, checkpoint })
+    }
+
+    /// Checks every stored checkpoint's signature and origin (each distinct text once).
+    fn check_signatures(&self) -> Result<(), VerifyError> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.checkpoints {
+            if !seen.insert(c.text.as_str()) {
+                continue;
+            }
+            let fail = |reason: String| VerifyError::Checkpoint {
+                which: c.which.clone(),
+                size: Some(c.checkpoint.size),
+                reason,
+            };
+            let opened = Checkpoint::open(&c.text, self.verifier)
+                .map_err(|e| fail(format!("does not verify: {e}")))?;
+            if opened != c.checkpoint {
+                return Err(fail("its signed body differs from its text".into()));
+            }
+            if opened.origin != self.meta.origin {
+                return Err(fail(format!(
+                    "its origin is {:?}, not the log's {:?}",
+                    opened.origin, self.meta.origin
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A failure that rests on the stored checkpoints' sizes: if one of them is forged, that
+    /// is the failure to report.
+    fn rests_on_checkpoints(&self, failure: VerifyError) -> VerifyError {
+        self.check_signatures().err().unwrap_or(failure)
     }
 
     fn run(mut self, on_record: Option<OnRecord<'_>>) -> Result<VerifyReport, VerifyError> {
@@ -424,11 +454,16 @@ impl<'a> Verifier<'a> {
                     } else {
                         "inside the signed part of the log: not a torn write"
                     };
-                    return Err(VerifyError::Record {
+                    let failure = VerifyError::Record {
                         index: size,
                         segment: path,
                         offset: bad.offset,
                         reason: format!("{} ({why})", bad.problem),
+                    };
+                    return Err(if slot == last && bad.at_tail {
+                        self.rests_on_checkpoints(failure)
+                    } else {
+                        failure
                     });
                 }
                 tail = Some(Recovery {
@@ -446,14 +481,14 @@ impl<'a> Verifier<'a> {
                 .find(|c| c.checkpoint.size > size)
                 .map(|c| (c.which.clone(), c.checkpoint.size))
                 .expect("a checkpoint larger than the log");
-            return Err(VerifyError::Checkpoint {
+            return Err(self.rests_on_checkpoints(VerifyError::Checkpoint {
                 which,
                 size: Some(cp_size),
                 reason: format!(
                     "it covers {cp_size} records but the log holds only {size}: records were \
                      removed from the end"
                 ),
-            });
+            }));
         }
 
         // Stored hashes of records that are not there (after the last checkpoint): a tail the
@@ -484,6 +519,7 @@ impl<'a> Verifier<'a> {
         let root = self.replay(prefix, size, tail_leaves)?;
 
         // Checkpoints and external checkpoints.
+        self.check_signatures()?;
         for c in &self.checkpoints {
             let cp = &c.checkpoint;
             let at = merkle::root_at(&self.tree, cp.size).map_err(io::Error::other)?;
@@ -726,12 +762,15 @@ impl<'a> Verifier<'a> {
                 results
             })
         };
-        // Report the lowest failing level/entry for a deterministic answer.
+        // The lowest level that disagrees is the damaged one (the levels above it disagree
+        // only because of it); report its first bad entry, whatever thread found it.
         let mut errors: Vec<VerifyError> = results.into_iter().filter_map(Result::err).collect();
         errors.sort_by_key(|e| match e {
             VerifyError::StoredHash {
-                first_index, entry, ..
-            } => (*first_index, *entry),
+                first_index,
+                end_index,
+                ..
+            } => (end_index - first_index, *first_index),
             _ => (0, 0),
         });
         errors.into_iter().next().map_or(Ok(()), Err)

@@ -205,6 +205,27 @@ impl AppendFile {
         Ok(())
     }
 
+    /// If the file already holds exactly the pending bytes after the logical end (and nothing
+    /// more), takes them as written: reopening an intact log then rewrites nothing.
+    pub(crate) fn adopt_pending(&mut self) -> io::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let physical = file.metadata().map_err(|e| with_path(e, &self.path))?.len();
+        if physical != self.len() || self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut on_disk = vec![0u8; self.pending.len()];
+        file.read_exact_at(&mut on_disk, self.on_file)
+            .map_err(|e| with_path(e, &self.path))?;
+        if on_disk == self.pending {
+            self.on_file = physical;
+            self.pending.clear();
+            self.cut = false;
+        }
+        Ok(())
+    }
+
     /// Creates a deferred file and cuts a file truncated by [`truncate`](Self::truncate).
     pub(crate) fn apply_cut(&mut self) -> io::Result<()> {
         if !self.writable {

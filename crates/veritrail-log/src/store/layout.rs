@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::Checkpoint;
 use crate::note::NoteVerifier;
 
 /// The metadata file: format version, origin, verifier key.
@@ -130,10 +131,15 @@ impl Meta {
         }
         let origin = origin.ok_or("no origin line")?;
         check_origin(&origin)?;
-        Ok(Self {
+        let meta = Self {
             origin,
             verifier: verifier.ok_or("no verifier line")?,
-        })
+        };
+        // Only the canonical form: no stray whitespace or line endings are accepted.
+        if meta.to_text() != text {
+            return Err("not in the canonical form this build writes".into());
+        }
+        Ok(meta)
     }
 }
 
@@ -145,6 +151,15 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Parses the checkpoint in a signed note without checking its signature (the writer reads
+/// back what it signed; the verifier checks signatures separately).
+pub(crate) fn parse_unverified(note: &str) -> Result<Checkpoint, String> {
+    let split = note
+        .rfind("\n\n")
+        .ok_or("no blank line separates the checkpoint from its signatures")?;
+    Checkpoint::parse_body(&note[..=split]).map_err(|e| e.to_string())
 }
 
 /// One entry of the checkpoint history: `checkpoint <byte length>\n` then the signed note.

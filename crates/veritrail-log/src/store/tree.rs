@@ -140,6 +140,15 @@ impl TreeFiles {
         file.read_at(first * HASH_LEN, out)
     }
 
+    /// Takes pending hashes that the files already hold as written (see
+    /// [`AppendFile::adopt_pending`]).
+    pub(crate) fn adopt_pending(&mut self) -> io::Result<()> {
+        for f in &mut self.levels {
+            f.adopt_pending()?;
+        }
+        Ok(())
+    }
+
     /// Writes pending hashes (no sync).
     pub(crate) fn write_pending(&mut self, faults: &mut Faults) -> io::Result<()> {
         for f in &mut self.levels {
