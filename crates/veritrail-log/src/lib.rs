@@ -1,6 +1,54 @@
 //! A tamper-evident log of opaque records.
 //!
-//! (Crate docs with a runnable example and the crate-choice rationale: to be written.)
+//! Records are opaque byte strings (for audit events, one compact JSON object each), stored
+//! exactly as given in a [`Log`] directory, committed to by an RFC 6962 Merkle tree, and
+//! vouched for by signed C2SP checkpoints. Anyone holding the verifier key can later check,
+//! offline, that no record was altered, removed, reordered or inserted, and hand out a single
+//! record with a proof.
+//!
+//! ```
+//! use veritrail_log::proof::InclusionProofFile;
+//! use veritrail_log::verify::{VerifyOptions, verify_dir};
+//! use veritrail_log::{Log, LogOptions, NoteSigner};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path().join("audit-log");
+//! let signer = NoteSigner::generate("example.com/audit/api-1")?;
+//! let verifier = signer.verifier(); // publish this; keep the signer secret
+//!
+//! // Append records, make them durable (one fdatasync per batch), sign a checkpoint.
+//! let mut log = Log::open(&dir, signer, LogOptions::default())?;
+//! log.append(br#"{"v":1,"action":"login","sub":"alice"}"#)?;
+//! log.append_batch([
+//!     br#"{"v":1,"action":"read","sub":"alice"}"#.as_slice(),
+//!     br#"{"v":1,"action":"logout","sub":"alice"}"#.as_slice(),
+//! ])?;
+//! log.sync()?;
+//! let checkpoint = log.checkpoint()?; // a signed note: hand a copy to an auditor
+//!
+//! // One record, its inclusion proof and the signed checkpoint, in one file.
+//! let size = log.size();
+//! let file = InclusionProofFile {
+//!     index: 1,
+//!     record: log.read(1)?,
+//!     proof: log.inclusion_proof(1, size)?,
+//!     checkpoint: checkpoint.clone(),
+//! };
+//! let proved = InclusionProofFile::parse(&file.to_text())?.verify(&verifier)?;
+//! assert_eq!(proved.size, 3);
+//! log.close()?; // syncs and signs the final checkpoint
+//!
+//! // Later, offline: recompute everything, and prove the log extends the checkpoint held.
+//! let opts = VerifyOptions {
+//!     against: vec![checkpoint],
+//!     ..VerifyOptions::default()
+//! };
+//! let report = verify_dir(&dir, &verifier, &opts)?;
+//! assert_eq!((report.records, report.against_checked), (3, 1));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Module map (the contract other crates build on):
 //! - [`merkle`]: RFC 6962 / RFC 9162 hashing, compact ranges, inclusion and consistency proofs.

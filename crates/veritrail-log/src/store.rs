@@ -1253,3 +1253,57 @@ impl Log {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_sign_a_checkpoint_that_does_not_extend_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = NoteSigner::generate("example.com/inconsistent").unwrap();
+        let mut log = Log::open(dir.path(), signer.clone(), LogOptions::default()).unwrap();
+        for i in 0..5u8 {
+            log.append(&[i]).unwrap();
+        }
+        let good = log.checkpoint().unwrap();
+        // As if the log had signed another tree of size 3 before.
+        let other = Checkpoint {
+            origin: log.origin().to_owned(),
+            size: 3,
+            root: merkle::leaf_hash(b"another tree"),
+            extensions: Vec::new(),
+        };
+        let text = other.sign(&signer).unwrap();
+        log.latest = Some((other, text));
+        log.append(b"x").unwrap();
+        let err = log.checkpoint().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::InconsistentCheckpoint {
+                    old_size: 3,
+                    new_size: 6,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Nothing was stored for the refused checkpoint.
+        assert_eq!(log.checkpoint_history().unwrap(), vec![good.clone()]);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(layout::CHECKPOINT)).unwrap(),
+            good
+        );
+        // A previous checkpoint larger than the log is refused too.
+        let larger = Checkpoint {
+            size: 100,
+            ..log.latest.clone().unwrap().0
+        };
+        log.latest = Some((larger, String::new()));
+        assert!(matches!(
+            log.checkpoint(),
+            Err(LogError::InconsistentCheckpoint { old_size: 100, .. })
+        ));
+    }
+}

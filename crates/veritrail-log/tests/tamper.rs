@@ -467,3 +467,46 @@ fn truncating_or_corrupting_any_file_at_every_byte_offset_is_never_accepted_sile
         "{recovered} recovered, {refused} refused"
     );
 }
+
+#[test]
+fn verify_dir_with_sees_every_record_in_order_and_can_refuse_one() {
+    let f = fixture();
+    let mut seen = Vec::new();
+    let report = veritrail_log::verify::verify_dir_with(
+        f.dir.path(),
+        &f.verifier(),
+        &VerifyOptions::default(),
+        |i, r| {
+            seen.push((i, r.to_vec()));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(report.records, RECORDS);
+    let expected: Vec<(u64, Vec<u8>)> = f
+        .records
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, r)| (i as u64, r))
+        .collect();
+    assert_eq!(seen, expected);
+    let err = veritrail_log::verify::verify_dir_with(
+        f.dir.path(),
+        &f.verifier(),
+        &VerifyOptions::default(),
+        |i, _| {
+            if i == 13 {
+                Err("token signature invalid".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Rejected { index: 13, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("token signature invalid"));
+}
