@@ -283,3 +283,24 @@ fn protected_text_is_read_only_from_its_exact_object_forms() {
         }
     }
 }
+
+#[test]
+fn kind_and_outcome_names_match_the_json() {
+    for kind in Kind::ALL {
+        assert_eq!(kind.as_str().parse::<Kind>().unwrap(), kind);
+        assert_eq!(kind.to_string(), kind.as_str());
+    }
+    for outcome in Outcome::ALL {
+        assert_eq!(outcome.as_str().parse::<Outcome>().unwrap(), outcome);
+        assert_eq!(
+            serde_json::to_value(outcome).unwrap(),
+            json!(outcome.to_string())
+        );
+    }
+    let err = "exploded".parse::<Outcome>().unwrap_err();
+    assert!(err.to_string().contains("success, failure"), "{err}");
+    assert!(matches!(
+        "HTTP".parse::<Kind>(),
+        Err(EventError::UnknownName { what: "kind", .. })
+    ));
+}

@@ -12,6 +12,33 @@ const SCHEMA: &str = include_str!("../../../schema/audit-event-v1.schema.json");
 const ES256_TOKEN: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
 const HS256_TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
 
+#[test]
+fn schema_is_a_valid_draft_2020_12_schema() {
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    if let Err(e) = jsonschema::draft202012::meta::validator().validate(&schema) {
+        panic!("schema does not validate against the 2020-12 meta-schema: {e}");
+    }
+    // Every kind the crate knows has a branch in the schema.
+    let kinds: Vec<&str> = schema["properties"]["kind"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let known: Vec<&str> = veritrail_core::event::Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(kinds, known);
+    let outcomes = &schema["$defs"]["http"]["properties"]["outcome"]["enum"];
+    let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    assert_eq!(outcomes, &json!(known));
+}
+
 fn validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(SCHEMA).expect("schema is JSON");
     jsonschema::draft202012::new(&schema).expect("schema compiles")

@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AuditEvent, EventBody, Text, TokenEvidence, time_format};
+use super::{AuditEvent, EventBody, EventError, Text, TokenEvidence, time_format};
 
 /// The fields of an `http` event (everything after `kind`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,6 +203,26 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Denied,
+        Outcome::Error,
+        Outcome::Cancelled,
+    ];
+
+    /// The stable name written in the `outcome` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
     /// The outcome a status code implies: 401/403 → denied, other 4xx → failure, 5xx (and
     /// anything out of range) → error, else success.
     pub fn from_status(status: u16) -> Self {
@@ -212,6 +232,28 @@ impl Outcome {
             100..=399 => Outcome::Success,
             _ => Outcome::Error,
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = EventError;
+
+    /// Reads a stable name (`success`, `denied`, ...), e.g. from a command-line filter.
+    fn from_str(name: &str) -> Result<Self, EventError> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+            .ok_or_else(|| EventError::UnknownName {
+                what: "outcome",
+                name: name.to_owned(),
+                expected: "success, failure, denied, error, cancelled",
+            })
     }
 }
 

@@ -124,6 +124,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, `http` first.
+    pub const ALL: [Kind; 7] = [
+        Kind::Http,
+        Kind::Keyset,
+        Kind::Start,
+        Kind::Recovered,
+        Kind::Stop,
+        Kind::Gap,
+        Kind::Checkpoint,
+    ];
+
     /// The stable name written in the `kind` field.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -149,6 +160,22 @@ impl std::fmt::Display for Kind {
     }
 }
 
+impl std::str::FromStr for Kind {
+    type Err = EventError;
+
+    /// Reads a stable name (`http`, `gap`, ...), e.g. from a command-line filter.
+    fn from_str(name: &str) -> Result<Self, EventError> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| EventError::UnknownName {
+                what: "kind",
+                name: name.to_owned(),
+                expected: "http, keyset, start, recovered, stop, gap, checkpoint",
+            })
+    }
+}
+
 /// A record that is not a valid v1 audit event.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -158,6 +185,16 @@ pub enum EventError {
     /// The `v` field names a version this crate does not read.
     #[error("unsupported audit event version {0} (this build reads version 1)")]
     Version(u64),
+    /// A name that is not one of the stable names of a kind or outcome.
+    #[error("unknown {what} `{name}` (expected one of: {expected})")]
+    UnknownName {
+        /// `kind` or `outcome`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The names accepted.
+        expected: &'static str,
+    },
 }
 
 /// Now, UTC, truncated to microseconds (what the `time` field can hold).
