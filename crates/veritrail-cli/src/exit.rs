@@ -65,7 +65,6 @@ fn is_invalid_data(cause: &(dyn std::error::Error + 'static)) -> bool {
         Some(
             LogError::Corrupt { .. }
                 | LogError::Damaged { .. }
-                | LogError::Checkpoint { .. }
                 | LogError::InconsistentCheckpoint { .. }
                 | LogError::RecordTooLarge { .. }
         )
