@@ -608,48 +608,58 @@ impl<'a> Verifier<'a> {
         let named = self.segments[slot];
         let path = self.layout.segment(named);
         let mut result = SegmentResult::default();
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) => {
-                result.error = Some(crate::store::with_path(e, &path).into());
-                return result;
-            }
-        };
-        result.bytes = data.len() as u64;
+        match self.scan_segment_inner(slot, prefix, &path, &mut result) {
+            Ok(()) => {}
+            Err(e) => result.error = Some(crate::store::with_path(e, &path).into()),
+        }
+        result
+    }
+
+    fn scan_segment_inner(
+        &self,
+        slot: usize,
+        prefix: u64,
+        path: &Path,
+        result: &mut SegmentResult,
+    ) -> io::Result<()> {
+        let named = self.segments[slot];
+        let mut window = Window::open(path)?;
+        result.bytes = window.file_len;
         let last = slot + 1 == self.segments.len();
-        let first = match segment::parse_header(&data) {
+        let data = &window.buf;
+        let first = match segment::parse_header(data) {
             Ok(first) if first == named => first,
             Ok(first) => {
                 result.error = Some(VerifyError::Record {
                     index: named,
-                    segment: path,
+                    segment: path.to_path_buf(),
                     offset: 12,
                     reason: format!(
                         "the header says the first index is {first}, the file name {named}"
                     ),
                 });
-                return result;
+                return Ok(());
             }
-            Err(_) if last && data.len() <= segment::HEADER_LEN => {
+            Err(_) if last && window.file_len <= segment::HEADER_LEN as u64 => {
                 // A rotation cut short by a crash: no records yet.
                 result.first = Some(named);
-                if !data.is_empty() {
+                if window.file_len > 0 {
                     result.bad = Some(BadFrame {
                         offset: 0,
                         problem: segment::FrameProblem::ShortHeader,
                         at_tail: true,
                     });
                 }
-                return result;
+                return Ok(());
             }
             Err(problem) => {
                 result.error = Some(VerifyError::Record {
                     index: named,
-                    segment: path,
+                    segment: path.to_path_buf(),
                     offset: 0,
                     reason: problem.to_string(),
                 });
-                return result;
+                return Ok(());
             }
         };
         result.first = Some(first);
@@ -657,22 +667,22 @@ impl<'a> Verifier<'a> {
         let mut offsets = StoredEntries::new(Some(&self.offsets), 8);
         let mut index = first;
         let mut error = None;
-        result.bad = segment::scan(&data, |offset, record| {
+        let mut tail_leaves = Vec::new();
+        result.bad = walk_frames(&mut window, |offset, record| {
             if error.is_some() {
                 return;
             }
             let leaf = merkle::leaf_hash(record);
-            let wrong = |what: &str| VerifyError::Record {
-                index,
-                segment: path.clone(),
-                offset,
-                reason: what.to_string(),
-            };
             match leaves.get(index) {
                 Ok(Some(stored)) if stored != leaf => {
-                    error = Some(wrong(
-                        "the record does not match its stored leaf hash (tree/level-00.hashes)",
-                    ));
+                    error = Some(VerifyError::Record {
+                        index,
+                        segment: path.to_path_buf(),
+                        offset,
+                        reason: "the record does not match its stored leaf hash \
+                                 (tree/level-00.hashes)"
+                            .into(),
+                    });
                 }
                 Err(e) => error = Some(e.into()),
                 _ => {}
@@ -693,15 +703,16 @@ impl<'a> Verifier<'a> {
                 _ => {}
             }
             if index >= prefix {
-                result.tail_leaves.push(leaf);
+                tail_leaves.push(leaf);
             }
             index += 1;
-        });
+        })?;
         result.count = index - first;
+        result.tail_leaves = tail_leaves;
         if error.is_some() {
             result.error = error;
         }
-        result
+        Ok(())
     }
 
     /// Checks every stored interior hash below `prefix` against its children, in parallel.
@@ -881,21 +892,103 @@ impl<'a> Verifier<'a> {
         let mut index = 0u64;
         for &first in &self.segments {
             let path = self.layout.segment(first);
-            let data = fs::read(&path).map_err(|e| crate::store::with_path(e, &path))?;
             let mut rejected = None;
-            segment::scan(&data, |_, record| {
+            let mut window = Window::open(&path).map_err(|e| crate::store::with_path(e, &path))?;
+            walk_frames(&mut window, |_, record| {
                 if rejected.is_none() && index < size {
                     if let Err(reason) = on_record(index, record) {
                         rejected = Some(VerifyError::Rejected { index, reason });
                     }
                     index += 1;
                 }
-            });
+            })
+            .map_err(|e| crate::store::with_path(e, &path))?;
             if let Some(e) = rejected {
                 return Err(e);
             }
         }
         Ok(())
+    }
+}
+
+/// A segment file read in windows of a few MiB (memory stays bounded whatever the size).
+struct Window {
+    file: fs::File,
+    file_len: u64,
+    /// File bytes from `base`.
+    buf: Vec<u8>,
+    base: u64,
+    eof: bool,
+}
+
+impl Window {
+    const CHUNK: u64 = 4 << 20;
+
+    fn open(path: &Path) -> io::Result<Self> {
+        let file = fs::File::open(path)?;
+        let file_len = file.metadata()?.len();
+        let mut w = Self {
+            file,
+            file_len,
+            buf: Vec::with_capacity(Self::CHUNK as usize + (64 << 10)),
+            base: 0,
+            eof: false,
+        };
+        w.read_more()?;
+        Ok(w)
+    }
+
+    /// Drops the first `n` bytes of the window.
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.base += n as u64;
+    }
+
+    /// Reads up to one more chunk.
+    fn read_more(&mut self) -> io::Result<()> {
+        use std::io::Read;
+        let n = (&mut self.file)
+            .take(Self::CHUNK)
+            .read_to_end(&mut self.buf)?;
+        self.eof = (n as u64) < Self::CHUNK;
+        Ok(())
+    }
+
+    /// Reads everything left.
+    fn read_rest(&mut self) -> io::Result<()> {
+        use std::io::Read;
+        self.file.read_to_end(&mut self.buf)?;
+        self.eof = true;
+        Ok(())
+    }
+}
+
+/// Calls `each(offset, record)` for every good frame after the header; returns the first bad
+/// frame, if any (offsets are file offsets).
+fn walk_frames(
+    window: &mut Window,
+    mut each: impl FnMut(u64, &[u8]),
+) -> io::Result<Option<BadFrame>> {
+    let mut start = segment::HEADER_LEN;
+    loop {
+        let base = window.base;
+        let stop = segment::scan_from(&window.buf, start, window.eof, |at, r| each(base + at, r));
+        match stop {
+            segment::ScanStop::End => return Ok(None),
+            segment::ScanStop::Bad(mut bad) => {
+                bad.offset += base;
+                return Ok(Some(bad));
+            }
+            segment::ScanStop::NeedMore(pos) => {
+                window.consume(pos);
+                window.read_more()?;
+            }
+            segment::ScanStop::NeedRest(pos) => {
+                window.consume(pos);
+                window.read_rest()?;
+            }
+        }
+        start = 0;
     }
 }
 

@@ -150,8 +150,36 @@ pub(crate) struct BadFrame {
 /// Walks the frames of a segment's bytes (`data` includes the header) and calls
 /// `each(offset, record)` for every good frame, in order. Stops at the first bad frame and
 /// returns it; `None` when every byte belongs to a good frame.
-pub(crate) fn scan(data: &[u8], mut each: impl FnMut(u64, &[u8])) -> Option<BadFrame> {
-    let mut pos = HEADER_LEN.min(data.len());
+pub(crate) fn scan(data: &[u8], each: impl FnMut(u64, &[u8])) -> Option<BadFrame> {
+    match scan_from(data, HEADER_LEN.min(data.len()), true, each) {
+        ScanStop::Bad(bad) => Some(bad),
+        ScanStop::End | ScanStop::NeedMore(_) | ScanStop::NeedRest(_) => None,
+    }
+}
+
+/// Where [`scan_from`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScanStop {
+    /// Every byte belongs to a good frame (only when `at_eof`).
+    End,
+    /// The frame at this position is not complete in `data`: read more and scan from here.
+    NeedMore(usize),
+    /// The frame at this position is bad, and whether that is a torn tail depends on the rest
+    /// of the file: read all of it and scan again from here with `at_eof`.
+    NeedRest(usize),
+    /// The first bad frame (only when `at_eof`).
+    Bad(BadFrame),
+}
+
+/// Like [`scan`], over a window of a segment: `data[start..]` begins at a frame boundary, and
+/// `at_eof` says whether `data` runs to the end of the file. Offsets are positions in `data`.
+pub(crate) fn scan_from(
+    data: &[u8],
+    start: usize,
+    at_eof: bool,
+    mut each: impl FnMut(u64, &[u8]),
+) -> ScanStop {
+    let mut pos = start;
     while pos < data.len() {
         let rest = &data[pos..];
         let (problem, at_tail) = match check_frame(rest) {
@@ -160,17 +188,23 @@ pub(crate) fn scan(data: &[u8], mut each: impl FnMut(u64, &[u8])) -> Option<BadF
                 pos += FRAME_HEADER_LEN + len;
                 continue;
             }
+            Err((_, true)) if !at_eof => return ScanStop::NeedMore(pos),
+            Err(_) if !at_eof => return ScanStop::NeedRest(pos),
             // A crash can leave an extended but never written (zero-filled) file end.
             Err(_) if rest.iter().all(|&b| b == 0) => (FrameProblem::Zeros, true),
             Err(bad) => bad,
         };
-        return Some(BadFrame {
+        return ScanStop::Bad(BadFrame {
             offset: pos as u64,
             problem,
             at_tail,
         });
     }
-    None
+    if at_eof {
+        ScanStop::End
+    } else {
+        ScanStop::NeedMore(pos)
+    }
 }
 
 /// Checks the frame at the start of `rest`; returns its record length, or the problem and
