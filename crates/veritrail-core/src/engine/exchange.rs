@@ -11,13 +11,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::event::{
-    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, Outcome, Request, Text,
-    TokenEvidence,
+    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, HttpEvent,
+    Outcome, Phase, Request, Text, TokenEvidence,
 };
-use crate::recorder::{Durability, RecordError};
+use crate::recorder::{Durability, RecordError, RecordFuture};
 
 use super::Engine;
 use super::authn::{self, Identity};
+use super::ids::{self, TraceParent};
 use super::policy::{AuthMode, RoutePolicy};
 use super::rejection::{Rejection, RejectionKind};
 use crate::auth::{AuthError, bearer_challenge};
@@ -78,6 +79,27 @@ struct State {
     target: Option<String>,
     extra: BTreeMap<String, Value>,
     outcome: Option<Outcome>,
+    /// The final event, once the recorder took it.
+    recorded: Option<AuditRecordInfo>,
+}
+
+/// The request's final audit event as the recorder took it: what an outer layer (an
+/// OpenTelemetry span, an access log) needs to point at it. Adapters put it into the
+/// response's extensions; it is absent when the event could not be recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditRecordInfo {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Its log index, when the recorder told it (always for `Durable` and `WriteAhead`).
+    pub index: Option<u64>,
+    /// The caller's `sub` as the event holds it in plain text (absent for anonymous callers
+    /// and protected fields); outer layers report it only when configured to.
+    pub subject: Option<String>,
+    /// The client address as resolved through the trusted proxies, when held in plain text.
+    pub client_address: Option<String>,
+    /// The event's outcome.
+    pub outcome: Option<Outcome>,
 }
 
 impl AuditContext {
@@ -116,6 +138,35 @@ impl AuditContext {
     /// The verified identity, if the request was authenticated.
     pub fn identity(&self) -> Option<Identity> {
         self.lock().identity.clone()
+    }
+
+    /// The final event, once it was recorded (see [`AuditRecordInfo`]).
+    pub fn record_info(&self) -> Option<AuditRecordInfo> {
+        self.lock().recorded.clone()
+    }
+
+    /// Records the final `event`; once the recorder took it, [`record_info`](Self::record_info)
+    /// tells about it.
+    fn record_final(&self, event: AuditEvent, durability: Durability) -> RecordFuture {
+        let http = event.as_http();
+        let plain = |t: Option<&Text>| t.and_then(Text::as_plain).map(str::to_owned);
+        let info = AuditRecordInfo {
+            event_id: event.id,
+            index: None,
+            subject: plain(http.and_then(|h| h.actor.as_ref()?.sub.as_ref())),
+            client_address: plain(http.and_then(|h| h.request.client_address.as_ref())),
+            outcome: http.and_then(|h| h.outcome),
+        };
+        let record = self.shared.engine.inner.recorder.record(event, durability);
+        let ctx = self.clone();
+        Box::pin(async move {
+            let receipt = record.await?;
+            ctx.lock().recorded = Some(AuditRecordInfo {
+                index: receipt.index,
+                ..info
+            });
+            Ok(receipt)
+        })
     }
 
     /// The action named so far.
@@ -170,7 +221,7 @@ impl AuditContext {
             if s.policy.durability != Durability::WriteAhead || s.intent_id.is_some() {
                 return Box::pin(std::future::ready(Ok(())));
             }
-            let event = self.build(&s, None, None, true);
+            let event = self.build(&mut s, None, None, true);
             s.intent_id = Some(event.id);
             event
         };
@@ -190,55 +241,54 @@ impl AuditContext {
         })
     }
 
+    /// The event for the request's state. The final event takes the state's parts (nothing
+    /// reads them afterwards); a write-ahead intent copies them.
     fn build(
         &self,
-        s: &State,
+        s: &mut State,
         status: Option<u16>,
         outcome: Option<Outcome>,
         intent: bool,
     ) -> AuditEvent {
-        let mut b = AuditEvent::http(s.request.method.clone(), s.request.path.clone())
-            .time(self.shared.time)
-            .request(s.request.clone());
-        if let Some(actor) = &s.actor {
-            b = b.actor(actor.clone());
-        }
-        if let Some(evidence) = &s.evidence {
-            b = b.token(evidence.clone());
-        }
-        if let Some(authn) = &s.authn {
-            b = b.authn(authn.clone());
-        }
-        if let Some(authz) = &s.authz {
-            b = b.authz(authz.clone());
-        }
-        if let Some(action) = &s.action {
-            b = b.action(action.clone());
-        }
-        if let Some(target) = &s.target {
-            b = b.target(Text::Plain(target.clone()));
-        }
-        for (k, v) in &s.extra {
-            b = b.extra(k.clone(), v.clone());
-        }
-        if intent {
-            return b.intent().build();
-        }
-        if let Some(intent_id) = s.intent_id {
-            b = b.completes(intent_id);
-        }
-        if let Some(status) = status {
-            b = b.status(status);
-        }
-        b = b.latency(self.shared.start.elapsed());
-        let outcome = outcome.unwrap_or_else(|| {
-            let from_status = status.map_or(Outcome::Error, Outcome::from_status);
-            match (s.outcome, from_status) {
-                (Some(own), Outcome::Success | Outcome::Failure) => own,
-                _ => from_status,
+        fn part<T: Clone + Default>(value: &mut T, take: bool) -> T {
+            if take {
+                std::mem::take(value)
+            } else {
+                value.clone()
             }
+        }
+        let take = !intent;
+        let outcome = (!intent).then(|| {
+            outcome.unwrap_or_else(|| {
+                let from_status = status.map_or(Outcome::Error, Outcome::from_status);
+                match (s.outcome, from_status) {
+                    (Some(own), Outcome::Success | Outcome::Failure) => own,
+                    _ => from_status,
+                }
+            })
         });
-        b.outcome(outcome).build()
+        let latency = u64::try_from(self.shared.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let http = HttpEvent {
+            phase: if intent { Phase::Intent } else { Phase::Complete },
+            intent_id: if intent { None } else { s.intent_id },
+            actor: part(&mut s.actor, take),
+            token: part(&mut s.evidence, take),
+            request: part(&mut s.request, take),
+            authn: part(&mut s.authn, take),
+            authz: part(&mut s.authz, take),
+            action: part(&mut s.action, take),
+            target: part(&mut s.target, take).map(Text::Plain),
+            extra: part(&mut s.extra, take),
+            status: if intent { None } else { status },
+            latency_us: (!intent).then_some(latency),
+            outcome,
+        };
+        AuditEvent {
+            id: ids::fresh_uuid(),
+            index: None,
+            time: self.shared.time,
+            body: EventBody::Http(Box::new(http)),
+        }
     }
 }
 
@@ -286,7 +336,12 @@ impl Exchange {
         let shared = Shared {
             engine,
             start: Instant::now(),
-            time: OffsetDateTime::now_utc(),
+            time: {
+                // The event's `time` holds microseconds.
+                let now = OffsetDateTime::now_utc();
+                now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+                    .unwrap_or(now)
+            },
             request_id,
             state: Mutex::new(State {
                 request,
@@ -303,6 +358,7 @@ impl Exchange {
                 target: None,
                 extra: BTreeMap::new(),
                 outcome: None,
+                recorded: None,
             }),
         };
         Exchange {
@@ -321,6 +377,15 @@ impl Exchange {
     /// The request id (taken from the request or generated).
     pub fn request_id(&self) -> &str {
         &self.ctx.shared.request_id
+    }
+
+    /// Records `trace` as the request's trace context instead of its `traceparent` header:
+    /// for adapters whose outer layer started the request's server span (put a
+    /// [`TraceParent`] with that span's ids into the request's extensions).
+    pub fn set_trace(&self, trace: &TraceParent) {
+        let mut s = self.ctx.lock();
+        s.request.trace_id = Some(trace.trace_id.clone());
+        s.request.span_id = Some(trace.span_id.clone());
     }
 
     /// The verified identity, once [`authenticate`](Self::authenticate) succeeded with a token.
@@ -409,19 +474,13 @@ impl Exchange {
     pub fn finish(mut self, status: u16) -> EngineFuture<Result<(), Rejection>> {
         self.finished = true;
         let (event, durability) = {
-            let s = self.ctx.lock();
+            let mut s = self.ctx.lock();
             (
-                self.ctx.build(&s, Some(status), None, false),
+                self.ctx.build(&mut s, Some(status), None, false),
                 s.policy.durability,
             )
         };
-        let record = self
-            .ctx
-            .shared
-            .engine
-            .inner
-            .recorder
-            .record(event, durability);
+        let record = self.ctx.record_final(event, durability);
         Box::pin(async move {
             record.await.map(drop).map_err(|e| {
                 Rejection::audit_unavailable(format!(
@@ -438,19 +497,13 @@ impl Exchange {
     pub fn fail(mut self) -> EngineFuture<Result<(), RecordError>> {
         self.finished = true;
         let (event, durability) = {
-            let s = self.ctx.lock();
+            let mut s = self.ctx.lock();
             (
-                self.ctx.build(&s, None, Some(Outcome::Error), false),
+                self.ctx.build(&mut s, None, Some(Outcome::Error), false),
                 s.policy.durability,
             )
         };
-        let record = self
-            .ctx
-            .shared
-            .engine
-            .inner
-            .recorder
-            .record(event, durability);
+        let record = self.ctx.record_final(event, durability);
         Box::pin(async move { record.await.map(drop) })
     }
 
@@ -460,22 +513,16 @@ impl Exchange {
     pub fn reject(mut self, rejection: Rejection) -> EngineFuture<Rejection> {
         self.finished = true;
         let event = {
-            let s = self.ctx.lock();
+            let mut s = self.ctx.lock();
             let outcome = match rejection.kind() {
                 RejectionKind::AuditUnavailable => Outcome::Error,
                 _ if rejection.status() >= 500 => Outcome::Error,
                 _ => Outcome::Denied,
             };
             self.ctx
-                .build(&s, Some(rejection.status()), Some(outcome), false)
+                .build(&mut s, Some(rejection.status()), Some(outcome), false)
         };
-        let record = self
-            .ctx
-            .shared
-            .engine
-            .inner
-            .recorder
-            .record(event, Durability::Async);
+        let record = self.ctx.record_final(event, Durability::Async);
         Box::pin(async move {
             // Whether the refusal itself was recorded does not change the answer.
             let _ = record.await;
@@ -496,8 +543,8 @@ impl Drop for Exchange {
             Outcome::Cancelled
         };
         let event = {
-            let s = self.ctx.lock();
-            self.ctx.build(&s, None, Some(outcome), false)
+            let mut s = self.ctx.lock();
+            self.ctx.build(&mut s, None, Some(outcome), false)
         };
         // Recorders accept `Async` events when `record` is called; the future only reports the
         // queue's answer, which nobody is left to hear.
