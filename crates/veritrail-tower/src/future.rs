@@ -7,10 +7,10 @@ use std::task::{Context, Poll, ready};
 use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
-use veritrail_core::engine::{EngineFuture, Exchange, Rejection};
+use veritrail_core::engine::{AuditContext, EngineFuture, Exchange, Rejection};
 use veritrail_core::recorder::RecordError;
 
-use crate::response::{rejection_response, set_request_id};
+use crate::response::{rejection_response, set_record_info, set_request_id};
 
 pin_project! {
     /// The response future of [`AuditService`](crate::AuditService).
@@ -24,6 +24,7 @@ pin_project! {
         #[pin]
         state: State<S, ReqBody>,
         exchange: Option<Exchange>,
+        context: AuditContext,
         request_id: Option<(HeaderName, HeaderValue)>,
     }
 }
@@ -76,6 +77,7 @@ where
                 check: exchange.authenticate(),
                 request: Some((request, service)),
             },
+            context: exchange.context().clone(),
             exchange: Some(exchange),
             request_id,
         }
@@ -145,6 +147,7 @@ where
                         Err(rejection) => rejection_response(&rejection),
                     };
                     set_request_id(&mut response, this.request_id);
+                    set_record_info(&mut response, this.context);
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(response));
                 }
@@ -159,6 +162,7 @@ where
                     let rejection = ready!(record.as_mut().poll(cx));
                     let mut response = rejection_response(&rejection);
                     set_request_id(&mut response, this.request_id);
+                    set_record_info(&mut response, this.context);
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(response));
                 }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use veritrail_core::engine::Rejection;
+use veritrail_core::engine::{AuditContext, Rejection};
 
 /// The response for a refusal: its status, the RFC 6750 `WWW-Authenticate` challenge,
 /// `Retry-After` when set, and an RFC 9457 `application/problem+json` body.
@@ -37,5 +37,13 @@ pub(crate) fn set_request_id<B>(
         && !response.headers().contains_key(name)
     {
         response.headers_mut().insert(name.clone(), value.clone());
+    }
+}
+
+/// Puts the recorded event's [`AuditRecordInfo`](veritrail_core::engine::AuditRecordInfo) into
+/// the response's extensions, for outer layers (an OpenTelemetry span) to read.
+pub(crate) fn set_record_info<B>(response: &mut Response<B>, context: &AuditContext) {
+    if let Some(info) = context.record_info() {
+        response.extensions_mut().insert(info);
     }
 }

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use http::header::HeaderValue;
 use http::{HeaderName, Request, Response};
 use tower_service::Service;
+use veritrail_core::engine::TraceParent;
 
 use crate::future::ResponseFuture;
 use crate::layer::AuditLayer;
@@ -68,6 +69,10 @@ where
             };
             self.layer.engine.start(&view)
         };
+        // An outer layer that started the request's server span names it here.
+        if let Some(trace) = req.extensions().get::<TraceParent>() {
+            exchange.set_trace(trace);
+        }
         let request_id = HeaderValue::from_str(exchange.request_id())
             .ok()
             .map(|id| (self.request_id_header.clone(), id));
