@@ -21,7 +21,32 @@ pub fn incoming_request_id<'a>(req: &'a dyn RequestView, header: &str) -> Option
 
 /// A fresh request id: a UUID v7 (time-ordered), hyphenated.
 pub fn new_request_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    fresh_uuid().to_string()
+}
+
+/// A UUID v7 (time-ordered) without a system call for randomness: its 74 "random" bits are a
+/// per-process random seed mixed with a counter, so ids are unique within the process and,
+/// with overwhelming probability, across processes. They identify events; they are not
+/// secrets.
+pub(crate) fn fresh_uuid() -> uuid::Uuid {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<[u8; 10]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The random tail of one ordinary v7 UUID seeds the process.
+    let seed = SEED.get_or_init(|| {
+        let bytes = uuid::Uuid::now_v7().into_bytes();
+        bytes[6..].try_into().expect("10 bytes")
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut random = [0u8; 10];
+    random[..2].copy_from_slice(&seed[..2]);
+    let mixed = u64::from_le_bytes(seed[2..10].try_into().expect("8 bytes")) ^ n;
+    random[2..].copy_from_slice(&mixed.to_be_bytes());
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// The trace and parent span ids of a W3C `traceparent` header.
@@ -121,5 +146,8 @@ mod tests {
         let a = new_request_id();
         assert_eq!(a.len(), 36);
         assert_ne!(a, new_request_id());
+        let ids: std::collections::HashSet<_> = (0..10_000).map(|_| fresh_uuid()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|u| u.get_version_num() == 7));
     }
 }
