@@ -20,6 +20,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod records;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use veritrail_log::{Log, LogOptions, NoteSigner};
 
@@ -30,22 +32,9 @@ const FRAME: usize = 8;
 /// Bytes after which a benchmark starts over in a fresh file.
 const START_OVER: u64 = 256 << 20;
 
-/// `n` distinct 500-byte JSON-ish records.
+/// `n` distinct 500-byte records.
 fn records(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let mut r = format!("{{\"v\":1,\"i\":{i},\"pad\":\"").into_bytes();
-            let mut x = i as u64 ^ 0x9e37_79b9_7f4a_7c15;
-            while r.len() < RECORD - 2 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                r.push(b'a' + (x % 26) as u8);
-            }
-            r.extend_from_slice(b"\"}");
-            r
-        })
-        .collect()
+    (0..n as u64).map(|i| records::record(i, RECORD)).collect()
 }
 
 fn open_log(dir: &Path) -> Log {

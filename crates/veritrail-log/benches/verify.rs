@@ -15,6 +15,8 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod records;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use veritrail_log::verify::{VerifyOptions, verify_dir};
@@ -24,16 +26,7 @@ const RECORDS: u64 = 512 * 1024;
 const RECORD: usize = 500;
 
 fn record(i: u64) -> Vec<u8> {
-    let mut r = format!("{{\"v\":1,\"i\":{i},\"pad\":\"").into_bytes();
-    let mut x = i ^ 0x9e37_79b9_7f4a_7c15;
-    while r.len() < RECORD - 2 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        r.push(b'a' + (x % 26) as u8);
-    }
-    r.extend_from_slice(b"\"}");
-    r
+    records::record(i, RECORD)
 }
 
 /// The log (built on first use) and its verifier key.

@@ -416,6 +416,7 @@ impl<'a> Verifier<'a> {
         let results = self.scan_segments(prefix);
         let mut size = 0u64;
         let mut bytes = 0u64;
+        let mut last_bytes = 0u64;
         let mut tail = None;
         let mut tail_leaves = Vec::new();
         let last = self.segments.len().saturating_sub(1);
@@ -444,6 +445,7 @@ impl<'a> Verifier<'a> {
             }
             size += result.count;
             bytes += result.bytes;
+            last_bytes = result.bytes;
             tail_leaves.extend(result.tail_leaves);
             if let Some(bad) = result.bad {
                 if slot != last || !bad.at_tail || size < signed {
@@ -502,7 +504,7 @@ impl<'a> Verifier<'a> {
             let newest = self.layout.segment(*self.segments.last().unwrap_or(&0));
             let t = tail.get_or_insert(Recovery {
                 segment: newest,
-                offset: 0,
+                offset: last_bytes,
                 bytes_cut: 0,
                 hashes_dropped: 0,
             });
@@ -715,6 +717,16 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
+    fn bad_node(&self, level: u8, entry: u64, reason: &str) -> VerifyError {
+        VerifyError::StoredHash {
+            path: self.tree.path(level),
+            entry,
+            first_index: entry << level,
+            end_index: (entry + 1) << level,
+            reason: reason.into(),
+        }
+    }
+
     /// Checks every stored interior hash below `prefix` against its children, in parallel.
     fn check_interior(&self, prefix: u64) -> Result<(), VerifyError> {
         const CHUNK: u64 = 1 << 14;
@@ -746,14 +758,11 @@ impl<'a> Verifier<'a> {
                     let left: &Hash = children[i * 64..i * 64 + 32].try_into().expect("32");
                     let right: &Hash = children[i * 64 + 32..i * 64 + 64].try_into().expect("32");
                     if merkle::node_hash(left, right)[..] != parents[i * 32..i * 32 + 32] {
-                        let entry = start + i as u64;
-                        return Err(VerifyError::StoredHash {
-                            path: self.tree.path(level),
-                            entry,
-                            first_index: entry << level,
-                            end_index: (entry + 1) << level,
-                            reason: "the stored hash is not the hash of its two children".into(),
-                        });
+                        return Err(self.bad_node(
+                            level,
+                            start + i as u64,
+                            "the stored hash is not the hash of its two children",
+                        ));
                     }
                 }
             }
@@ -820,13 +829,11 @@ impl<'a> Verifier<'a> {
             if let Some(e) = err {
                 return Err(e.into());
             }
-            return Err(VerifyError::StoredHash {
-                path: self.tree.path(level),
+            return Err(self.bad_node(
+                level,
                 entry,
-                first_index: entry << level,
-                end_index: (entry + 1) << level,
-                reason: "the stored hash is not the hash of the records it covers".into(),
-            });
+                "the stored hash is not the hash of the records it covers",
+            ));
         }
         Ok(range.root())
     }

@@ -286,3 +286,18 @@ fn oversized_records_are_refused_whole() {
     assert!(matches!(err, LogError::RecordTooLarge { .. }), "{err}");
     assert_eq!(log.size(), 0);
 }
+
+#[test]
+fn a_log_can_move_to_the_writer_thread() {
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), signer(), LogOptions::default()).unwrap();
+    send(&log);
+    let handle = std::thread::spawn(move || {
+        let mut log = log;
+        log.append(b"{}").unwrap();
+        log.close().unwrap();
+    });
+    handle.join().unwrap();
+    assert_eq!(Log::open_read_only(dir.path()).unwrap().size(), 1);
+}
