@@ -62,7 +62,7 @@ pub struct WriterConfig {
 }
 
 impl Default for WriterConfig {
-    /// Queue of 65,536 events / 64 MiB; batches of at most 4,096 records / 4 MiB; no linger
+    /// Queue of 65,536 events / 64 MiB; batches of at most 16,384 records / 8 MiB; no linger
     /// (a batch is whatever queued up during the previous commit); `Block` for 100 ms;
     /// a checkpoint every 100,000 records and every 10 s; dropping the writer waits up to
     /// 5 s for the queue to drain.
@@ -70,8 +70,8 @@ impl Default for WriterConfig {
         WriterConfig {
             queue_events: 65_536,
             queue_bytes: 64 << 20,
-            batch_events: 4_096,
-            batch_bytes: 4 << 20,
+            batch_events: 16_384,
+            batch_bytes: 8 << 20,
             linger: Duration::ZERO,
             overflow: OverflowPolicy::default(),
             checkpoint_every: Some(100_000),

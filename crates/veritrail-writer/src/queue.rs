@@ -4,7 +4,7 @@
 //! writer thread only splices the real index in. That keeps the writer thread's work per
 //! event to a copy, a hash and a frame, and makes the queue's byte bound exact.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -33,31 +33,33 @@ pub(crate) enum Record {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+    /// The size of the last record this thread serialized: events of one service are much
+    /// alike, so this sizes the next buffer without growing it.
+    static SIZE_HINT: Cell<usize> = const { Cell::new(512) };
 }
 
 impl Record {
     /// Serializes `event` at index 0 and remembers where the index digit is.
     pub(crate) fn new(event: AuditEvent) -> Record {
-        SCRATCH.with_borrow_mut(|scratch| {
-            scratch.clear();
-            event.write_json(0, scratch);
-            // `v` and `id` precede `index` and hold no caller text, so the first match is the
-            // top-level field; the tests compare the splice with `write_json` byte for byte.
-            match scratch
-                .windows(INDEX_ZERO.len())
-                .position(|w| w == INDEX_ZERO)
-            {
-                Some(at) => Record::Spliced {
-                    bytes: scratch[..].into(),
-                    index_at: at + INDEX_ZERO.len() - 2,
-                },
-                None => Record::Event {
-                    len: scratch.len(),
-                    event: Box::new(event),
-                },
-            }
-        })
+        let mut bytes = Vec::with_capacity(SIZE_HINT.get() + 64);
+        event.write_json(0, &mut bytes);
+        SIZE_HINT.set(bytes.len());
+        // `v` and `id` precede `index` and hold no caller text, so the first match is the
+        // top-level field; the tests compare the splice with `write_json` byte for byte.
+        match bytes
+            .windows(INDEX_ZERO.len())
+            .position(|w| w == INDEX_ZERO)
+        {
+            Some(at) => Record::Spliced {
+                // Shrinks in place: the queue holds exactly the record's bytes.
+                bytes: bytes.into_boxed_slice(),
+                index_at: at + INDEX_ZERO.len() - 2,
+            },
+            None => Record::Event {
+                len: bytes.len(),
+                event: Box::new(event),
+            },
+        }
     }
 
     /// The record's size in bytes (at index 0).

@@ -470,10 +470,10 @@ impl WriterThread {
                 break;
             }
         }
-        if error.is_none() {
-            if let Err(e) = self.finish() {
-                error = Some(self.fail(e));
-            }
+        if error.is_none()
+            && let Err(e) = self.finish()
+        {
+            error = Some(self.fail(e));
         }
         Outcome {
             flushed: self.flushed,

@@ -245,10 +245,16 @@ fn kill_once(dir: &Path, rng: &mut Rng, acked: &mut BTreeMap<u64, Ack>) -> bool 
         assert_eq!(kinds, [Kind::Start, Kind::Stop]);
     }
     for (index, ack) in acked.iter() {
-        let record = log.read(*index).unwrap_or_else(|e| panic!("acknowledged {index}: {e}"));
+        let record = log
+            .read(*index)
+            .unwrap_or_else(|e| panic!("acknowledged {index}: {e}"));
         let event = AuditEvent::from_json(&record).unwrap();
         assert_eq!(event.index, Some(*index));
-        assert_eq!(event.id.to_string(), ack.id, "record {index} is another event");
+        assert_eq!(
+            event.id.to_string(),
+            ack.id,
+            "record {index} is another event"
+        );
         assert_eq!(
             event.as_http().and_then(|h| h.action.as_deref()),
             Some(ack.tag.as_str())
