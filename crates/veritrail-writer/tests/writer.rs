@@ -13,7 +13,8 @@ use veritrail_core::recorder::{Durability, RecordError, Recorder};
 use veritrail_log::store::StorageFault;
 use veritrail_log::{Log, LogOptions};
 use veritrail_writer::{
-    GAP_QUEUE_FULL, GAP_SHUTDOWN_DEADLINE, OverflowPolicy, Writer, WriterConfig, WriterHandle,
+    GAP_QUEUE_FULL, GAP_SHUTDOWN_DEADLINE, OverflowPolicy, ShutdownReport, Writer, WriterConfig,
+    WriterHandle,
 };
 
 fn soon() -> Instant {
@@ -129,11 +130,14 @@ fn flood_config(policy: OverflowPolicy) -> WriterConfig {
         .overflow(policy)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_refuses_at_once_and_writes_no_gap() {
-    let dir = tempfile::tempdir().unwrap();
-    let sink = TestSink::new(dir.path()).delay(Duration::from_millis(3));
-    let writer = Writer::start(sink, flood_config(OverflowPolicy::Reject)).unwrap();
+/// Floods a writer with `policy` over a disk that takes 3 ms per commit, shuts it down, and
+/// checks that both outcomes occurred and that the log holds exactly the accepted events.
+async fn flood_and_shut_down(
+    dir: &std::path::Path,
+    policy: OverflowPolicy,
+) -> (Vec<String>, Vec<String>, ShutdownReport, Vec<AuditEvent>) {
+    let sink = TestSink::new(dir).delay(Duration::from_millis(3));
+    let writer = Writer::start(sink, flood_config(policy)).unwrap();
     let (accepted, refused) = flood(&writer.handle(), 400).await;
     assert!(
         !refused.is_empty(),
@@ -141,16 +145,23 @@ async fn reject_refuses_at_once_and_writes_no_gap() {
     );
     assert!(accepted.len() >= 8);
     let report = writer.shutdown(soon()).await;
-    assert_eq!(report.rejected, refused.len() as u64);
-    assert_eq!(report.dropped, 0);
     assert_eq!(report.flushed, accepted.len() as u64);
-
-    let events = events(dir.path());
+    let events = events(dir);
     assert_eq!(
         actions(&events),
         accepted,
         "exactly the accepted events, in order"
     );
+    (accepted, refused, report, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_refuses_at_once_and_writes_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, refused, report, events) =
+        flood_and_shut_down(dir.path(), OverflowPolicy::Reject).await;
+    assert_eq!(report.rejected, refused.len() as u64);
+    assert_eq!(report.dropped, 0);
     assert!(gaps(&events).is_empty());
     assert_schema_valid(dir.path());
     verify(dir.path());
@@ -159,20 +170,10 @@ async fn reject_refuses_at_once_and_writes_no_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_newest_records_every_loss_in_a_gap_record() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = TestSink::new(dir.path()).delay(Duration::from_millis(3));
-    let writer = Writer::start(sink, flood_config(OverflowPolicy::DropNewest)).unwrap();
-    let (accepted, refused) = flood(&writer.handle(), 400).await;
-    assert!(
-        !refused.is_empty(),
-        "a producer faster than the disk overflows"
-    );
-    let report = writer.shutdown(soon()).await;
+    let (_, refused, report, events) =
+        flood_and_shut_down(dir.path(), OverflowPolicy::DropNewest).await;
     assert_eq!(report.dropped, refused.len() as u64);
     assert_eq!(report.rejected, 0);
-    assert_eq!(report.flushed, accepted.len() as u64);
-
-    let events = events(dir.path());
-    assert_eq!(actions(&events), accepted);
     let gaps = gaps(&events);
     assert!(!gaps.is_empty());
     assert!(gaps.iter().all(|(_, reason)| reason == GAP_QUEUE_FULL));
