@@ -38,6 +38,90 @@ pub(crate) enum Command {
     Tail(TailArgs),
     /// Exports the audit events as OCSF JSON (one object per line) for a SIEM.
     Export(ExportArgs),
+    /// The quick start: a real server, real tokens, real traffic, then verification.
+    #[cfg(feature = "demo")]
+    Demo(DemoArgs),
+    /// An authenticating, auditing reverse proxy in front of any HTTP service.
+    #[cfg(feature = "proxy")]
+    Proxy(Box<ProxyArgs>),
+}
+
+/// `veritrail demo [--dir DIR]`.
+#[cfg(feature = "demo")]
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Where the demo writes its log, keys and proof. A directory made by an earlier demo is
+    /// cleared; any other non-empty directory is refused.
+    #[arg(long, value_name = "DIR", default_value = "veritrail-demo")]
+    pub(crate) dir: PathBuf,
+}
+
+/// `veritrail proxy --listen ADDR --upstream URL (--jwks FILE|URL | --oidc ISSUER_URL |
+/// --hs-secret-file FILE) --issuer ISS --audience AUD --log LOG --key KEYFILE
+/// [--durability D] [--config FILE]`. Flags override the config file.
+#[cfg(feature = "proxy")]
+#[derive(Debug, Default, clap::Args)]
+#[command(group(clap::ArgGroup::new("key_source").args(["jwks", "oidc", "hs_secret_file"])))]
+pub(crate) struct ProxyArgs {
+    /// A TOML file with any of these settings plus per-route policy (`[[route]]` tables:
+    /// `prefix`, `scopes`, `roles`, `public`, `optional`, `durability`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The address to listen on, e.g. `127.0.0.1:8080`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// The service to forward to, e.g. `http://127.0.0.1:3000` (a path is prefixed to every
+    /// request's path).
+    #[arg(long, value_name = "URL")]
+    pub(crate) upstream: Option<String>,
+    /// The identity provider's public keys: a JWKS file, or an http(s) URL to fetch and
+    /// refresh them from.
+    #[arg(long, value_name = "FILE|URL")]
+    pub(crate) jwks: Option<String>,
+    /// An OpenID Connect issuer whose discovery document names the JWKS.
+    #[arg(long, value_name = "ISSUER_URL")]
+    pub(crate) oidc: Option<String>,
+    /// A file holding a shared HMAC secret (HS256/384/512 tokens).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hs_secret_file: Option<PathBuf>,
+    /// The tokens' required issuer (`iss`); with --oidc, defaults to that URL.
+    #[arg(long, value_name = "ISS")]
+    pub(crate) issuer: Option<String>,
+    /// The tokens' required audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    pub(crate) audience: Option<String>,
+    /// The audit log directory (created if missing).
+    #[arg(long, value_name = "LOG")]
+    pub(crate) log: Option<PathBuf>,
+    /// The log's private key file (`veritrail keygen`).
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) key: Option<PathBuf>,
+    /// How durably events are recorded by default (routes may override it).
+    #[arg(long, value_enum, value_name = "D")]
+    pub(crate) durability: Option<DurabilityArg>,
+    /// Send the caller's identity to the upstream in `X-Auth-Subject`, `X-Auth-Issuer`,
+    /// `X-Auth-Scopes` and `X-Auth-Request-Id` (always stripped from incoming requests).
+    #[arg(long)]
+    pub(crate) identity_headers: bool,
+    /// Seconds to wait for the upstream's response head before answering 504.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) upstream_timeout: Option<u64>,
+    /// Seconds that requests in flight get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) shutdown_grace: Option<u64>,
+}
+
+/// The `--durability` values.
+#[cfg(feature = "proxy")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum DurabilityArg {
+    /// The answer does not wait for the event to be written.
+    Async,
+    /// The answer waits until the event is fsynced.
+    Durable,
+    /// An intent event is fsynced before the request is forwarded; then the event, durably.
+    WriteAhead,
 }
 
 /// `veritrail keygen NAME --out KEYFILE`.

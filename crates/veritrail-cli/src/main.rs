@@ -16,6 +16,8 @@
 
 mod append;
 mod cli;
+#[cfg(feature = "demo")]
+mod demo;
 mod events;
 mod exit;
 mod export;
@@ -28,6 +30,8 @@ mod ocsf;
 mod output;
 mod progress;
 mod proofs;
+#[cfg(feature = "proxy")]
+mod proxy;
 mod tail;
 mod tokens;
 mod verify;
@@ -52,6 +56,10 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Export(args) => export::run(args),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "proxy")]
+        Command::Proxy(args) => proxy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,1 @@
+//! `veritrail demo` end to end (being written).
