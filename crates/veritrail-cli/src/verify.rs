@@ -88,7 +88,11 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
             let text = if args.json {
                 json_invalid(&args.log, &err, &args.against)
             } else {
-                human_invalid(&args.log, &err, &args.against)
+                let mut text = human_invalid(&args.log, &err, &args.against);
+                if args.tokens {
+                    text.push_str("tokens: not checked (the records themselves are not trusted)\n");
+                }
+                text
             };
             write_stdout(text.as_bytes())?;
             Err(Reported(INVALID).into())

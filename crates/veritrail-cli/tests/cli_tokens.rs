@@ -260,3 +260,36 @@ fn issuer_and_audience_rules_and_a_log_without_keysets() {
         "{human}"
     );
 }
+
+#[test]
+fn a_record_altered_after_append_fails_the_log_check_and_tokens_are_not_trusted() {
+    let env = Env::new();
+    let rsa = TestKey::new("rsa", "k1");
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(&keyset_record(&[&rsa], T));
+    log.append(&request(&rsa.mint("alice", minutes(1)), &rsa, minutes(1)));
+    log.commit();
+    let record = log.records[1].clone();
+    let at = record.windows(7).position(|w| w == b"\"alice\"").unwrap();
+    let mut forged = record.clone();
+    forged[at + 1..at + 6].copy_from_slice(b"oscar");
+    let mut changed = 0;
+    for path in common::files_under(&env.path("log")) {
+        let bytes = std::fs::read(&path).unwrap();
+        if let Some(pos) = bytes.windows(record.len()).position(|w| w == record) {
+            let mut bytes = bytes;
+            bytes[pos..pos + record.len()].copy_from_slice(&forged);
+            std::fs::write(&path, bytes).unwrap();
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 1);
+    let mut args = vec!["verify", "log", "--key", &log.vkey, "--tokens"];
+    let out = stdout(&env.expect(1, &args, b""));
+    assert!(out.contains("INVALID") && out.contains("index 1"), "{out}");
+    assert!(out.contains("tokens: not checked"), "{out}");
+    args.push("--json");
+    let json: Value = serde_json::from_slice(&env.expect(1, &args, b"").stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["index"], 1);
+}
