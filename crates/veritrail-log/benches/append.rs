@@ -107,10 +107,63 @@ fn batches_on(c: &mut Criterion, name: &str, base: &Path) {
     g.finish();
 }
 
+/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// Records per wall second and per CPU-second of `batches` batches on tmpfs: the CPU figure
+/// does not depend on how busy the machine is.
+fn cpu_report(base: &Path) {
+    let batch = records(BATCH);
+    let slices: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    let bytes = framed(&batch);
+    let batches = 100u32;
+    let n = f64::from(batches) * BATCH as f64;
+    let report = |what: &str, wall: f64, cpu: f64| {
+        eprintln!(
+            "{what:<44} {:9.0} records/s wall, {:9.0} records per CPU-second",
+            n / wall,
+            n / cpu
+        );
+    };
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let mut log = open_log(dir.path());
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    for _ in 0..batches {
+        log.append_batch(slices.iter().copied()).unwrap();
+        log.sync().unwrap();
+    }
+    report(
+        "tmpfs, veritrail: append_batch + sync",
+        wall.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
+    );
+    drop(log);
+    let mut file = File::create(dir.path().join("bare")).unwrap();
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    for _ in 0..batches {
+        file.write_all(&bytes).unwrap();
+        file.sync_data().unwrap();
+    }
+    report(
+        "tmpfs, baseline: write + fdatasync",
+        wall.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
+    );
+}
+
 fn append_batches(c: &mut Criterion) {
     batches_on(c, "disk", &std::env::temp_dir());
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
+        cpu_report(shm);
         batches_on(c, "tmpfs", shm);
     }
 }

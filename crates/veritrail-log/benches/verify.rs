@@ -84,6 +84,34 @@ fn print_openssl_speed() {
     }
 }
 
+/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// Wall and CPU time of `runs` calls, printed as MB/s of wall time and MB per CPU-second:
+/// the second does not depend on how busy the machine is.
+fn cpu_report(what: &str, bytes: u64, runs: u32, mut f: impl FnMut()) {
+    let (wall, cpu) = (std::time::Instant::now(), cpu_seconds());
+    for _ in 0..runs {
+        f();
+    }
+    let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let mb = bytes as f64 * f64::from(runs) / 1e6;
+    eprintln!(
+        "{what:<48} {:7.0} MB/s wall, {:7.0} MB per CPU-second",
+        mb / wall,
+        mb / cpu
+    );
+}
+
 fn verify_large_log(c: &mut Criterion) {
     let (dir, verifier) = log_dir();
     let bytes = segment_bytes(&dir);
@@ -111,14 +139,35 @@ fn verify_large_log(c: &mut Criterion) {
         });
     }
     let data: Vec<u8> = (0..bytes).map(|i| (i * 31 % 251) as u8).collect();
+    let sha_1k = || {
+        let mut last = [0u8; 32];
+        for block in data.chunks(1024) {
+            last = Sha256::digest(black_box(block)).into();
+        }
+        black_box(last);
+    };
+    for threads in [2, 1] {
+        let opts = VerifyOptions {
+            threads,
+            ..VerifyOptions::default()
+        };
+        cpu_report(
+            &format!("verify_dir, {threads} thread(s)"),
+            bytes,
+            5,
+            || {
+                verify_dir(&dir, &verifier, &opts).unwrap();
+            },
+        );
+    }
+    cpu_report(
+        "baseline: sha256 1024-byte blocks, 1 core",
+        bytes,
+        5,
+        sha_1k,
+    );
     g.bench_function("baseline: sha256 over 1024-byte blocks, 1 core", |b| {
-        b.iter(|| {
-            let mut last = [0u8; 32];
-            for block in data.chunks(1024) {
-                last = Sha256::digest(black_box(block)).into();
-            }
-            last
-        })
+        b.iter(sha_1k)
     });
     g.finish();
 }
