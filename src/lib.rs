@@ -7,5 +7,7 @@ pub use veritrail_log as log;
 pub use veritrail_actix as actix;
 #[cfg(feature = "axum")]
 pub use veritrail_axum as axum;
+#[cfg(feature = "otel")]
+pub use veritrail_otel as otel;
 #[cfg(feature = "tower")]
 pub use veritrail_tower as tower;
