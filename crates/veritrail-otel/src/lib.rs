@@ -32,7 +32,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let keys = KeySet::from_hmac_secret(&[7u8; 32], jsonwebtoken::Algorithm::HS256, None)?;
 //! let authenticator = Authenticator::builder()
-//!     .issuer(Issuer::new("https://idp.example").keys(keys).allow_hmac())
+//!     .issuer(Issuer::new("https://idp.example").keys(keys).allow_hmac().audience("orders-api"))
 //!     .build()?;
 //! let recorder = MemoryRecorder::new();
 //! let engine = Engine::builder(authenticator, recorder.clone())
