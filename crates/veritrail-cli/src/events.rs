@@ -31,11 +31,7 @@ pub(crate) fn run(args: &EventsArgs) -> Result<()> {
     for_each_event(&log, 0, &mut scan, |index, record, event| {
         bar.inc(1);
         if filter.matches(event) {
-            if args.json {
-                out.line(record)?;
-            } else {
-                out.line(row(index, event).as_bytes())?;
-            }
+            print(&mut out, args.json, index, record, event)?;
         }
         Ok(!out.is_closed())
     })?;
@@ -94,6 +90,21 @@ pub(crate) fn for_each_event(
         }
     }
     Ok(())
+}
+
+/// Prints one selected event: its stored bytes (`json`) or its table row.
+pub(crate) fn print(
+    out: &mut Lines,
+    json: bool,
+    index: u64,
+    record: &[u8],
+    event: &AuditEvent,
+) -> Result<()> {
+    if json {
+        out.line(record)
+    } else {
+        out.line(row(index, event).as_bytes())
+    }
 }
 
 /// The table's header line.

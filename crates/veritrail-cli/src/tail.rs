@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use veritrail_log::Log;
 
 use crate::cli::TailArgs;
-use crate::events::{HEADER, Scan, for_each_event, row};
+use crate::events::{HEADER, Scan, for_each_event, print};
 use crate::exit::invalid;
 use crate::filter::Filter;
 use crate::lines::Lines;
@@ -46,11 +46,7 @@ pub(crate) fn run(args: &TailArgs) -> Result<()> {
     loop {
         for_each_event(&log, next, &mut scan, |index, record, event| {
             if filter.matches(event) {
-                if args.json {
-                    out.line(record)?;
-                } else {
-                    out.line(row(index, event).as_bytes())?;
-                }
+                print(&mut out, args.json, index, record, event)?;
             }
             Ok(!out.is_closed())
         })?;

@@ -8,9 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::{Env, stderr, stdout};
-use fixture::{AuditLog, TestKey, actor_for, keyset_record, row_indexes};
+use fixture::{AuditLog, TestKey, actor, actor_for, keyset_record, missing_scope, row_indexes};
 use time::{Duration, OffsetDateTime};
-use veritrail_core::event::{Actor, AuditEvent, Authz, AuthzDecision, Outcome};
+use veritrail_core::event::{AuditEvent, Outcome};
 
 /// The log the filter tests read, and the time its first record was written.
 struct Sample {
@@ -23,14 +23,6 @@ struct Sample {
 fn three_hours_ago() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc() - Duration::hours(3);
     now.replace_nanosecond(0).unwrap()
-}
-
-fn actor(sub: &str) -> Actor {
-    Actor {
-        sub: Some(sub.into()),
-        iss: Some(fixture::ISS.into()),
-        ..Actor::default()
-    }
 }
 
 /// 0 keyset, 1 start, 2..=7 requests three hours ago, 8 a request ten minutes ago.
@@ -82,12 +74,7 @@ fn sample() -> Sample {
             .route("/orders/{id}")
             .actor(actor("alice"))
             .authn_allowed()
-            .authz(Authz {
-                decision: AuthzDecision::Denied,
-                required_scopes: vec!["orders:admin".into()],
-                required_roles: Vec::new(),
-                reason: Some("missing_scope".into()),
-            })
+            .authz(missing_scope())
             .status(403)
             .build(),
     );

@@ -6,11 +6,11 @@ mod common;
 mod fixture;
 
 use common::{Env, stderr};
-use fixture::{AuditLog, TestKey, actor_for, json_lines, keyset_record};
+use fixture::{AuditLog, TestKey, actor, actor_for, json_lines, keyset_record, missing_scope};
 use serde_json::Value;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
-use veritrail_core::event::{Actor, AuditEvent, Authz, AuthzDecision, TokenEvidence};
+use veritrail_core::event::{AuditEvent, TokenEvidence};
 
 const T: OffsetDateTime = datetime!(2026-11-27 12:00:00.123456 UTC);
 
@@ -20,14 +20,6 @@ fn at(seconds: i64) -> OffsetDateTime {
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn actor(sub: &str) -> Actor {
-    Actor {
-        sub: Some(sub.into()),
-        iss: Some(fixture::ISS.into()),
-        ..Actor::default()
-    }
 }
 
 struct Sample {
@@ -76,12 +68,7 @@ fn sample() -> Sample {
             .client_address("203.0.113.9")
             .actor(actor("alice"))
             .authn_allowed()
-            .authz(Authz {
-                decision: AuthzDecision::Denied,
-                required_scopes: vec!["orders:admin".into()],
-                required_roles: Vec::new(),
-                reason: Some("missing_scope".into()),
-            })
+            .authz(missing_scope())
             .status(403)
             .build(),
         AuditEvent::http("GET", "/health")

@@ -229,14 +229,20 @@ fn each_token_is_checked_against_the_keyset_in_force_when_it_was_used() {
     assert_eq!(failed, [2, 5]);
 }
 
-#[test]
-fn issuer_and_audience_rules_and_a_log_without_keysets() {
-    let env = Env::new();
+/// A keyset record and one request by alice with a good token.
+fn one_request(env: &Env) -> AuditLog {
     let rsa = TestKey::new("rsa", "k1");
     let mut log = AuditLog::create(&env.path("log"));
     log.append(&keyset_record(&[&rsa], T));
     log.append(&request(&rsa.mint("alice", minutes(1)), &rsa, minutes(1)));
     log.commit();
+    log
+}
+
+#[test]
+fn issuer_and_audience_rules_and_a_log_without_keysets() {
+    let env = Env::new();
+    let log = one_request(&env);
     verify_tokens(&env, &log, &["--audience", fixture::AUD], 0);
     verify_tokens(&env, &log, &["--issuer", fixture::ISS], 0);
     let (human, _) = verify_tokens(&env, &log, &["--audience", "billing-api"], 1);
@@ -251,6 +257,7 @@ fn issuer_and_audience_rules_and_a_log_without_keysets() {
     );
 
     let env = Env::new();
+    let rsa = TestKey::new("rsa", "k1");
     let mut log = AuditLog::create(&env.path("log"));
     log.append(&request(&rsa.mint("alice", minutes(1)), &rsa, minutes(1)));
     log.commit();
@@ -264,11 +271,7 @@ fn issuer_and_audience_rules_and_a_log_without_keysets() {
 #[test]
 fn a_record_altered_after_append_fails_the_log_check_and_tokens_are_not_trusted() {
     let env = Env::new();
-    let rsa = TestKey::new("rsa", "k1");
-    let mut log = AuditLog::create(&env.path("log"));
-    log.append(&keyset_record(&[&rsa], T));
-    log.append(&request(&rsa.mint("alice", minutes(1)), &rsa, minutes(1)));
-    log.commit();
+    let log = one_request(&env);
     let record = log.records[1].clone();
     let at = record.windows(7).position(|w| w == b"\"alice\"").unwrap();
     let mut forged = record.clone();

@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use veritrail_core::auth::{Authenticator, Issuer, KeySet, ManualClock};
-use veritrail_core::event::{Actor, AuditEvent};
+use veritrail_core::event::{Actor, AuditEvent, Authz, AuthzDecision};
 use veritrail_log::{Log, LogOptions, NoteSigner};
 
 /// The issuer of the test tokens.
@@ -138,6 +138,25 @@ impl TestKey {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// An actor with just `sub` and `iss` (for events whose token does not matter).
+pub(crate) fn actor(sub: &str) -> Actor {
+    Actor {
+        sub: Some(sub.into()),
+        iss: Some(ISS.into()),
+        ..Actor::default()
+    }
+}
+
+/// The route's policy refused the request: the `orders:admin` scope was missing.
+pub(crate) fn missing_scope() -> Authz {
+    Authz {
+        decision: AuthzDecision::Denied,
+        required_scopes: vec!["orders:admin".into()],
+        required_roles: Vec::new(),
+        reason: Some("missing_scope".into()),
     }
 }
 
