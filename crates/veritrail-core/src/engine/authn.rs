@@ -33,13 +33,17 @@ pub(super) fn find_token(
         .map_err(|e| rejection(&e, realm))
 }
 
-/// Verifies `token` (with a static key source and a cache hit, ready on the first poll).
+/// Verifies `token` (with a static key source and a cache hit, ready on the first poll);
+/// hands the token back for the event's evidence.
 pub(super) fn verify(
     auth: &Authenticator,
     token: String,
-) -> EngineFuture<Result<Identity, AuthError>> {
+) -> EngineFuture<(String, Result<Identity, AuthError>)> {
     let auth = auth.clone();
-    Box::pin(async move { auth.verify(&token).await })
+    Box::pin(async move {
+        let result = auth.verify(&token).await;
+        (token, result)
+    })
 }
 
 /// The event's actor, with the allow-listed custom claims.

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::event::{
-    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, HttpEvent,
-    Outcome, Phase, Request, Text, TokenEvidence,
+    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, EvidenceMode,
+    HttpEvent, Outcome, Phase, Request, Text, TokenEvidence,
 };
 use crate::recorder::{Durability, RecordError, RecordFuture};
 
@@ -65,7 +65,7 @@ struct Shared {
 
 struct State {
     request: Request,
-    policy: RoutePolicy,
+    policy: Arc<RoutePolicy>,
     token: Option<String>,
     evidence: Option<TokenEvidence>,
     identity: Option<Identity>,
@@ -176,7 +176,7 @@ impl AuditContext {
 
     /// The policy in force for this request (the route's, tightened by [`require`](Self::require)).
     pub fn policy(&self) -> RoutePolicy {
-        self.lock().policy.clone()
+        RoutePolicy::clone(&self.lock().policy)
     }
 
     /// The 401 this request gets when something needs a caller and there is none (an
@@ -190,10 +190,11 @@ impl AuditContext {
     /// missing), records the decision in the event, and tightens the request's policy.
     pub fn require(&self, policy: &RoutePolicy) -> Result<(), Rejection> {
         let mut s = self.lock();
-        s.policy.scopes.extend(policy.scopes.iter().cloned());
-        s.policy.roles.extend(policy.roles.iter().cloned());
-        if policy.auth == AuthMode::Required && s.policy.auth != AuthMode::Required {
-            s.policy.auth = AuthMode::Required;
+        let tightened = Arc::make_mut(&mut s.policy);
+        tightened.scopes.extend(policy.scopes.iter().cloned());
+        tightened.roles.extend(policy.roles.iter().cloned());
+        if policy.auth == AuthMode::Required && tightened.auth != AuthMode::Required {
+            tightened.auth = AuthMode::Required;
             if s.identity.is_none() {
                 let rejection = self.shared.engine.missing_token();
                 s.authn = Some(Authn {
@@ -203,13 +204,12 @@ impl AuditContext {
                 return Err(rejection);
             }
         }
-        let policy = s.policy.clone();
-        self.shared.engine.authorize(&mut s, &policy)
+        self.shared.engine.authorize(&mut s)
     }
 
     /// For route-level middleware: records the request's event with this durability.
     pub fn set_durability(&self, durability: Durability) {
-        self.lock().policy.durability = durability;
+        Arc::make_mut(&mut self.lock().policy).durability = durability;
     }
 
     /// For adapters: when the route is [`Durability::WriteAhead`], records the intent event and
@@ -269,7 +269,11 @@ impl AuditContext {
         });
         let latency = u64::try_from(self.shared.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let http = HttpEvent {
-            phase: if intent { Phase::Intent } else { Phase::Complete },
+            phase: if intent {
+                Phase::Intent
+            } else {
+                Phase::Complete
+            },
             intent_id: if intent { None } else { s.intent_id },
             actor: part(&mut s.actor, take),
             token: part(&mut s.evidence, take),
@@ -323,16 +327,13 @@ impl Exchange {
         engine: Engine,
         request: Request,
         request_id: String,
-        policy: RoutePolicy,
+        policy: Arc<RoutePolicy>,
         token: Result<Option<String>, Rejection>,
     ) -> Self {
         let (token, token_error) = match token {
             Ok(t) => (t, None),
             Err(e) => (None, Some(e)),
         };
-        let evidence = token
-            .as_deref()
-            .map(|t| TokenEvidence::capture(engine.inner.evidence, t));
         let shared = Shared {
             engine,
             start: Instant::now(),
@@ -347,7 +348,7 @@ impl Exchange {
                 request,
                 policy,
                 token,
-                evidence,
+                evidence: None,
                 identity: None,
                 actor: None,
                 authn: None,
@@ -422,12 +423,7 @@ impl Exchange {
                     decision: AuthnDecision::Anonymous,
                     reason: None,
                 });
-                let policy = ctx.policy();
-                let result = if policy.has_requirements() {
-                    engine.authorize(&mut ctx.lock(), &policy)
-                } else {
-                    Ok(())
-                };
+                let result = engine.authorize(&mut ctx.lock());
                 Box::pin(std::future::ready(result))
             }
             (None, AuthMode::Required) => {
@@ -441,8 +437,22 @@ impl Exchange {
             (Some(token), _) => {
                 let verify = authn::verify(&engine.inner.authenticator, token);
                 Box::pin(async move {
-                    let result = verify.await;
+                    let (token, result) = verify.await;
                     let mut s = ctx.lock();
+                    let mode = engine.inner.evidence;
+                    s.evidence = Some(match (&result, mode) {
+                        // The cache already hashed the token: reuse its fingerprint.
+                        (Ok(identity), EvidenceMode::Fingerprint) => {
+                            match identity.token_sha256() {
+                                Some(digest) => TokenEvidence::Fingerprint {
+                                    sha256: hex::encode(digest),
+                                    full_refused: None,
+                                },
+                                None => TokenEvidence::fingerprint(&token),
+                            }
+                        }
+                        _ => TokenEvidence::capture(mode, &token),
+                    });
                     match result {
                         Ok(identity) => {
                             s.actor = Some(authn::actor(&identity, &engine.inner.actor_claims));
@@ -451,8 +461,7 @@ impl Exchange {
                                 reason: None,
                             });
                             s.identity = Some(identity);
-                            let policy = s.policy.clone();
-                            engine.authorize(&mut s, &policy)
+                            engine.authorize(&mut s)
                         }
                         Err(err) => {
                             let rejection = authn::rejection(&err, engine.inner.realm.as_deref());
@@ -566,14 +575,16 @@ impl Engine {
         authn::rejection(&AuthError::TokenMissing, self.inner.realm.as_deref())
     }
 
-    fn authorize(&self, s: &mut State, policy: &RoutePolicy) -> Result<(), Rejection> {
+    fn authorize(&self, s: &mut State) -> Result<(), Rejection> {
+        let policy = &s.policy;
         if !policy.has_requirements() {
             return Ok(());
         }
-        let (scopes, roles) = match &s.actor {
-            Some(a) => (a.scopes.clone(), a.roles.clone()),
-            None => (Vec::new(), Vec::new()),
-        };
+        let none: &[String] = &[];
+        let (scopes, roles) = s
+            .actor
+            .as_ref()
+            .map_or((none, none), |a| (&a.scopes[..], &a.roles[..]));
         let result = policy.authorize(
             scopes.iter().map(String::as_str),
             roles.iter().map(String::as_str),

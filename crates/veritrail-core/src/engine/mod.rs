@@ -157,7 +157,7 @@ impl Engine {
     /// finds its token (unless the route is public). Nothing is recorded yet.
     pub fn start(&self, req: &dyn RequestView) -> Exchange {
         let inner = &self.inner;
-        let policy = inner.routes.resolve(req).clone();
+        let policy = Arc::clone(inner.routes.resolve_shared(req));
         let request_id = inner
             .trust_request_id
             .then(|| incoming_request_id(req, &inner.request_id_header))

@@ -2,6 +2,7 @@
 //! event is recorded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::recorder::Durability;
 
@@ -129,15 +130,18 @@ impl RoutePolicy {
 /// default policy.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    default: RoutePolicy,
-    routes: HashMap<String, Vec<(Option<String>, RoutePolicy)>>,
+    default: Arc<RoutePolicy>,
+    routes: HashMap<String, Vec<MethodPolicy>>,
 }
+
+/// A route's policy for one method (`None`: any method).
+type MethodPolicy = (Option<String>, Arc<RoutePolicy>);
 
 impl RouteTable {
     /// A table where every route has `default`.
     pub fn new(default: RoutePolicy) -> Self {
         RouteTable {
-            default,
+            default: Arc::new(default),
             routes: HashMap::new(),
         }
     }
@@ -149,7 +153,7 @@ impl RouteTable {
 
     /// Replaces the policy of unlisted routes.
     pub fn set_default(&mut self, policy: RoutePolicy) {
-        self.default = policy;
+        self.default = Arc::new(policy);
     }
 
     /// Sets the policy of `route` for every method.
@@ -165,11 +169,16 @@ impl RouteTable {
     fn insert_entry(&mut self, route: String, method: Option<String>, policy: RoutePolicy) {
         let entries = self.routes.entry(route).or_default();
         entries.retain(|(m, _)| *m != method);
-        entries.push((method, policy));
+        entries.push((method, Arc::new(policy)));
     }
 
     /// The policy for this request.
     pub fn resolve(&self, req: &dyn RequestView) -> &RoutePolicy {
+        self.resolve_shared(req)
+    }
+
+    /// The policy for this request, shared.
+    pub(crate) fn resolve_shared(&self, req: &dyn RequestView) -> &Arc<RoutePolicy> {
         let key = req.route().unwrap_or_else(|| req.path());
         let Some(entries) = self.routes.get(key) else {
             return &self.default;
