@@ -22,8 +22,8 @@ use crate::filter::Filter;
 use crate::lines::Lines;
 use crate::logdir;
 
-/// Reopening may fail while a writer is between two writes of one update; give up only after
-/// this many failures in a row.
+/// Looking at or reopening the log may fail while a writer is between two writes of one
+/// update (or the directory is being replaced); give up only after this many failures.
 const MAX_REOPEN_FAILURES: u32 = 25;
 
 /// Follows the log until interrupted or the reader goes away.
@@ -64,7 +64,15 @@ fn wait_for_growth(dir: &Path, seen: &mut DirState, interval: Duration, size: u6
     let mut failures = 0;
     loop {
         std::thread::sleep(interval);
-        let now = DirState::of(dir)?;
+        let now = match DirState::of(dir) {
+            Ok(now) => now,
+            Err(_) if failures + 1 < MAX_REOPEN_FAILURES => {
+                // The directory is being replaced, or a file vanished while listed.
+                failures += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if now == *seen {
             continue;
         }

@@ -178,3 +178,30 @@ fn tail_ends_with_success_when_its_reader_goes_away() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_log_replaced_by_a_shorter_one_stops_tail_with_exit_1() {
+    let env = Env::new();
+    let mut log = AuditLog::create(&env.path("log"));
+    for n in 0..3 {
+        log.append(&request("alice", n));
+    }
+    log.commit();
+    drop(log);
+    let mut tail = Tail::start(&env.path("log"), &[]);
+    assert!(tail.next().starts_with("TIME"));
+    std::fs::remove_dir_all(env.path("log")).unwrap();
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(&request("mallory", 0));
+    log.commit();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = tail.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tail did not notice");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    tail.quiet_for(Duration::from_millis(100));
+}
