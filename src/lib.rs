@@ -2,11 +2,11 @@
 //!
 //! This facade re-exports the workspace crates; see each for details.
 
-pub use veritrail_log as log;
 #[cfg(feature = "actix")]
 pub use veritrail_actix as actix;
 #[cfg(feature = "axum")]
 pub use veritrail_axum as axum;
+pub use veritrail_log as log;
 #[cfg(feature = "otel")]
 pub use veritrail_otel as otel;
 #[cfg(feature = "tower")]
