@@ -684,6 +684,10 @@ impl Log {
             r.hashes_dropped = (stored_leaves - u128::from(size)) as u64;
         }
         drop(data);
+        // Hashes and offsets rebuilt from the newest segment that the files already hold (the
+        // usual case) are neither written again nor kept in memory.
+        tree.adopt_pending()?;
+        offsets.adopt_pending()?;
 
         let log = Log {
             layout,
@@ -711,10 +715,6 @@ impl Log {
 
     /// Writes the repaired state (cut segment, rebuilt hashes) and makes it durable.
     fn commit_recovery(&mut self) -> Result<(), LogError> {
-        // Hashes and offsets rebuilt from the newest segment that the files already hold (the
-        // usual case) are not written again.
-        self.tree.adopt_pending()?;
-        self.offsets.adopt_pending()?;
         self.flush(true)?;
         let r = self.history.sync(&mut self.faults);
         r.map_err(|e| self.fail(e))?;
