@@ -95,6 +95,6 @@ pub(crate) fn verify(
     let verifier =
         (provider().verifier_factory)(&alg, key).map_err(|_| SignatureFailure::KeyUnusable)?;
     verifier
-        .verify(message, &signature)
+        .verify(message, signature)
         .map_err(|_| SignatureFailure::Invalid)
 }
