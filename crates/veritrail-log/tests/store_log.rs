@@ -301,3 +301,88 @@ fn a_log_can_move_to_the_writer_thread() {
     handle.join().unwrap();
     assert_eq!(Log::open_read_only(dir.path()).unwrap().size(), 1);
 }
+
+mod reopening {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Append(Vec<u8>),
+        Sync,
+        Checkpoint,
+        /// Drop without close (a clean process exit that skipped `close`).
+        Drop,
+        Close,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => proptest::collection::vec(any::<u8>(), 0..90).prop_map(Step::Append),
+            1 => Just(Step::Sync),
+            1 => Just(Step::Checkpoint),
+            1 => Just(Step::Drop),
+            1 => Just(Step::Close),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Any mix of appends, syncs, checkpoints, reopens and rotations keeps every record,
+        /// the root and the proofs right.
+        #[test]
+        fn any_history_of_appends_and_reopens(
+            steps in proptest::collection::vec(step(), 1..60),
+            segment_bytes in 40u64..400,
+            probe in any::<u64>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let signer = signer();
+            let opts = LogOptions { segment_bytes, ..LogOptions::default() };
+            let mut records: Vec<Vec<u8>> = Vec::new();
+            let mut log = Some(Log::open(dir.path(), signer.clone(), opts.clone()).unwrap());
+            for step in steps {
+                let l = match log.as_mut() {
+                    Some(l) => l,
+                    None => log.insert(Log::open(dir.path(), signer.clone(), opts.clone()).unwrap()),
+                };
+                prop_assert_eq!(l.recovered(), None);
+                match step {
+                    Step::Append(r) => {
+                        prop_assert_eq!(l.append(&r).unwrap(), records.len() as u64);
+                        records.push(r);
+                    }
+                    Step::Sync => l.sync().unwrap(),
+                    Step::Checkpoint => {
+                        l.checkpoint().unwrap();
+                    }
+                    Step::Drop => drop(log.take()),
+                    Step::Close => log.take().unwrap().close().unwrap(),
+                }
+            }
+            drop(log);
+            let log = Log::open_read_only(dir.path()).unwrap();
+            let leaves: Vec<Hash> = records.iter().map(|r| merkle::leaf_hash(r)).collect();
+            prop_assert_eq!(log.size(), records.len() as u64);
+            prop_assert_eq!(log.root(), merkle::root_of_leaves(&leaves));
+            for (i, r) in records.iter().enumerate() {
+                prop_assert_eq!(&log.read(i as u64).unwrap(), r);
+            }
+            if !records.is_empty() {
+                let size = probe % records.len() as u64 + 1;
+                let index = probe / 7 % size;
+                let root = merkle::root_of_leaves(&leaves[..size as usize]);
+                let proof = log.inclusion_proof(index, size).unwrap();
+                prop_assert!(merkle::verify_inclusion(&leaves[index as usize], index, size, &proof, &root).is_ok());
+            }
+            let report = veritrail_log::verify::verify_dir(
+                dir.path(),
+                &signer.verifier(),
+                &veritrail_log::verify::VerifyOptions::default(),
+            )
+            .unwrap();
+            prop_assert_eq!(report.records, records.len() as u64);
+        }
+    }
+}

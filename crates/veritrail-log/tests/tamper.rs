@@ -510,3 +510,24 @@ fn verify_dir_with_sees_every_record_in_order_and_can_refuse_one() {
     );
     assert!(err.to_string().contains("token signature invalid"));
 }
+
+#[test]
+fn an_empty_log_verifies_and_extends_its_empty_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer();
+    let mut log = Log::open(dir.path(), signer.clone(), opts()).unwrap();
+    let empty = log.checkpoint().unwrap();
+    log.close().unwrap();
+    let against = VerifyOptions {
+        against: vec![empty.clone()],
+        ..VerifyOptions::default()
+    };
+    let report = verify_dir(dir.path(), &signer.verifier(), &against).unwrap();
+    assert_eq!((report.records, report.root), (0, merkle::empty_root()));
+    // It grows, and still extends the empty checkpoint.
+    let mut log = Log::open(dir.path(), signer.clone(), opts()).unwrap();
+    log.append(b"{}").unwrap();
+    log.close().unwrap();
+    let report = verify_dir(dir.path(), &signer.verifier(), &against).unwrap();
+    assert_eq!((report.records, report.against_checked), (1, 1));
+}
