@@ -16,6 +16,7 @@ use opentelemetry_semantic_conventions::attribute::{
 use pin_project_lite::pin_project;
 use veritrail_core::engine::AuditRecordInfo;
 
+use crate::EnduserPolicy;
 use crate::layer::Config;
 use crate::{AUDIT_EVENT_ID, AUDIT_EVENT_OUTCOME, AUDIT_LOG_INDEX};
 
@@ -87,22 +88,27 @@ where
                 attributes.push(KeyValue::new(CLIENT_ADDRESS, client));
             }
             if let Some(record) = record {
-                attributes.push(KeyValue::new(AUDIT_EVENT_ID, record.event_id.to_string()));
-                if let Some(index) = record.index.and_then(|i| i64::try_from(i).ok()) {
-                    attributes.push(KeyValue::new(AUDIT_LOG_INDEX, index));
-                }
-                if let Some(outcome) = record.outcome {
-                    attributes.push(KeyValue::new(AUDIT_EVENT_OUTCOME, outcome.as_str()));
-                }
-                if let Some(subject) = &record.subject
-                    && let Some(kv) = this.config.enduser.plain(subject)
-                {
-                    attributes.push(kv);
-                }
+                attributes.extend(audit_attributes(record, &this.config.enduser));
             }
             span.set_attributes(attributes);
         }
         span.end();
         Poll::Ready(result)
     }
+}
+
+/// The attributes that point at the recorded event: `audit.event.id`, `audit.log.index`,
+/// `audit.event.outcome`, and the identity as `enduser` says.
+pub(crate) fn audit_attributes(record: &AuditRecordInfo, enduser: &EnduserPolicy) -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new(AUDIT_EVENT_ID, record.event_id.to_string())];
+    if let Some(index) = record.index.and_then(|i| i64::try_from(i).ok()) {
+        attributes.push(KeyValue::new(AUDIT_LOG_INDEX, index));
+    }
+    if let Some(outcome) = record.outcome {
+        attributes.push(KeyValue::new(AUDIT_EVENT_OUTCOME, outcome.as_str()));
+    }
+    if let Some(kv) = record.subject.as_deref().and_then(|s| enduser.plain(s)) {
+        attributes.push(kv);
+    }
+    attributes
 }

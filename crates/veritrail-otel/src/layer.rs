@@ -9,7 +9,7 @@ use http::{HeaderMap, Request, Response};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_semantic_conventions::attribute::{
@@ -278,17 +278,21 @@ where
             TracerSource::Given(tracer) => tracer.build_with_context(builder, &parent),
         };
         let cx = parent.with_span(span);
-        let span_context = cx.span().span_context().clone();
-        if span_context.is_valid() {
-            req.extensions_mut().insert(TraceParent {
-                trace_id: span_context.trace_id().to_string(),
-                span_id: span_context.span_id().to_string(),
-                flags: span_context.trace_flags().to_u8(),
-            });
+        if let Some(trace) = trace_parent(cx.span().span_context()) {
+            req.extensions_mut().insert(trace);
         }
         let future = self.inner.call(req).with_context(cx.clone());
         ResponseFuture::new(future, cx, peer, config.clone())
     }
+}
+
+/// The ids the audit event records for a span, if it has valid ones.
+pub(crate) fn trace_parent(span: &SpanContext) -> Option<TraceParent> {
+    span.is_valid().then(|| TraceParent {
+        trace_id: span.trace_id().to_string(),
+        span_id: span.span_id().to_string(),
+        flags: span.trace_flags().to_u8(),
+    })
 }
 
 /// The methods `http.request.method` names as they are (semantic conventions: others are

@@ -12,6 +12,9 @@
 //! - [`init_from_env`] (feature `otlp`, on by default): OTLP/HTTP providers from the standard
 //!   `OTEL_*` variables, with a shutdown that does not deadlock single-threaded runtimes.
 //!
+//! - [`TracingSpanLayer`] (feature `tracing`): the same correlation for applications whose
+//!   server span is a `tracing` span exported through `tracing-opentelemetry`.
+//!
 //! Nothing here installs a global provider: the layer uses the application's global tracer
 //! provider, or the one it is given.
 //!
@@ -73,6 +76,8 @@ mod future;
 mod init;
 mod layer;
 mod sink;
+#[cfg(feature = "tracing")]
+mod tracing_span;
 
 pub use enduser::EnduserPolicy;
 pub use future::ResponseFuture;
@@ -83,6 +88,8 @@ pub use init::{
 };
 pub use layer::{OtelLayer, OtelService, SCOPE_NAME};
 pub use sink::OtelLogSink;
+#[cfg(feature = "tracing")]
+pub use tracing_span::{TracingSpanFuture, TracingSpanLayer, TracingSpanService};
 
 /// The OpenTelemetry API crate this crate is built against (use it to name its types).
 pub use opentelemetry;

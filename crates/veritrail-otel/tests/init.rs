@@ -50,7 +50,10 @@ fn the_standard_variables_are_honoured() {
 
     let c = config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
-        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://logs.example/ingest"),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "https://logs.example/ingest",
+        ),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
         ("OTEL_SERVICE_NAME", "orders-api"),
@@ -64,9 +67,12 @@ fn the_standard_variables_are_honoured() {
     assert_eq!(c.service_name, "orders-api");
 
     // A signal endpoint alone is enough.
-    let c = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/v1/traces")])
-        .unwrap()
-        .unwrap();
+    let c = config(&[(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://t:4318/v1/traces",
+    )])
+    .unwrap()
+    .unwrap();
     assert_eq!(c.traces_endpoint, "http://t:4318/v1/traces");
 
     let err = config(&[
@@ -125,7 +131,9 @@ fn serve_connection(stream: std::net::TcpStream, store: &Received) {
         reader.read_exact(&mut body).unwrap();
         store.lock().unwrap().push((path, content_type, body));
         writer
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
             .unwrap();
     }
 }
@@ -167,22 +175,36 @@ async fn traffic(guard: &veritrail_otel::OtelGuard) -> String {
     let otel = veritrail_otel::axum::layer().tracer_provider(guard.tracer_provider());
     let app = app(engine(writer.handle()), otel, None);
     let req = request("GET", "/orders/7")
-        .header("authorization", format!("Bearer {}", token("alice", "orders:read")))
+        .header(
+            "authorization",
+            format!("Bearer {}", token("alice", "orders:read")),
+        )
         .body(Body::empty())
         .unwrap();
     let (response, _) = send(&app, req).await;
     assert_eq!(response.status(), 200);
-    let report = writer.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
     report.checkpoint.unwrap()
 }
 
 fn check_export(received: &Received, checkpoint: &str) {
     let spans = received_strings(received, "/v1/traces");
     assert!(spans.iter().any(|s| s == "GET /orders/{id}"), "{spans:?}");
-    assert!(spans.iter().any(|s| s == "veritrail-test"), "service.name: {spans:?}");
+    assert!(
+        spans.iter().any(|s| s == "veritrail-test"),
+        "service.name: {spans:?}"
+    );
     let logs = received_strings(received, "/v1/logs");
-    assert!(logs.iter().any(|s| s == checkpoint), "checkpoint missing: {logs:?}");
-    assert!(logs.iter().any(|s| s == "veritrail.audit.event"), "{logs:?}");
+    assert!(
+        logs.iter().any(|s| s == checkpoint),
+        "checkpoint missing: {logs:?}"
+    );
+    assert!(
+        logs.iter().any(|s| s == "veritrail.audit.event"),
+        "{logs:?}"
+    );
 }
 
 #[test]
@@ -231,10 +253,11 @@ fn async_shutdown_with_the_collector_on_the_same_current_thread_runtime() {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
-                    store
-                        .lock()
-                        .unwrap()
-                        .push((uri.path().to_owned(), content_type, body.to_vec()));
+                    store.lock().unwrap().push((
+                        uri.path().to_owned(),
+                        content_type,
+                        body.to_vec(),
+                    ));
                     "{}"
                 }
             },
