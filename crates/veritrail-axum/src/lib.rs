@@ -8,22 +8,43 @@
 //! - Per-route requirements with `route_layer`: [`require_scope`], [`require_role`],
 //!   [`durability`].
 //!
-//! ```no_run
-//! use axum::{Router, routing::{get, post}};
-//! use veritrail_axum::{AuditContext, Identity, require_scope};
-//! # fn engine() -> veritrail_core::engine::Engine { unimplemented!() }
+//! ```
+//! use axum::{Router, body::Body, extract::Path, http::Request, routing::{get, post}};
+//! use tower::ServiceExt;
+//! use veritrail_axum::{AuditContext, Identity, RoutePolicy, require_scope};
+//! use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+//! use veritrail_core::engine::Engine;
+//! use veritrail_core::recorder::MemoryRecorder;
 //!
-//! async fn refund(identity: Identity, audit: AuditContext) -> &'static str {
+//! async fn refund(Path(id): Path<u64>, who: Identity, audit: AuditContext) -> String {
 //!     audit.set_action("order.refund");
-//!     audit.set_target("order:42");
-//!     "refunded"
+//!     audit.set_target(format!("order:{id}"));
+//!     format!("refunded {id} for {}", who.sub().unwrap_or("?"))
 //! }
 //!
-//! # async fn run() {
-//! let app: Router = Router::new()
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let keys = KeySet::from_hmac_secret(&[7; 32], jsonwebtoken::Algorithm::HS256, None)?;
+//! let authenticator = Authenticator::builder()
+//!     .issuer(Issuer::new("https://idp.example").keys(keys).allow_hmac().audience("orders"))
+//!     .build()?;
+//! let recorder = MemoryRecorder::new(); // a veritrail_writer::Writer in production
+//! let engine = Engine::builder(authenticator, recorder.clone())
+//!     .route("/health", RoutePolicy::public())
+//!     .build();
+//!
+//! let app = Router::new()
 //!     .route("/orders/{id}/refund", post(refund).route_layer(require_scope("orders:refund")))
 //!     .route("/health", get(|| async { "ok" }))
-//!     .layer(veritrail_axum::layer(engine()));
+//!     .layer(veritrail_axum::layer(engine));
+//!
+//! let health = app.clone().oneshot(Request::get("/health").body(Body::empty())?).await?;
+//! assert_eq!(health.status(), 200);
+//! let refused = app.oneshot(Request::post("/orders/7/refund").body(Body::empty())?).await?;
+//! assert_eq!(refused.status(), 401);
+//! let event = recorder.events().pop().unwrap();
+//! assert_eq!(event.as_http().unwrap().request.route.as_deref(), Some("/orders/{id}/refund"));
+//! # Ok(())
 //! # }
 //! ```
 
