@@ -16,7 +16,9 @@
 //! A segment starts with a 24-byte header (magic `VTLOGSEG`, version, first index, crc32c);
 //! each record is framed as `length u32 LE | crc32c(length ‖ record) u32 LE | record`.
 //! Segments rotate when the next frame would take one past
-//! [`LogOptions::segment_bytes`]. The tree files are the data model of C2SP tlog-tiles (one
+//! [`LogOptions::segment_bytes`], or once one is older than [`LogOptions::segment_max_age`].
+//! Checksums are CRC-32C (the `crc32c` crate: the SSE 4.2 / ARMv8 CRC instructions when
+//! present), as in ext4, iSCSI and Kafka's record batches. The tree files are the data model of C2SP tlog-tiles (one
 //! flat file per level instead of tiles): any proof reads O(log n) entries at known offsets.
 //!
 //! # Durability and recovery
@@ -93,6 +95,10 @@ pub struct LogOptions {
     /// Sign a checkpoint during [`Log::sync`] once this much time has passed since the last
     /// one, if records were appended since.
     pub checkpoint_interval: Option<Duration>,
+    /// Also rotate once the current segment has been written to for this long (checked by
+    /// [`Log::sync`]; the age counts from when this `Log` started the segment or opened it).
+    /// `None`: rotate by size only.
+    pub segment_max_age: Option<Duration>,
 }
 
 impl Default for LogOptions {
@@ -102,6 +108,7 @@ impl Default for LogOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             checkpoint_every: None,
             checkpoint_interval: None,
+            segment_max_age: None,
         }
     }
 }
@@ -259,6 +266,10 @@ pub struct Log {
     faults: Faults,
     /// A segment file was created since the last directory sync.
     segments_dir_dirty: bool,
+    /// When the newest segment was started (or opened), for [`LogOptions::segment_max_age`].
+    segment_started: Instant,
+    /// The next append starts a new segment.
+    rotate_due: bool,
     closed: bool,
 }
 
@@ -402,6 +413,13 @@ impl Log {
     pub fn sync(&mut self) -> Result<(), LogError> {
         self.writable()?;
         self.flush(false)?;
+        if self
+            .opts
+            .segment_max_age
+            .is_some_and(|age| self.segment_started.elapsed() >= age)
+        {
+            self.rotate_due = true;
+        }
         if self.checkpoint_due() {
             self.checkpoint()?;
         }
@@ -707,6 +725,8 @@ impl Log {
             failed: None,
             faults: Faults::default(),
             segments_dir_dirty,
+            segment_started: Instant::now(),
+            rotate_due: false,
             closed: false,
         };
         log.check_latest_root()?;
@@ -778,7 +798,7 @@ impl Log {
     fn push(&mut self, record: &[u8], leaf: Hash, crc: u32) -> Result<(), LogError> {
         let frame = (FRAME_HEADER_LEN + record.len()) as u64;
         if self.newest.len() > HEADER_LEN as u64
-            && self.newest.len() + frame > self.opts.segment_bytes
+            && (self.rotate_due || self.newest.len() + frame > self.opts.segment_bytes)
         {
             self.rotate()?;
         }
@@ -810,6 +830,8 @@ impl Log {
         self.newest = next;
         self.segments.push(first);
         self.segments_dir_dirty = true;
+        self.segment_started = Instant::now();
+        self.rotate_due = false;
         Ok(())
     }
 

@@ -386,3 +386,29 @@ mod reopening {
         }
     }
 }
+
+#[test]
+fn segments_also_rotate_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        segment_max_age: Some(std::time::Duration::from_millis(30)),
+        ..LogOptions::default()
+    };
+    let mut log = Log::open(dir.path(), signer(), opts).unwrap();
+    log.append(b"{\"a\":1}").unwrap();
+    log.sync().unwrap();
+    log.append(b"{\"a\":2}").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    log.sync().unwrap();
+    log.append(b"{\"a\":3}").unwrap();
+    log.close().unwrap();
+    // The record appended after the segment aged starts a new one (on a slow machine the
+    // first sync may already have found the first segment old, which starts one at 1 too).
+    assert!(
+        dir.path()
+            .join("segments/00000000000000000002.seg")
+            .exists()
+    );
+    let log = Log::open_read_only(dir.path()).unwrap();
+    assert_eq!(log.read(2).unwrap(), b"{\"a\":3}");
+}
