@@ -11,31 +11,51 @@
 //! - Per-resource requirements with `Resource::wrap`: [`require_scope`], [`require_role`],
 //!   [`durability`].
 //!
-//! ```no_run
-//! use actix_web::{App, HttpServer, web};
-//! use veritrail_actix::{AuditContext, AuditMiddleware, Identity, require_scope};
-//! # fn engine() -> veritrail_core::engine::Engine { unimplemented!() }
+//! ```
+//! use actix_web::{App, test, web};
+//! use veritrail_actix::{AuditContext, AuditMiddleware, Identity, RoutePolicy, require_scope};
+//! use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+//! use veritrail_core::engine::Engine;
+//! use veritrail_core::recorder::MemoryRecorder;
 //!
-//! async fn refund(_who: Identity, audit: AuditContext) -> &'static str {
+//! async fn refund(id: web::Path<u64>, _who: Identity, audit: AuditContext) -> String {
 //!     audit.set_action("order.refund");
-//!     audit.set_target("order:42");
-//!     "refunded"
+//!     audit.set_target(format!("order:{id}"));
+//!     "refunded".to_owned()
 //! }
 //!
-//! # async fn run() -> std::io::Result<()> {
-//! let engine = engine();
-//! HttpServer::new(move || {
+//! # #[actix_web::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let keys = KeySet::from_hmac_secret(&[7; 32], jsonwebtoken::Algorithm::HS256, None)?;
+//! let authenticator = Authenticator::builder()
+//!     .issuer(Issuer::new("https://idp.example").keys(keys).allow_hmac().audience("orders"))
+//!     .build()?;
+//! let recorder = MemoryRecorder::new(); // a veritrail_writer::Writer in production
+//! let engine = Engine::builder(authenticator, recorder.clone())
+//!     .route("/health", RoutePolicy::public())
+//!     .build();
+//!
+//! let app = test::init_service(
 //!     App::new()
-//!         .wrap(AuditMiddleware::new(engine.clone()))
+//!         .wrap(AuditMiddleware::new(engine))
 //!         .service(
 //!             web::resource("/orders/{id}/refund")
 //!                 .wrap(require_scope("orders:refund"))
 //!                 .route(web::post().to(refund)),
 //!         )
-//! })
-//! .bind(("127.0.0.1", 8080))?
-//! .run()
-//! .await
+//!         .route("/health", web::get().to(|| async { "ok" })),
+//! )
+//! .await;
+//! let health = test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await;
+//! assert_eq!(health.status(), 200);
+//! let refused =
+//!     test::call_service(&app, test::TestRequest::post().uri("/orders/7/refund").to_request())
+//!         .await;
+//! assert_eq!(refused.status(), 401);
+//! assert_eq!(recorder.len(), 2);
+//! let event = recorder.events().pop().unwrap();
+//! assert_eq!(event.as_http().unwrap().request.route.as_deref(), Some("/orders/{id}/refund"));
+//! # Ok(())
 //! # }
 //! ```
 
