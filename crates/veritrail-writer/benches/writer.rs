@@ -23,6 +23,36 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_writer::{OverflowPolicy, Writer, WriterConfig};
 
+/// CPU time of the whole process (every thread, user + system), from `/proc/self/stat`, in
+/// seconds (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Events and process CPU time spent on them, per benchmark, over every criterion iteration.
+static CPU: Mutex<Vec<(&'static str, u64, f64)>> = Mutex::new(Vec::new());
+
+/// Runs `f` (which handles `events` events) and adds its CPU time to `name`'s tally.
+fn tally<T>(name: &'static str, events: u64, f: impl FnOnce() -> T) -> T {
+    let before = cpu_seconds();
+    let out = f();
+    let spent = cpu_seconds() - before;
+    let mut cpu = CPU.lock().unwrap();
+    match cpu.iter_mut().find(|(n, ..)| *n == name) {
+        Some(entry) => {
+            entry.1 += events;
+            entry.2 += spent;
+        }
+        None => cpu.push((name, events, spent)),
+    }
+    out
+}
+
 /// Events per criterion iteration in the `async` group.
 const ASYNC_EVENTS: u64 = 1_000;
 
@@ -138,10 +168,16 @@ fn bench_async(c: &mut Criterion) {
     let mut group = c.benchmark_group("async");
     group.throughput(Throughput::Elements(ASYNC_EVENTS));
     group.bench_function("veritrail", |b| {
-        b.iter_custom(|iters| veritrail_async(iters * ASYNC_EVENTS))
+        b.iter_custom(|iters| {
+            let n = iters * ASYNC_EVENTS;
+            tally("async/veritrail", n, || veritrail_async(n))
+        })
     });
     group.bench_function("tracing-appender", |b| {
-        b.iter_custom(|iters| tracing_async(iters * ASYNC_EVENTS))
+        b.iter_custom(|iters| {
+            let n = iters * ASYNC_EVENTS;
+            tally("async/tracing-appender", n, || tracing_async(n))
+        })
     });
     group.finish();
 }
@@ -164,30 +200,40 @@ fn bench_durable(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("producers", producers), |b| {
             b.iter_custom(|iters| {
                 let handle = writer.handle();
-                let (elapsed, latencies) = runtime.block_on(async move {
-                    let started = Instant::now();
-                    let tasks: Vec<_> = (0..producers)
-                        .map(|p| {
-                            let handle = handle.clone();
-                            tokio::spawn(async move {
-                                let mut latencies = Vec::with_capacity(iters as usize);
-                                for i in 0..iters {
-                                    let event = common::event(&format!("durable-{p}-{i}"));
-                                    let sent = Instant::now();
-                                    let receipt =
-                                        handle.record(event, Durability::Durable).await.unwrap();
-                                    latencies.push(sent.elapsed().as_nanos() as u64);
-                                    assert!(receipt.index.is_some());
-                                }
-                                latencies
+                let name = if producers == 64 {
+                    "durable/64"
+                } else {
+                    "durable/512"
+                };
+                let events = iters * producers as u64;
+                let (elapsed, latencies) = tally(name, events, || {
+                    runtime.block_on(async move {
+                        let started = Instant::now();
+                        let tasks: Vec<_> = (0..producers)
+                            .map(|p| {
+                                let handle = handle.clone();
+                                tokio::spawn(async move {
+                                    let mut latencies = Vec::with_capacity(iters as usize);
+                                    for i in 0..iters {
+                                        let event = common::event(&format!("durable-{p}-{i}"));
+                                        let sent = Instant::now();
+                                        let receipt = handle
+                                            .record(event, Durability::Durable)
+                                            .await
+                                            .unwrap();
+                                        latencies.push(sent.elapsed().as_nanos() as u64);
+                                        assert!(receipt.index.is_some());
+                                    }
+                                    latencies
+                                })
                             })
-                        })
-                        .collect();
-                    let mut all = Vec::new();
-                    for task in tasks {
-                        all.extend(task.await.unwrap());
-                    }
-                    (started.elapsed(), all)
+                            .collect();
+                        let mut all = Vec::new();
+                        for task in tasks {
+                            all.extend(task.await.unwrap());
+                        }
+                        (started.elapsed(), all)
+                    })
                 });
                 samples.extend(latencies);
                 elapsed
@@ -281,6 +327,14 @@ fn main() {
         record_len(),
         TRACING_LINE.load(std::sync::atomic::Ordering::Relaxed)
     );
+    println!("| benchmark | events | CPU s | events per CPU-second |");
+    println!("| --- | --- | --- | --- |");
+    for (name, events, cpu) in CPU.lock().unwrap().iter() {
+        println!(
+            "| {name} | {events} | {cpu:.2} | {:.0} |",
+            *events as f64 / cpu
+        );
+    }
     println!("| producers | durable acks: p50 ms | p99 ms | max ms | samples |");
     println!("| --- | --- | --- | --- | --- |");
     for (producers, mut samples) in LATENCIES.lock().unwrap().drain(..) {
