@@ -49,8 +49,9 @@
 //!
 //! # Checkpoints, start and stop
 //!
-//! The writer writes a `start` record when it starts (and a `recovered` record when the log
-//! cut a torn tail after a crash), signs a checkpoint every N records and every T
+//! The writer writes a `start` record when it starts — followed by a `recovered` record when
+//! the log cut a torn tail after a crash, or when the previous writer ended without its `stop`
+//! record (killed between two batches) — signs a checkpoint every N records and every T
 //! ([`WriterConfig::checkpoint_every`], [`WriterConfig::checkpoint_interval`]), and on
 //! [`Writer::shutdown`] drains the queue until the deadline, writes a `gap` for what was left,
 //! a `stop` record and a final checkpoint. Dropping the writer does the same with

@@ -17,6 +17,47 @@
 //!
 //! The calls are blocking; a sink over an async client can `block_on` a runtime handle it
 //! keeps, since the writer thread is not a runtime worker.
+//!
+//! A sink is small to write. This one keeps the records in memory (it makes nothing durable:
+//! an illustration, not a sink to use):
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::{Duration, Instant};
+//! use veritrail_core::event::{AuditEvent, Kind};
+//! use veritrail_writer::{Batch, Sink, SinkError, Writer, WriterConfig};
+//!
+//! struct MemorySink {
+//!     records: Arc<Mutex<Vec<Vec<u8>>>>,
+//! }
+//!
+//! impl Sink for MemorySink {
+//!     fn origin(&self) -> &str {
+//!         "example.com/audit"
+//!     }
+//!     fn size(&self) -> u64 {
+//!         self.records.lock().unwrap().len() as u64
+//!     }
+//!     fn append(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+//!         let mut records = self.records.lock().unwrap();
+//!         records.extend(batch.records().map(<[u8]>::to_vec));
+//!         Ok(())
+//!     }
+//!     fn commit(&mut self) -> Result<(), SinkError> {
+//!         Ok(()) // a real sink makes the appended records durable here
+//!     }
+//! }
+//!
+//! let records = Arc::new(Mutex::new(Vec::new()));
+//! let writer = Writer::start(MemorySink { records: records.clone() }, WriterConfig::default())?;
+//! let report = writer.shutdown_blocking(Instant::now() + Duration::from_secs(5));
+//! assert_eq!(report.size, 2);
+//! let kinds: Vec<Kind> = records.lock().unwrap().iter()
+//!     .map(|r| AuditEvent::from_json(r).unwrap().kind())
+//!     .collect();
+//! assert_eq!(kinds, [Kind::Start, Kind::Stop]);
+//! # Ok::<(), veritrail_writer::WriterError>(())
+//! ```
 
 use std::ops::Range;
 
