@@ -1195,8 +1195,15 @@ impl Records<'_> {
         let index = self.next;
         let slot = self.log.segment_slot(index);
         if slot + 1 == self.log.segments.len() {
-            self.reader = None;
-            return self.log.read_unverified(index);
+            // The newest segment: read sequentially what is on file, the rest from memory.
+            let next_offset = match &self.reader {
+                Some((s, offset, _)) if *s == slot => *offset,
+                _ => self.log.offset_of(index)?,
+            };
+            if next_offset >= self.log.newest.on_file() {
+                self.reader = None;
+                return self.log.read_unverified(index);
+            }
         }
         if self.reader.as_ref().is_none_or(|(s, _, _)| *s != slot) {
             let offset = self.log.offset_of(index)?;

@@ -126,6 +126,11 @@ impl AppendFile {
         self.on_file + self.pending.len() as u64
     }
 
+    /// Bytes that are on file (the logical length minus what waits in memory).
+    pub(crate) fn on_file(&self) -> u64 {
+        self.on_file
+    }
+
     /// Bytes waiting in memory.
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
