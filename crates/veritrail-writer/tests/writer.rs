@@ -643,3 +643,79 @@ async fn metrics_report_queue_batches_commits_and_refusals() {
     assert_eq!(gauges[metric::FAILED], 0.0);
     assert_eq!(report.rejected, refused.len() as u64);
 }
+
+/// The `veritrail_writer_batch_records` samples of a writer started under `recorder`.
+fn batch_sizes(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<f64> {
+    use metrics_util::debugging::DebugValue;
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == veritrail_writer::metric::BATCH_RECORDS)
+        .flat_map(|(.., value)| match value {
+            DebugValue::Histogram(samples) => samples.into_iter().map(|s| s.into_inner()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_cut_by_count_and_gathered_by_linger() {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    // Count: ten events queued behind a held commit go out as 4 + 4 + 2.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = TestSink::new(dir.path());
+    let gate = sink.gate.clone();
+    let config = WriterConfig::default().batch_max(4, 1 << 20);
+    let writer = metrics::with_local_recorder(&recorder, || Writer::start(sink, config).unwrap());
+    let handle = writer.handle();
+    gate.close();
+    handle
+        .record(event("first"), Durability::Async)
+        .await
+        .unwrap();
+    until(|| gate.waiting() == 1).await;
+    for i in 0..10 {
+        handle
+            .record(event(&format!("counted-{i}")), Durability::Async)
+            .await
+            .unwrap();
+    }
+    gate.open();
+    writer.shutdown(soon()).await;
+    // start, first, 4, 4, 2, stop
+    assert_eq!(batch_sizes(&snapshotter), [1.0, 1.0, 4.0, 4.0, 2.0, 1.0]);
+
+    // Linger: ten Durable callers arriving within the linger time share one batch and one
+    // fsync.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let dir = tempfile::tempdir().unwrap();
+    let config = WriterConfig::default().linger(Duration::from_millis(300));
+    let writer = metrics::with_local_recorder(&recorder, || {
+        Writer::open(dir.path(), signer(), config).unwrap()
+    });
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let handle = writer.handle();
+            tokio::spawn(async move {
+                handle
+                    .record(event(&format!("lingered-{i}")), Durability::Durable)
+                    .await
+                    .unwrap()
+                    .index
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut indexes = BTreeSet::new();
+    for task in tasks {
+        indexes.insert(task.await.unwrap());
+    }
+    assert_eq!(indexes, (1..11).collect());
+    writer.shutdown(soon()).await;
+    assert_eq!(batch_sizes(&snapshotter), [1.0, 10.0, 1.0]);
+}
