@@ -342,31 +342,21 @@ fn rewriting_the_whole_log_under_a_new_key_is_detected() {
     let report = verify_dir(f.dir.path(), &forged_key, &VerifyOptions::default()).unwrap();
     assert_eq!(report.records, RECORDS);
     // ...but does not extend the checkpoint the auditor held.
-    let opts = VerifyOptions {
+    let held = VerifyOptions {
         against: vec![f.held.clone()],
         ..VerifyOptions::default()
     };
     expect_against(
-        verify_dir(f.dir.path(), &forged_key, &opts),
+        verify_dir(f.dir.path(), &forged_key, &held),
         "rewritten log",
     );
 
     // The same rewrite, re-signed with the genuine key (a stolen key): still caught by the
     // held checkpoint, naming it.
     std::fs::remove_dir_all(f.dir.path()).unwrap();
-    build(
-        f.dir.path(),
-        &f.signer,
-        &records,
-        records.len(),
-        opts_clone(),
-    );
+    build(f.dir.path(), &f.signer, &records, records.len(), opts());
     f.verify().unwrap();
     expect_against(f.verify_against(), "rewritten under the genuine key");
-}
-
-fn opts_clone() -> LogOptions {
-    opts()
 }
 
 /// Whether a result is acceptable for a damaged log: an error, a reported torn tail, or the
