@@ -175,8 +175,8 @@ pub(crate) enum PushError {
 /// What the writer thread gets from [`Shared::next_batch`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
-    /// `items` holds a batch to write.
-    Batch,
+    /// `items` holds a batch to write; `closing` once shutdown has begun.
+    Batch { closing: bool },
     /// The timer the writer asked for expired with nothing queued.
     Timer,
     /// Shutdown: the queue is empty.
@@ -343,7 +343,9 @@ impl Shared {
                 let (events, bytes) = (st.events, st.bytes);
                 drop(st);
                 self.after_take(events, bytes);
-                return Next::Batch;
+                return Next::Batch {
+                    closing: deadline.is_some(),
+                };
             }
             if deadline.is_some() || matches!(st.status, Status::Failed(_)) {
                 return Next::Drained;

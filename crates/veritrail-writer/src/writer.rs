@@ -159,7 +159,8 @@ pub struct WriterHandle {
 
 impl Writer {
     /// Opens (or creates) the file log in `dir`, signing checkpoints with `signer`, and
-    /// starts a writer over it.
+    /// starts a writer over it. For other [`LogOptions`] (origin, segment size), open a
+    /// [`FileSink`] and call [`Writer::start`].
     pub fn open(
         dir: impl AsRef<Path>,
         signer: NoteSigner,
@@ -449,11 +450,11 @@ impl WriterThread {
         loop {
             let timer = self.checkpoint_timer();
             let next = self.shared.next_batch(&mut self.items, self.limits, timer);
-            if !self.closing && !matches!(self.shared.status(), Status::Open) {
-                self.closing = true;
-            }
             let result = match next {
-                Next::Batch => self.write_items(),
+                Next::Batch { closing } => {
+                    self.closing |= closing;
+                    self.write_items()
+                }
                 Next::Timer => Ok(()),
                 Next::Drained => break,
                 Next::Overdue => {
