@@ -98,3 +98,50 @@ pub(crate) fn verify(
         .verify(message, signature)
         .map_err(|_| SignatureFailure::Invalid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, Validation};
+
+    #[test]
+    fn jsonwebtoken_works_after_installation_whatever_the_features() {
+        // With both backend features on (as under --all-features) jsonwebtoken alone would
+        // panic here; installing our provider first makes its own API usable.
+        install_default_provider();
+        install_default_provider(); // idempotent
+        let secret = [3u8; 32];
+        let claims = serde_json::json!({"sub": "a", "exp": 4_000_000_000u64});
+        let token = jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(&secret),
+        )
+        .unwrap();
+        let mut v = Validation::new(Algorithm::HS256);
+        v.required_spec_claims.clear();
+        let key = DecodingKey::from_secret(&secret);
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).is_ok());
+        assert_eq!(
+            BACKEND,
+            if cfg!(feature = "aws-lc-rs") {
+                "aws-lc-rs"
+            } else {
+                "rust-crypto"
+            }
+        );
+    }
+
+    #[test]
+    fn ecdsa_signatures_of_the_wrong_width_or_zero_are_refused_early() {
+        let key = DecodingKey::from_ec_der(&[4; 65]);
+        assert_eq!(
+            verify(Algorithm::ES256, &key, b"m", &vec![1; 63]),
+            Err(SignatureFailure::Invalid)
+        );
+        assert_eq!(
+            verify(Algorithm::ES384, &key, b"m", &vec![0; 96]),
+            Err(SignatureFailure::EcdsaZero)
+        );
+    }
+}
