@@ -7,7 +7,7 @@ use std::ops::Deref;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
-use veritrail_core::engine::{self, Rejection, RejectionKind};
+use veritrail_core::engine::{self, Rejection};
 
 use crate::response::rejection_response;
 
@@ -32,18 +32,8 @@ impl ExtractRejection {
     pub fn rejection(&self) -> Rejection {
         match self {
             ExtractRejection::Unauthenticated(r) => r.clone(),
-            ExtractRejection::InvalidClaims(_) => Rejection::new(
-                RejectionKind::Authentication,
-                403,
-                "invalid_claims",
-                "the token's claims do not match what this route expects",
-            ),
-            ExtractRejection::MissingMiddleware => Rejection::new(
-                RejectionKind::AuditUnavailable,
-                500,
-                "audit_layer_missing",
-                self.to_string(),
-            ),
+            ExtractRejection::InvalidClaims(_) => Rejection::invalid_claims(),
+            ExtractRejection::MissingMiddleware => Rejection::audit_layer_missing(self.to_string()),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
-use veritrail_core::engine::{AuditContext, Rejection, RejectionKind, RoutePolicy};
+use veritrail_core::engine::{AuditContext, Rejection, RouteRequirements};
 use veritrail_core::recorder::Durability;
 
 use crate::middleware::LocalBoxFuture;
@@ -14,11 +14,11 @@ use crate::response::rejection_response;
 
 /// Adds requirements to the resources it wraps (`Resource::wrap`, `Scope::wrap`): further
 /// scopes and roles (403 `insufficient_scope`), a durability, and for write-ahead the intent
-/// record before the handler runs. The same checks as `veritrail_tower::RequireLayer`.
+/// record before the handler runs — the engine's [`RouteRequirements`], as
+/// `veritrail_tower::RequireLayer` applies them.
 #[derive(Clone, Debug, Default)]
 pub struct Require {
-    policy: RoutePolicy,
-    durability: Option<Durability>,
+    requirements: RouteRequirements,
 }
 
 /// Requires `scope`.
@@ -38,21 +38,24 @@ pub fn durability(durability: Durability) -> Require {
 
 impl Require {
     /// Also requires `scope`.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.policy.scopes.push(scope.into());
-        self
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        Require {
+            requirements: self.requirements.scope(scope),
+        }
     }
 
     /// Also requires `role`.
-    pub fn role(mut self, role: impl Into<String>) -> Self {
-        self.policy.roles.push(role.into());
-        self
+    pub fn role(self, role: impl Into<String>) -> Self {
+        Require {
+            requirements: self.requirements.role(role),
+        }
     }
 
     /// Records the wrapped resources' events with `durability`.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = Some(durability);
-        self
+    pub fn durability(self, durability: Durability) -> Self {
+        Require {
+            requirements: self.requirements.durability(durability),
+        }
     }
 }
 
@@ -101,21 +104,15 @@ where
                 .map_into_right_body())
         };
         let Some(ctx) = req.extensions().get::<AuditContext>().cloned() else {
-            let rejection = Rejection::new(
-                RejectionKind::AuditUnavailable,
-                500,
-                "audit_layer_missing",
+            let rejection = Rejection::audit_layer_missing(
                 "the resource has veritrail requirements but no AuditMiddleware around it",
             );
             return Box::pin(async move { refuse(req, &rejection) });
         };
-        if let Err(rejection) = ctx.require(&self.require.policy) {
-            return Box::pin(async move { refuse(req, &rejection) });
-        }
-        if let Some(durability) = self.require.durability {
-            ctx.set_durability(durability);
-        }
-        let write_ahead = ctx.write_ahead();
+        let write_ahead = match ctx.enforce(&self.require.requirements) {
+            Ok(write_ahead) => write_ahead,
+            Err(rejection) => return Box::pin(async move { refuse(req, &rejection) }),
+        };
         Box::pin(async move {
             if let Err(rejection) = write_ahead.await {
                 return refuse(req, &rejection);

@@ -7,7 +7,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use veritrail_core::engine::{self, Rejection, RejectionKind};
+use veritrail_core::engine::{self, Rejection};
 
 /// Why an extractor could not run.
 #[derive(Debug, thiserror::Error)]
@@ -30,18 +30,8 @@ impl ExtractRejection {
     pub fn rejection(&self) -> Rejection {
         match self {
             ExtractRejection::Unauthenticated(r) => r.clone(),
-            ExtractRejection::InvalidClaims(_) => Rejection::new(
-                RejectionKind::Authentication,
-                403,
-                "invalid_claims",
-                "the token's claims do not match what this route expects",
-            ),
-            ExtractRejection::MissingLayer => Rejection::new(
-                RejectionKind::AuditUnavailable,
-                500,
-                "audit_layer_missing",
-                self.to_string(),
-            ),
+            ExtractRejection::InvalidClaims(_) => Rejection::invalid_claims(),
+            ExtractRejection::MissingLayer => Rejection::audit_layer_missing(self.to_string()),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
-use veritrail_core::engine::{AuditContext, Rejection, RejectionKind, RoutePolicy};
+use veritrail_core::engine::{AuditContext, Rejection, RouteRequirements};
 use veritrail_core::recorder::Durability;
 
 use crate::response::rejection_response;
@@ -20,8 +20,7 @@ use crate::response::rejection_response;
 /// Adds requirements to the routes it wraps (see the [module docs](self)).
 #[derive(Clone, Debug, Default)]
 pub struct RequireLayer {
-    policy: RoutePolicy,
-    durability: Option<Durability>,
+    requirements: RouteRequirements,
 }
 
 /// Requires `scope` (RFC 6750 `insufficient_scope` with a 403 when missing).
@@ -41,21 +40,24 @@ pub fn durability(durability: Durability) -> RequireLayer {
 
 impl RequireLayer {
     /// Also requires `scope`.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.policy.scopes.push(scope.into());
-        self
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        RequireLayer {
+            requirements: self.requirements.scope(scope),
+        }
     }
 
     /// Also requires `role`.
-    pub fn role(mut self, role: impl Into<String>) -> Self {
-        self.policy.roles.push(role.into());
-        self
+    pub fn role(self, role: impl Into<String>) -> Self {
+        RequireLayer {
+            requirements: self.requirements.role(role),
+        }
     }
 
     /// Records the wrapped routes' events with `durability`.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = Some(durability);
-        self
+    pub fn durability(self, durability: Durability) -> Self {
+        RequireLayer {
+            requirements: self.requirements.durability(durability),
+        }
     }
 }
 
@@ -116,16 +118,15 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let Some(ctx) = req.extensions().get::<AuditContext>().cloned() else {
-            let rejection = missing_layer();
+            let rejection = Rejection::audit_layer_missing(
+                "the route has veritrail requirements but no AuditLayer around it",
+            );
             return Box::pin(async move { Ok(rejection_response(&rejection)) });
         };
-        if let Err(rejection) = ctx.require(&self.layer.policy) {
-            return Box::pin(async move { Ok(rejection_response(&rejection)) });
-        }
-        if let Some(durability) = self.layer.durability {
-            ctx.set_durability(durability);
-        }
-        let write_ahead = ctx.write_ahead();
+        let write_ahead = match ctx.enforce(&self.layer.requirements) {
+            Ok(write_ahead) => write_ahead,
+            Err(rejection) => return Box::pin(async move { Ok(rejection_response(&rejection)) }),
+        };
         Box::pin(async move {
             if let Err(rejection) = write_ahead.await {
                 return Ok(rejection_response(&rejection));
@@ -133,15 +134,4 @@ where
             inner.call(req).await
         })
     }
-}
-
-/// 500: a route requirement without the audit layer around it would let requests through
-/// unchecked, so it refuses them instead.
-fn missing_layer() -> Rejection {
-    Rejection::new(
-        RejectionKind::AuditUnavailable,
-        500,
-        "audit_layer_missing",
-        "the route has veritrail requirements but no AuditLayer around it",
-    )
 }

@@ -19,7 +19,7 @@ use crate::recorder::{Durability, RecordError, RecordFuture};
 use super::Engine;
 use super::authn::{self, Identity};
 use super::ids::{self, TraceParent};
-use super::policy::{AuthMode, RoutePolicy};
+use super::policy::{AuthMode, RoutePolicy, RouteRequirements};
 use super::rejection::{Rejection, RejectionKind};
 use crate::auth::{AuthError, bearer_challenge};
 
@@ -210,6 +210,20 @@ impl AuditContext {
     /// For route-level middleware: records the request's event with this durability.
     pub fn set_durability(&self, durability: Durability) {
         Arc::make_mut(&mut self.lock().policy).durability = durability;
+    }
+
+    /// For route-level middleware: applies `requirements` ([`require`](Self::require), then
+    /// the durability). `Ok` holds the write-ahead step to await before the handler runs;
+    /// `Err` (and an `Err` from that step) is the refusal to answer instead of calling it.
+    pub fn enforce(
+        &self,
+        requirements: &RouteRequirements,
+    ) -> Result<EngineFuture<Result<(), Rejection>>, Rejection> {
+        self.require(&requirements.policy)?;
+        if let Some(durability) = requirements.durability {
+            self.set_durability(durability);
+        }
+        Ok(self.write_ahead())
     }
 
     /// For adapters: when the route is [`Durability::WriteAhead`], records the intent event and

@@ -77,7 +77,7 @@ pub use capture::{CaptureRules, NEVER_RECORDED_HEADERS, NEVER_RECORDED_QUERY};
 pub use client::{IpNetwork, NetworkParseError, TrustedProxies};
 pub use exchange::{AuditContext, AuditRecordInfo, EngineFuture, Exchange};
 pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
-pub use policy::{AuthMode, Denied, RoutePolicy, RouteTable};
+pub use policy::{AuthMode, Denied, RoutePolicy, RouteRequirements, RouteTable};
 pub use rejection::{Rejection, RejectionKind};
 pub use view::{RequestView, SimpleRequest};
 

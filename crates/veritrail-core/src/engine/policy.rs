@@ -125,6 +125,38 @@ impl RoutePolicy {
     }
 }
 
+/// What a route adds from inside the audit layer (route-level middleware such as axum's
+/// `route_layer` or actix's `Resource::wrap`): further scopes and roles, and a durability.
+/// Applied with [`AuditContext::enforce`](super::AuditContext::enforce); both adapters wrap
+/// this one type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteRequirements {
+    /// The scopes and roles to require (its `auth` is `Required`: requirements imply a caller).
+    pub policy: RoutePolicy,
+    /// The durability to record the request with, if it changes.
+    pub durability: Option<Durability>,
+}
+
+impl RouteRequirements {
+    /// Also requires `scope`.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.policy.scopes.push(scope.into());
+        self
+    }
+
+    /// Also requires `role`.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.policy.roles.push(role.into());
+        self
+    }
+
+    /// Records the request's event with `durability`.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+}
+
 /// Policies by route: the route template the framework matched (`/orders/{id}`) or, when the
 /// framework gives none, the literal path; optionally per method. Unlisted routes get the
 /// default policy.

@@ -67,6 +67,28 @@ impl Rejection {
         .with_retry_after(1)
     }
 
+    /// 500: route-level requirements or an extractor run without the audit layer (or
+    /// middleware) around them — refusing beats letting requests through unchecked.
+    /// `setup` says what to add.
+    pub fn audit_layer_missing(setup: impl Into<String>) -> Self {
+        Rejection::new(
+            RejectionKind::AuditUnavailable,
+            500,
+            "audit_layer_missing",
+            setup,
+        )
+    }
+
+    /// 403: the token's claims do not have the shape the handler asks for.
+    pub fn invalid_claims() -> Self {
+        Rejection::new(
+            RejectionKind::Authorization,
+            403,
+            "invalid_claims",
+            "the token's claims do not match what this route expects",
+        )
+    }
+
     /// What kind of refusal this is.
     pub fn kind(&self) -> RejectionKind {
         self.kind
