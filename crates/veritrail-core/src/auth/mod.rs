@@ -50,18 +50,17 @@
 //! age, `aud` (checked by default), `typ`, required claims, token and header size limits; then
 //! custom checks, sync and async.
 //!
-//! # Cache
+//! # Verified-token cache
 //!
-//! See [`cache`](self#cache-trade-off): verified tokens are kept (by SHA-256) until `exp` or
-//! until their key leaves the key set; custom checks still run on every request.
-//!
-//! ## Cache trade-off
-//!
-//! A hit skips parsing and the signature (RS256 ≈ 26 µs → well under 1 µs), but not the time
-//! checks, the key-still-present check, or the custom checks (revocation and replay checks
-//! therefore still work). It costs memory bounded by the capacity, and a compromised key is
-//! only forgotten when its key source drops it. Failed verifications are never cached.
-//! Turn it off with [`AuthenticatorBuilder::cache_capacity`]`(0)`.
+//! Verified tokens are kept, keyed by their SHA-256 (the token itself is not stored), until
+//! their `exp`, and dropped as soon as the key that verified them leaves their issuer's key
+//! set. Trade-off: a hit skips parsing and the signature (RS256: 17.7 µs → 0.45 µs of CPU in
+//! `benches/auth.rs`), but not the time checks against the current clock, the
+//! key-still-present check, or the custom checks, so revocation lists and `jti` replay checks
+//! still see every request. It costs memory bounded by the capacity (default
+//! [`DEFAULT_CACHE_CAPACITY`] tokens), and a compromised key is only forgotten when its key
+//! source drops it. Failed verifications are never cached. Turn it off with
+//! [`AuthenticatorBuilder::cache_capacity`]`(0)`.
 //!
 //! # Errors
 //!
