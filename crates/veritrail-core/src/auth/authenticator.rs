@@ -333,6 +333,12 @@ impl Authenticator {
 
     async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
         let inner = &*self.inner;
+        // Before hashing: a huge token must not cost a digest of itself.
+        if token.len() > inner.limits.max_token {
+            return Err(AuthError::TokenTooLarge {
+                max: inner.limits.max_token,
+            });
+        }
         let now = inner.clock.now();
         let digest: Option<[u8; 32]> = inner.cache.as_ref().map(|_| Sha256::digest(token).into());
         if let (Some(cache), Some(digest)) = (&inner.cache, &digest)
