@@ -1,1 +1,661 @@
-//! `veritrail demo` end to end (being written).
+//! `veritrail proxy`: the real binary in front of a small axum upstream started by the test.
+//! Tokens valid and not, per-route policy from a config file, identity headers (spoofed ones
+//! stripped), hop-by-hop headers, bodies streaming both ways, a dead and a slow upstream, and
+//! SIGTERM with requests in flight; each time the log is verified with the library.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{any, get, post};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use veritrail_core::auth::KeySet;
+use veritrail_log::NoteVerifier;
+use veritrail_log::verify::{VerifyOptions, verify_dir_with};
+
+use common::Env;
+
+const ISSUER: &str = "https://idp.proxy.test";
+const AUDIENCE: &str = "orders-api";
+/// A chunk of the streamed bodies; several of them are far larger than any buffer.
+const CHUNK: usize = 64 * 1024;
+const CHUNKS: usize = 32;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn token(scope: &str, exp_in: i64) -> String {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now,
+        "exp": now + exp_in, "scope": scope});
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa1".into());
+    let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// What the upstream saw and can be told.
+#[derive(Default)]
+struct Upstream {
+    hits: AtomicUsize,
+    slow_started: AtomicUsize,
+    /// The upstream got the first chunk of an upload.
+    first_chunk_in: Notify,
+    /// The client got the first chunk of a download: the upstream may send the rest.
+    release_download: Notify,
+}
+
+async fn headers(State(up): State<Arc<Upstream>>, headers: HeaderMap) -> String {
+    up.hits.fetch_add(1, Ordering::SeqCst);
+    let map: BTreeMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    json!(map).to_string()
+}
+
+async fn upload(State(up): State<Arc<Upstream>>, body: Body) -> String {
+    let mut stream = body.into_data_stream();
+    let (mut total, mut first) = (0usize, true);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        assert!(chunk.iter().all(|b| *b == b'u'));
+        total += chunk.len();
+        if first {
+            first = false;
+            up.first_chunk_in.notify_one();
+        }
+    }
+    total.to_string()
+}
+
+async fn download(State(up): State<Arc<Upstream>>) -> Body {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        tx.send(Ok(Bytes::from(vec![b'd'; CHUNK]))).await.unwrap();
+        // The rest only once the client has the first chunk: a buffering proxy would hang here.
+        up.release_download.notified().await;
+        for _ in 1..CHUNKS {
+            if tx.send(Ok(Bytes::from(vec![b'd'; CHUNK]))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream(rx))
+}
+
+fn tokio_stream<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn slow(State(up): State<Arc<Upstream>>) -> &'static str {
+    up.slow_started.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    "slow done"
+}
+
+async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
+    let up = Arc::new(Upstream::default());
+    let app = Router::new()
+        .route("/headers", any(headers))
+        .route("/public/headers", any(headers))
+        .route("/admin/headers", any(headers))
+        .route("/upload", post(upload))
+        .route("/download", get(download))
+        .route("/slow", get(slow))
+        .route(
+            "/too-slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .with_state(Arc::clone(&up));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, up)
+}
+
+/// A running `veritrail proxy` and where its files are.
+struct Proxy {
+    child: KillOnDrop,
+    addr: SocketAddr,
+    env: Env,
+    verifier: NoteVerifier,
+}
+
+/// The proxy process, killed if a failed test leaves it running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Proxy {
+    /// Starts the proxy in front of `upstream` with a config file `config` (the key source,
+    /// log and key are passed as flags) plus `extra` flags.
+    fn start(upstream: &str, config: &str, extra: &[&str]) -> Proxy {
+        let env = Env::new();
+        let verifier =
+            NoteVerifier::from_text(&env.keygen_as("proxy.test/log", "audit.key")).unwrap();
+        let keys = KeySet::from_pem(
+            &fixture("rsa.pub.pem"),
+            Algorithm::RS256,
+            Some("rsa1".into()),
+        )
+        .unwrap();
+        env.write("jwks.json", keys.to_public_jwks().to_string());
+        env.write("proxy.toml", config);
+        let mut args = vec![
+            "proxy",
+            "--config",
+            "proxy.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--jwks",
+            "jwks.json",
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--log",
+            "log",
+            "--key",
+            "audit.key",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+            .args(&args)
+            .current_dir(env.path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("veritrail proxy listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", stderr_of(&mut child)))
+            .parse()
+            .unwrap();
+        Proxy {
+            child: KillOnDrop(child),
+            addr,
+            env,
+            verifier,
+        }
+    }
+
+    /// SIGTERM; asserts exit code 0; returns stderr.
+    fn stop(mut self) -> (Env, NoteVerifier) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.0.wait().unwrap();
+        let err = stderr_of(&mut self.child.0);
+        assert_eq!(code.code(), Some(0), "proxy exit; stderr: {err}");
+        assert!(err.contains("stopped:"), "{err}");
+        (self.env, self.verifier)
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+    }
+    text
+}
+
+/// Every `http` event of the proxy's log (verified with the library), by request id, and the
+/// kinds of all records.
+fn read_log(env: &Env, verifier: &NoteVerifier) -> (BTreeMap<String, Value>, Vec<String>) {
+    let mut events = BTreeMap::new();
+    let mut kinds = Vec::new();
+    verify_dir_with(
+        &env.path("log"),
+        verifier,
+        &VerifyOptions::default(),
+        |_, record| {
+            let v: Value = serde_json::from_slice(record).unwrap();
+            kinds.push(v["kind"].as_str().unwrap().to_owned());
+            if v["kind"] == "http" && v["phase"] == "complete" {
+                events.insert(v["request"]["request_id"].as_str().unwrap().to_owned(), v);
+            }
+            Ok(())
+        },
+    )
+    .expect("the proxy's log verifies");
+    (events, kinds)
+}
+
+type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// One request over a fresh connection; returns status, headers and body.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: ReqBody,
+) -> (u16, http::HeaderMap, Bytes) {
+    let response = send_head(addr, method, path, headers, body).await;
+    let (parts, body) = response.into_parts();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn send_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: ReqBody,
+) -> http::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "shop.example");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    // Bounded: a proxy that buffered a streamed body would never answer here.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        sender.send_request(req.body(body).unwrap()),
+    )
+    .await
+    .expect("the response head arrived in time")
+    .unwrap()
+}
+
+fn empty() -> ReqBody {
+    Full::<Bytes>::default()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+const CONFIG: &str = r#"
+identity_headers = true
+
+[[route]]
+prefix = "/public/"
+public = true
+
+[[route]]
+prefix = "/admin/"
+scopes = ["admin"]
+durability = "write-ahead"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_policies_and_identity_headers() {
+    let (up_addr, up) = start_upstream().await;
+    let proxy = Proxy::start(&format!("http://{up_addr}"), CONFIG, &[]);
+    let addr = proxy.addr;
+    let good = format!("Bearer {}", token("orders:read", 300));
+    let expired = format!("Bearer {}", token("orders:read", -3600));
+
+    // A valid token: forwarded, with the real identity; spoofed identity and hop-by-hop
+    // headers never reach the upstream.
+    let (status, headers, body) = send(
+        addr,
+        "GET",
+        "/headers?x=1",
+        &[
+            ("authorization", &good),
+            ("x-request-id", "valid"),
+            ("x-auth-subject", "mallory"),
+            ("x-auth-scopes", "admin"),
+            ("connection", "x-hop-secret"),
+            ("x-hop-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("x-forwarded-for", "192.0.2.7"),
+        ],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(headers["via"], "1.1 veritrail");
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(seen["x-auth-subject"], "alice");
+    assert_eq!(seen["x-auth-scopes"], "orders:read");
+    assert_eq!(seen["x-auth-issuer"], ISSUER);
+    assert_eq!(seen["x-auth-request-id"], "valid");
+    assert_eq!(seen["x-forwarded-for"], "192.0.2.7, 127.0.0.1");
+    assert_eq!(
+        seen["forwarded"],
+        "for=127.0.0.1;host=\"shop.example\";proto=http"
+    );
+    assert_eq!(seen["x-forwarded-host"], "shop.example");
+    assert_eq!(seen["host"], up_addr.to_string());
+    assert_eq!(seen["via"], "1.1 veritrail");
+    for hop in ["x-hop-secret", "keep-alive", "connection"] {
+        assert!(
+            seen.get(hop).is_none(),
+            "{hop} reached the upstream: {seen}"
+        );
+    }
+    assert!(
+        seen["authorization"].is_string(),
+        "the token goes on to the upstream"
+    );
+
+    // A public route: no token needed; spoofed identity stripped and none set.
+    let (status, _, body) = send(
+        addr,
+        "GET",
+        "/public/headers",
+        &[("x-request-id", "public"), ("x-auth-subject", "mallory")],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    assert!(seen.get("x-auth-subject").is_none(), "{seen}");
+    assert_eq!(seen["x-auth-request-id"], "public");
+
+    let hits_before = up.hits.load(Ordering::SeqCst);
+    for (id, auth, path, want) in [
+        ("expired", Some(expired.as_str()), "/headers", 401),
+        ("missing", None, "/headers", 401),
+        ("garbage", Some("Bearer abc.def.ghi"), "/headers", 401),
+        ("no-scope", Some(good.as_str()), "/admin/headers", 403),
+    ] {
+        let mut h = vec![("x-request-id", id), ("x-auth-subject", "alice")];
+        if let Some(a) = auth {
+            h.push(("authorization", a));
+        }
+        let (status, headers, _) = send(addr, "GET", path, &h, empty()).await;
+        assert_eq!(status, want, "{id}");
+        assert!(headers.contains_key("www-authenticate"), "{id}");
+    }
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        hits_before,
+        "refused requests never reach the upstream"
+    );
+
+    // The admin route with the scope: write-ahead, so an intent precedes the event.
+    let admin = format!("Bearer {}", token("orders:read admin", 300));
+    let (status, _, _) = send(
+        addr,
+        "POST",
+        "/admin/headers",
+        &[("authorization", &admin), ("x-request-id", "admin")],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (env, verifier) = proxy.stop();
+    let (events, kinds) = read_log(&env, &verifier);
+    let expect = [
+        ("valid", 200, "success"),
+        ("public", 200, "success"),
+        ("expired", 401, "denied"),
+        ("missing", 401, "denied"),
+        ("garbage", 401, "denied"),
+        ("no-scope", 403, "denied"),
+        ("admin", 200, "success"),
+    ];
+    for (id, status, outcome) in expect {
+        let e = &events[id];
+        assert_eq!(e["status"], status, "{id}: {e}");
+        assert_eq!(e["outcome"], outcome, "{id}");
+    }
+    assert_eq!(events["valid"]["actor"]["sub"], "alice");
+    assert_eq!(events["valid"]["request"]["path"], "/headers");
+    assert_eq!(events["public"]["request"]["route"], "/public/");
+    assert_eq!(events["no-scope"]["authz"]["reason"], "missing_scope");
+    assert_eq!(events["admin"]["request"]["route"], "/admin/");
+    assert!(
+        events["admin"]["intent_id"].is_string(),
+        "write-ahead intent"
+    );
+    assert_eq!(events.len(), expect.len());
+    // start, keyset, the 7 events, the admin intent, stop.
+    let mut k = kinds.clone();
+    k.sort();
+    k.dedup();
+    assert_eq!(k, ["http", "keyset", "start", "stop"]);
+    assert_eq!(kinds.len(), 1 + 1 + expect.len() + 1 + 1, "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways() {
+    let (up_addr, up) = start_upstream().await;
+    let proxy = Proxy::start(&format!("http://{up_addr}"), "", &[]);
+    let auth = format!("Bearer {}", token("orders:read", 300));
+
+    // Upload: the client sends the rest only after the upstream got the first chunk.
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+    let body = BodyExt::boxed(StreamBody::new(tokio_stream(rx)));
+    let up2 = Arc::clone(&up);
+    let feeder = tokio::spawn(async move {
+        tx.send(Ok(Frame::data(Bytes::from(vec![b'u'; CHUNK]))))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), up2.first_chunk_in.notified())
+            .await
+            .expect("the first chunk reached the upstream before the body ended: streamed");
+        for _ in 1..CHUNKS {
+            tx.send(Ok(Frame::data(Bytes::from(vec![b'u'; CHUNK]))))
+                .await
+                .unwrap();
+        }
+    });
+    let (status, _, body) = send(
+        proxy.addr,
+        "POST",
+        "/upload",
+        &[("authorization", &auth), ("x-request-id", "upload")],
+        body,
+    )
+    .await;
+    feeder.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, (CHUNK * CHUNKS).to_string());
+
+    // Download: the upstream sends the rest only after the client got the first chunk.
+    let response = send_head(
+        proxy.addr,
+        "GET",
+        "/download",
+        &[("authorization", &auth), ("x-request-id", "download")],
+        empty(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response.headers().contains_key("content-length"),
+        "chunked"
+    );
+    let mut body = response.into_body();
+    let mut total = 0;
+    let mut released = false;
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the first chunk arrived while the upstream was still sending: streamed")
+    {
+        if let Ok(data) = frame.unwrap().into_data() {
+            assert!(data.iter().all(|b| *b == b'd'));
+            total += data.len();
+        }
+        if !released {
+            released = true;
+            up.release_download.notify_one();
+        }
+    }
+    assert_eq!(total, CHUNK * CHUNKS);
+
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    assert_eq!(events["upload"]["status"], 200);
+    assert_eq!(events["download"]["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_is_502_and_a_slow_one_504_both_recorded_as_errors() {
+    // A port with nothing behind it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let proxy = Proxy::start(&format!("http://{dead}"), "", &[]);
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let (status, headers, body) = send(
+        proxy.addr,
+        "GET",
+        "/anything",
+        &[("authorization", &auth), ("x-request-id", "dead")],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 502, "{body:?}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(
+        !String::from_utf8_lossy(&body).contains(&dead.to_string()),
+        "no internals"
+    );
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    assert_eq!(events["dead"]["status"], 502);
+    assert_eq!(events["dead"]["outcome"], "error");
+    assert_eq!(
+        events["dead"]["extra"]["upstream_error"], "upstream_unreachable",
+        "{}",
+        events["dead"]
+    );
+
+    let (up_addr, _) = start_upstream().await;
+    let proxy = Proxy::start(
+        &format!("http://{up_addr}"),
+        "",
+        &["--upstream-timeout", "1"],
+    );
+    let (status, _, _) = send(
+        proxy.addr,
+        "GET",
+        "/too-slow",
+        &[("authorization", &auth), ("x-request-id", "slow")],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 504);
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    assert_eq!(events["slow"]["status"], 504);
+    assert_eq!(events["slow"]["outcome"], "error");
+    assert_eq!(
+        events["slow"]["extra"]["upstream_error"],
+        "upstream_timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_and_logs_them() {
+    let (up_addr, up) = start_upstream().await;
+    let proxy = Proxy::start(
+        &format!("http://{up_addr}"),
+        "",
+        &["--durability", "durable"],
+    );
+    let addr = proxy.addr;
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let mut in_flight = Vec::new();
+    for i in 0..3 {
+        let auth = auth.clone();
+        in_flight.push(tokio::spawn(async move {
+            let id = format!("inflight-{i}");
+            send(
+                addr,
+                "GET",
+                "/slow",
+                &[("authorization", &auth), ("x-request-id", &id)],
+                empty(),
+            )
+            .await
+        }));
+    }
+    while up.slow_started.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = proxy.child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Shortly after SIGTERM the proxy accepts no new connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    for request in in_flight {
+        let (status, _, body) = request.await.unwrap();
+        assert_eq!((status, &body[..]), (200, &b"slow done"[..]));
+    }
+    // `stop` sends SIGTERM again, harmlessly, and checks the exit code.
+    let (env, verifier) = proxy.stop();
+    let (events, kinds) = read_log(&env, &verifier);
+    for i in 0..3 {
+        let e = &events[&format!("inflight-{i}")];
+        assert_eq!(
+            (e["status"].as_u64(), e["outcome"].as_str()),
+            (Some(200), Some("success"))
+        );
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("stop"));
+}

@@ -1,9 +1,274 @@
-//! `veritrail proxy` (being written).
-use anyhow::{Result, bail};
+//! `veritrail proxy`: an authenticating, auditing reverse proxy in front of any HTTP service.
+//!
+//! Each request goes through the same tower [`AuditLayer`] a Rust service would use: the
+//! token is checked against the route's policy, refusals are answered here (401 / 403 with an
+//! RFC 6750 challenge), and every request — forwarded or not — is recorded in the log. Bodies
+//! stream through in both directions ([`forward`]). On SIGTERM or Ctrl-C the proxy stops
+//! accepting, lets the requests in flight finish (up to `shutdown_grace`), drains the writer,
+//! signs the last checkpoint and exits 0.
+
+mod config;
+mod forward;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tower::ServiceExt;
+use veritrail_core::auth::remote::{JwksConfig, JwksStore};
+use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies};
+use veritrail_core::event::AuditEvent;
+use veritrail_core::recorder::{Durability, Recorder};
+use veritrail_tower::{AuditLayer, PeerAddr};
+use veritrail_writer::{Writer, WriterConfig, WriterHandle};
 
 use crate::cli::ProxyArgs;
+use crate::keys;
+use config::{KeySource, Settings};
+use forward::Forward;
 
-/// Runs the proxy.
-pub(crate) fn run(_args: &ProxyArgs) -> Result<()> {
-    bail!("not yet")
+/// The route (configured path prefix) a request falls under, for the engine's policy lookup.
+#[derive(Clone)]
+struct ProxyRoute(Arc<str>);
+
+fn route_of(ext: &http::Extensions) -> Option<&str> {
+    ext.get::<ProxyRoute>().map(|r| &*r.0)
+}
+
+/// Runs the proxy until SIGTERM or Ctrl-C.
+pub(crate) fn run(args: &ProxyArgs) -> Result<()> {
+    let settings = config::load(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let signer = keys::read_signer(&settings.key)?;
+    let writer = Writer::open(&settings.log, signer, WriterConfig::default())
+        .with_context(|| format!("cannot open the audit log {}", settings.log.display()))?;
+    let authenticator = authenticator(&settings, writer.handle()).await?;
+    let mut engine = Engine::builder(authenticator, writer.handle())
+        .default_policy(RoutePolicy::authenticated().durability(settings.durability))
+        .trusted_proxies(
+            TrustedProxies::parse(&settings.trusted_proxies)
+                .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?,
+        );
+    if let Some(realm) = &settings.realm {
+        engine = engine.realm(realm);
+    }
+    for (prefix, policy) in settings.routes.iter() {
+        engine = engine.route(prefix, policy.clone());
+    }
+    let layer = AuditLayer::new(engine.build()).route_with(route_of);
+    let forward = Forward::new(
+        settings.upstream.clone(),
+        settings.upstream_timeout,
+        settings.identity_headers,
+    );
+
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // The first line on stdout: scripts and tests read the port from it.
+    println!("veritrail proxy listening on http://{addr}");
+    eprintln!(
+        "forwarding to http://{}{}; audit log {}; SIGTERM or Ctrl-C stops it cleanly",
+        settings.upstream.authority,
+        settings.upstream.base_path,
+        settings.log.display()
+    );
+
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    eprintln!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = connection_service(&layer, &forward, &settings.routes, peer);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Clients that go away mid-request are recorded as `cancelled`; nothing to add.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    eprintln!(
+        "stopping: no new connections; waiting up to {}s for requests in flight",
+        settings.shutdown_grace.as_secs()
+    );
+    let drained = tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_ok();
+    if !drained {
+        eprintln!(
+            "requests still in flight after the grace period were cut off (recorded as cancelled)"
+        );
+    }
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
+    eprintln!(
+        "stopped: {} events written, {} dropped; last checkpoint at size {}",
+        report.flushed, report.dropped, report.size
+    );
+    Ok(())
+}
+
+/// The service for one connection: peer address and route into the request, then the audit
+/// layer, then the forwarder.
+fn connection_service(
+    layer: &AuditLayer,
+    forward: &Forward,
+    routes: &config::Routes,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<forward::ProxyBody>,
+    Error = std::convert::Infallible,
+    Future = impl Send + use<>,
+> + Clone
++ use<> {
+    let service = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(forward.clone());
+    let routes = routes.clone();
+    hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        if let Some(route) = routes.matching(req.uri().path()) {
+            req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+        }
+        service.clone().oneshot(req)
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The authenticator for the configured key source; the keys in force are recorded in the log
+/// (a `keyset` record at start and whenever a fetched key set changes).
+async fn authenticator(settings: &Settings, log: WriterHandle) -> Result<Authenticator> {
+    let issuer = Issuer::new(&settings.issuer).audience(&settings.audience);
+    let issuer = match &settings.keys {
+        KeySource::JwksFile(path) => {
+            let json = std::fs::read(path)
+                .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
+            let (keys, skipped) = KeySet::from_jwks(&json)
+                .with_context(|| format!("{} is not a usable JWKS", path.display()))?;
+            for s in &skipped {
+                eprintln!("warning: {}: a key was skipped: {s:?}", path.display());
+            }
+            record_keyset(&log, &settings.issuer, &keys).await?;
+            issuer.keys(keys)
+        }
+        KeySource::HmacSecretFile(path) => {
+            let secret = std::fs::read(path)
+                .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+            let secret = secret.trim_ascii();
+            // Symmetric keys never enter the log: there is no keyset record for them.
+            let keys = KeySet::from_hmac_secret_any(secret).with_context(|| {
+                format!("{} does not hold a usable HMAC secret", path.display())
+            })?;
+            issuer.keys(keys).allow_hmac()
+        }
+        KeySource::JwksUrl(url) => {
+            issuer.key_source(remote(JwksConfig::jwks_url(url), url, settings, log).await?)
+        }
+        KeySource::Oidc(url) => {
+            issuer.key_source(remote(JwksConfig::oidc_issuer(url), url, settings, log).await?)
+        }
+    };
+    Authenticator::builder()
+        .issuer(issuer)
+        .build()
+        .context("invalid authentication settings")
+}
+
+/// A remote key store that records every key set it fetches.
+async fn remote(
+    config: JwksConfig,
+    url: &str,
+    settings: &Settings,
+    log: WriterHandle,
+) -> Result<Arc<JwksStore>> {
+    let issuer = settings.issuer.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let config = config
+        .allow_insecure_http(is_loopback_http(url))
+        .on_change(move |keys| {
+            let (log, issuer, keys) = (log.clone(), issuer.clone(), Arc::clone(keys));
+            runtime.spawn(async move {
+                if let Err(e) = record_keyset(&log, &issuer, &keys).await {
+                    eprintln!("cannot record the new key set: {e:#}");
+                }
+            });
+        });
+    let store = JwksStore::connect(config)
+        .await
+        .with_context(|| format!("cannot load the keys from {url}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Plain http is accepted only on loopback (a test or a sidecar identity provider).
+fn is_loopback_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    uri.scheme_str() == Some("http")
+        && uri.host().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+async fn record_keyset(log: &WriterHandle, issuer: &str, keys: &KeySet) -> Result<()> {
+    let id: String = keys.id().iter().map(|b| format!("{b:02x}")).collect();
+    log.record(
+        AuditEvent::keyset(Some(issuer.to_owned()), id, keys.to_public_jwks()),
+        Durability::Durable,
+    )
+    .await
+    .context("cannot record the key set in the log")?;
+    Ok(())
 }

@@ -1,0 +1,454 @@
+//! The proxy's settings: a TOML file for everything the flags set plus per-route policy,
+//! with the flags taking precedence, checked before anything starts.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! upstream = "http://127.0.0.1:3000"
+//! jwks = "idp/jwks.json"            # or an https URL; or `oidc = "https://login.example"`
+//! issuer = "https://login.example"
+//! audience = "orders-api"
+//! log = "audit-log"
+//! key = "audit.key"
+//! durability = "async"              # the default for routes that do not say
+//! identity_headers = true
+//! upstream_timeout = 30             # seconds
+//! shutdown_grace = 10               # seconds
+//! trusted_proxies = ["10.0.0.0/8"]
+//!
+//! [[route]]
+//! prefix = "/health"
+//! public = true
+//!
+//! [[route]]
+//! prefix = "/admin/"
+//! scopes = ["admin"]
+//! durability = "write-ahead"
+//! ```
+//!
+//! Relative paths in the file are relative to the file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use http::Uri;
+use serde::Deserialize;
+use veritrail_core::engine::RoutePolicy;
+use veritrail_core::recorder::Durability;
+
+use crate::cli::{DurabilityArg, ProxyArgs};
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    upstream: Option<String>,
+    jwks: Option<String>,
+    oidc: Option<String>,
+    hs_secret_file: Option<PathBuf>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    log: Option<PathBuf>,
+    key: Option<PathBuf>,
+    durability: Option<DurabilityArg>,
+    identity_headers: Option<bool>,
+    upstream_timeout: Option<u64>,
+    shutdown_grace: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    realm: Option<String>,
+    #[serde(default)]
+    route: Vec<RouteConfig>,
+}
+
+/// One `[[route]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteConfig {
+    prefix: String,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    durability: Option<DurabilityArg>,
+}
+
+/// Where the token-checking keys come from.
+#[derive(Debug)]
+pub(crate) enum KeySource {
+    /// A JWKS file.
+    JwksFile(PathBuf),
+    /// A JWKS URL, fetched and refreshed.
+    JwksUrl(String),
+    /// An OpenID Connect issuer's discovery document.
+    Oidc(String),
+    /// A file holding an HMAC secret (never printed).
+    HmacSecretFile(PathBuf),
+}
+
+/// Everything the proxy runs with.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) listen: String,
+    pub(crate) upstream: Upstream,
+    pub(crate) keys: KeySource,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) log: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) durability: Durability,
+    pub(crate) identity_headers: bool,
+    pub(crate) upstream_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) realm: Option<String>,
+    pub(crate) routes: Routes,
+}
+
+/// The upstream service's base URL (`http://host:port[/base]`).
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    /// `host:port`.
+    pub(crate) authority: http::uri::Authority,
+    /// A path prefixed to every request's path, without a trailing `/` (often empty).
+    pub(crate) base_path: String,
+}
+
+impl Upstream {
+    fn parse(url: &str) -> Result<Self> {
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("--upstream {url:?} is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => bail!(
+                "--upstream {url}: https upstreams are not supported yet; run the proxy next to \
+                 the service and reach it over http on a private address"
+            ),
+            _ => bail!("--upstream {url:?} must be an http:// URL"),
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .with_context(|| format!("--upstream {url:?} has no host"))?;
+        if uri.query().is_some() {
+            bail!("--upstream {url:?}: a query string is not allowed in the upstream URL");
+        }
+        Ok(Upstream {
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The upstream URI for a request's path and query.
+    pub(crate) fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path_and_query}", self.base_path))
+            .build()
+    }
+}
+
+/// Per-route policy by path prefix: the longest matching prefix wins. The prefix is the
+/// route name the event records.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Routes {
+    /// Longest prefix first.
+    entries: Vec<(Arc<str>, RoutePolicy)>,
+}
+
+impl Routes {
+    /// The route (prefix) that `path` falls under, if any.
+    pub(crate) fn matching(&self, path: &str) -> Option<&Arc<str>> {
+        self.entries
+            .iter()
+            .find(|(prefix, _)| path.starts_with(&**prefix))
+            .map(|(prefix, _)| prefix)
+    }
+
+    /// Every route and its policy.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &RoutePolicy)> {
+        self.entries.iter().map(|(p, policy)| (&**p, policy))
+    }
+}
+
+fn durability(arg: DurabilityArg) -> Durability {
+    match arg {
+        DurabilityArg::Async => Durability::Async,
+        DurabilityArg::Durable => Durability::Durable,
+        DurabilityArg::WriteAhead => Durability::WriteAhead,
+    }
+}
+
+/// Reads the config file (if any) and applies the flags over it.
+pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
+    let (file, base) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            let file: FileConfig = toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid proxy config", path.display()))?;
+            let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            (file, base)
+        }
+        None => (FileConfig::default(), PathBuf::new()),
+    };
+    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let missing = |flag: &str| {
+        anyhow::anyhow!(
+            "{flag} is required (as a flag, or in the --config file); see `veritrail proxy --help`"
+        )
+    };
+
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen)
+        .ok_or_else(|| missing("--listen"))?;
+    listen
+        .parse::<SocketAddr>()
+        .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
+    let upstream = args
+        .upstream
+        .clone()
+        .or(file.upstream)
+        .ok_or_else(|| missing("--upstream"))?;
+    let upstream = Upstream::parse(&upstream)?;
+
+    // The flags' key source replaces the file's entirely.
+    let from_flags = key_source(
+        args.jwks.clone(),
+        args.oidc.clone(),
+        args.hs_secret_file.clone(),
+        PathBuf::from,
+    )?;
+    let keys = match from_flags {
+        Some(keys) => keys,
+        None => key_source(file.jwks, file.oidc, file.hs_secret_file, |p| rel(p.into()))?
+            .ok_or_else(|| missing("one of --jwks, --oidc or --hs-secret-file"))?,
+    };
+    let issuer = args
+        .issuer
+        .clone()
+        .or(file.issuer)
+        .or_else(|| match &keys {
+            KeySource::Oidc(url) => Some(url.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| missing("--issuer"))?;
+    let audience = args
+        .audience
+        .clone()
+        .or(file.audience)
+        .ok_or_else(|| missing("--audience"))?;
+    let log = args
+        .log
+        .clone()
+        .or(file.log.map(rel))
+        .ok_or_else(|| missing("--log"))?;
+    let key = args
+        .key
+        .clone()
+        .or(file.key.map(rel))
+        .ok_or_else(|| missing("--key"))?;
+    let default_durability = durability(
+        args.durability
+            .or(file.durability)
+            .unwrap_or(DurabilityArg::Async),
+    );
+
+    let mut entries = Vec::new();
+    for route in file.route {
+        if !route.prefix.starts_with('/') {
+            bail!(
+                "route prefix {:?} must start with `/` (it is matched against request paths)",
+                route.prefix
+            );
+        }
+        if route.public && (route.optional || !route.scopes.is_empty() || !route.roles.is_empty()) {
+            bail!(
+                "route {:?} is public: it cannot also be optional or require scopes or roles",
+                route.prefix
+            );
+        }
+        let mut policy = if route.public {
+            RoutePolicy::public()
+        } else if route.optional {
+            RoutePolicy::optional()
+        } else {
+            RoutePolicy::authenticated()
+        };
+        policy.scopes = route.scopes;
+        policy.roles = route.roles;
+        policy.durability = route.durability.map_or(default_durability, durability);
+        if entries
+            .iter()
+            .any(|(p, _): &(Arc<str>, _)| **p == *route.prefix)
+        {
+            bail!("route prefix {:?} is configured twice", route.prefix);
+        }
+        entries.push((Arc::from(route.prefix), policy));
+    }
+    entries.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+
+    Ok(Settings {
+        listen,
+        upstream,
+        keys,
+        issuer,
+        audience,
+        log,
+        key,
+        durability: default_durability,
+        identity_headers: args.identity_headers || file.identity_headers.unwrap_or(false),
+        upstream_timeout: Duration::from_secs(
+            args.upstream_timeout
+                .or(file.upstream_timeout)
+                .unwrap_or(30),
+        ),
+        shutdown_grace: Duration::from_secs(
+            args.shutdown_grace.or(file.shutdown_grace).unwrap_or(10),
+        ),
+        trusted_proxies: file.trusted_proxies,
+        realm: file.realm,
+        routes: Routes { entries },
+    })
+}
+
+/// At most one of the three key sources; `None` when none is given.
+fn key_source(
+    jwks: Option<String>,
+    oidc: Option<String>,
+    hs_secret_file: Option<PathBuf>,
+    path: impl Fn(String) -> PathBuf,
+) -> Result<Option<KeySource>> {
+    match (jwks, oidc, hs_secret_file) {
+        (None, None, None) => Ok(None),
+        (Some(jwks), None, None) => Ok(Some(
+            if jwks.starts_with("https://") || jwks.starts_with("http://") {
+                KeySource::JwksUrl(jwks)
+            } else {
+                KeySource::JwksFile(path(jwks))
+            },
+        )),
+        (None, Some(oidc), None) => Ok(Some(KeySource::Oidc(oidc))),
+        (None, None, Some(file)) => Ok(Some(KeySource::HmacSecretFile(path(
+            file.to_string_lossy().into_owned(),
+        )))),
+        _ => bail!("give only one of jwks, oidc and hs_secret_file"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veritrail_core::engine::AuthMode;
+
+    fn args(config: &Path) -> ProxyArgs {
+        ProxyArgs {
+            config: Some(config.to_path_buf()),
+            ..ProxyArgs::default()
+        }
+    }
+
+    #[test]
+    fn file_settings_routes_and_flag_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:9000"
+upstream = "http://127.0.0.1:3000/app/"
+jwks = "jwks.json"
+issuer = "https://idp.test"
+audience = "api"
+log = "log"
+key = "audit.key"
+durability = "durable"
+
+[[route]]
+prefix = "/health"
+public = true
+
+[[route]]
+prefix = "/admin/"
+scopes = ["admin"]
+durability = "write-ahead"
+
+[[route]]
+prefix = "/admin/reports/"
+optional = true
+"#,
+        )
+        .unwrap();
+        let mut a = args(&path);
+        a.listen = Some("127.0.0.1:0".into());
+        let s = load(&a).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:0", "the flag wins");
+        assert!(matches!(&s.keys, KeySource::JwksFile(p) if *p == dir.path().join("jwks.json")));
+        assert_eq!(s.log, dir.path().join("log"));
+        assert_eq!(
+            s.upstream.uri_for("/x?y=1").unwrap().to_string(),
+            "http://127.0.0.1:3000/app/x?y=1"
+        );
+        assert_eq!(
+            s.routes.matching("/admin/reports/7").map(|r| &**r),
+            Some("/admin/reports/")
+        );
+        assert_eq!(s.routes.matching("/admin/x").map(|r| &**r), Some("/admin/"));
+        assert_eq!(s.routes.matching("/orders"), None);
+        let policies: Vec<_> = s.routes.iter().collect();
+        let admin = policies.iter().find(|(p, _)| *p == "/admin/").unwrap().1;
+        assert_eq!(admin.scopes, ["admin"]);
+        assert_eq!(admin.durability, Durability::WriteAhead);
+        let health = policies.iter().find(|(p, _)| *p == "/health").unwrap().1;
+        assert_eq!(health.auth, AuthMode::Public);
+        assert_eq!(
+            health.durability,
+            Durability::Durable,
+            "inherits the default"
+        );
+
+        a.oidc = Some("https://login.example".into());
+        let s = load(&a).unwrap();
+        assert!(
+            matches!(s.keys, KeySource::Oidc(_)),
+            "flags replace the file's keys"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        let err = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            format!("{:#}", load(&args(&path)).unwrap_err())
+        };
+        let base = "listen = \"127.0.0.1:1\"\nupstream = \"http://u\"\njwks = \"j\"\n\
+                    issuer = \"i\"\naudience = \"a\"\nlog = \"l\"\nkey = \"k\"\n";
+        assert!(err("lisen = 1").contains("unknown field"));
+        assert!(err("listen = \"127.0.0.1:1\"").contains("--upstream is required"));
+        assert!(
+            err(&base.replace("http://u", "https://u"))
+                .contains("https upstreams are not supported")
+        );
+        assert!(err(&format!("{base}oidc = \"https://x\"\n")).contains("only one of jwks, oidc"));
+        assert!(err(&format!("{base}[[route]]\nprefix = \"x\"\n")).contains("must start with"));
+        assert!(
+            err(&format!(
+                "{base}[[route]]\nprefix = \"/x\"\npublic = true\nscopes = [\"a\"]\n"
+            ))
+            .contains("is public")
+        );
+    }
+}
