@@ -2,7 +2,7 @@
 //! tamper-evident audit log.
 //!
 //! actix-web is not tower-based, so this crate drives veritrail-core's request
-//! [`Engine`](veritrail_core::engine::Engine) through actix's `Transform` / `Service`,
+//! [`Engine`] through actix's `Transform` / `Service`,
 //! translating requests and responses and nothing more: events have exactly the shape the
 //! tower layer produces.
 //!

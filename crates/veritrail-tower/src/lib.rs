@@ -2,10 +2,10 @@
 //! a JWT and records it — who, what, from where, with what result — in a tamper-evident audit
 //! log.
 //!
-//! [`AuditLayer`] drives veritrail-core's request [`Engine`](veritrail_core::engine::Engine):
+//! [`AuditLayer`] drives veritrail-core's request [`Engine`]:
 //! for each request it finds the token, authenticates and authorises the caller against the
 //! route's policy, puts the verified identity and an
-//! [`AuditContext`](veritrail_core::engine::AuditContext) into the request extensions, calls
+//! [`AuditContext`] into the request extensions, calls
 //! the inner service, and records exactly one `http` event when the response head is ready.
 //! Inner errors record `error`; a response future dropped before completion records
 //! `cancelled`. Refusals (400 / 401 / 403 / 503) carry an RFC 6750 `WWW-Authenticate`
