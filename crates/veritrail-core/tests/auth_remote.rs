@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use support::*;
 use veritrail_core::auth::remote::{JwksConfig, JwksStore};
-use veritrail_core::auth::{Authenticator, Issuer, KeySet, ManualClock};
+use veritrail_core::auth::{Authenticator, KeySet};
 
 struct Idp {
     jwks: Mutex<Value>,
@@ -60,15 +60,6 @@ fn config(url: String) -> JwksConfig {
         .request_timeout(Duration::from_secs(2))
 }
 
-fn authenticator(store: Arc<JwksStore>, cache: usize) -> Authenticator {
-    Authenticator::builder()
-        .issuer(Issuer::new(ISS).key_source(store).audience(AUD))
-        .clock(Arc::new(ManualClock::new(NOW)))
-        .cache_capacity(cache)
-        .build()
-        .unwrap()
-}
-
 async fn verify(auth: &Authenticator, t: &str) -> &'static str {
     match auth.verify(t).await {
         Ok(_) => "ok",
@@ -84,7 +75,7 @@ async fn verify(auth: &Authenticator, t: &str) -> &'static str {
 async fn rotation_is_followed_through_an_unknown_kid() {
     let (idp, url) = start(jwks(&[("k1", "rsa.pub.pem")])).await;
     let store = Arc::new(JwksStore::connect(config(url)).await.unwrap());
-    let auth = authenticator(Arc::clone(&store), 0);
+    let auth = with_source(store.clone(), 0);
     let k1 = token(Algorithm::RS256, "rsa.pem", "k1", &claims());
     let k2 = token(Algorithm::RS256, "rsa2.pem", "k2", &claims());
     assert_eq!(verify(&auth, &k1).await, "ok");
@@ -103,7 +94,7 @@ async fn rotation_is_followed_through_an_unknown_kid() {
 async fn a_retired_key_drops_its_cached_tokens() {
     let (idp, url) = start(jwks(&[("k1", "rsa.pub.pem"), ("k2", "rsa2.pub.pem")])).await;
     let store = Arc::new(JwksStore::connect(config(url)).await.unwrap());
-    let auth = authenticator(Arc::clone(&store), 100);
+    let auth = with_source(store.clone(), 100);
     let k1 = token(Algorithm::RS256, "rsa.pem", "k1", &claims());
     assert_eq!(verify(&auth, &k1).await, "ok");
     assert_eq!(auth.cached_tokens(), 1);
@@ -121,7 +112,7 @@ async fn an_unreachable_identity_provider_is_a_503() {
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     drop(listener);
     let store = Arc::new(JwksStore::spawn(config(url)).unwrap());
-    let auth = authenticator(store, 100);
+    let auth = with_source(store, 100);
     let err = auth
         .verify(&token(Algorithm::RS256, "rsa.pem", "k1", &claims()))
         .await

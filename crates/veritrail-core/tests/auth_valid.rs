@@ -259,20 +259,11 @@ impl KeySource for SwappableKeys {
     }
 }
 
-fn dynamic(source: Arc<SwappableKeys>, cache: usize) -> Authenticator {
-    Authenticator::builder()
-        .issuer(Issuer::new(ISS).key_source(source).audience(AUD))
-        .clock(Arc::new(ManualClock::new(NOW)))
-        .cache_capacity(cache)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_cached_token_is_dropped_when_its_key_leaves_the_set() {
     let k1 = key_set(Algorithm::RS256, "rsa.pub.pem", "k1");
     let source = SwappableKeys::new(Some(k1.clone()));
-    let auth = dynamic(source.clone(), 100);
+    let auth = with_source(source.clone(), 100);
     let t = token(Algorithm::RS256, "rsa.pem", "k1", &claims());
     assert_eq!(code(&auth, &t), "ok");
     // Rotation that keeps k1: still served (set id changed, key still present).
@@ -292,7 +283,7 @@ fn an_unknown_kid_triggers_one_refresh() {
     let source = SwappableKeys::new(Some(key_set(Algorithm::RS256, "rsa.pub.pem", "k1")));
     *source.on_refresh.lock().unwrap() =
         Some(Arc::new(key_set(Algorithm::RS256, "rsa2.pub.pem", "k2")));
-    let auth = dynamic(source.clone(), 0);
+    let auth = with_source(source.clone(), 0);
     assert_eq!(
         code(&auth, &token(Algorithm::RS256, "rsa.pem", "k1", &claims())),
         "ok"
@@ -313,7 +304,7 @@ fn an_unknown_kid_triggers_one_refresh() {
 #[test]
 fn no_keys_at_all_is_a_503_not_a_401() {
     let source = SwappableKeys::new(None);
-    let auth = dynamic(source, 0);
+    let auth = with_source(source, 0);
     let err =
         block_on(auth.verify(&token(Algorithm::RS256, "rsa.pem", "k1", &claims()))).unwrap_err();
     assert_eq!(
