@@ -170,8 +170,9 @@ impl Writer {
         Writer::start(sink, config)
     }
 
-    /// Starts a writer over any sink: writes and commits the `start` record (and a
-    /// `recovered` record when the sink repaired a torn tail) before returning, then runs the
+    /// Starts a writer over any sink: writes and commits the `start` record — and a
+    /// `recovered` record when the sink reports one ([`Sink::recovered`]: a torn tail cut, or
+    /// a previous writer that never wrote its `stop`) — before returning, then runs the
     /// writer thread.
     pub fn start(sink: impl Sink, config: WriterConfig) -> Result<Writer, WriterError> {
         let metrics = Metrics::new(sink.origin());
