@@ -553,8 +553,14 @@ fn rsa_key(
             "RSA modulus of {bits} bits, at least {MIN_RSA_BITS} required"
         ));
     }
-    if e.is_empty() || e.len() > 8 {
-        return Err("RSA exponent out of range".into());
+    // e = 1 would make every "signature" equal to its padded message; even e is not RSA.
+    let exponent = if e.is_empty() || e.len() > 8 {
+        0
+    } else {
+        e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    };
+    if exponent < 3 || exponent % 2 == 0 {
+        return Err("RSA exponent out of range (must be odd and at least 3)".into());
     }
     let mut m = Map::new();
     m.insert("e".into(), Value::String(URL_SAFE_NO_PAD.encode(e)));
@@ -720,6 +726,7 @@ mod tests {
             {"kty":"RSA","n":RFC7638_N,"e":"AQAB","kid":"good"},
             {"kty":"RSA","n":"AQAB","e":"AQAB","kid":"short"},
             {"kty":"RSA","n":RFC7638_N,"e":"AQAB","kid":"enc","use":"enc"},
+            {"kty":"RSA","n":RFC7638_N,"e":"AQ","kid":"e1"},
             {"kty":"oct","k":"c2VjcmV0","kid":"sym"},
             {"kty":"RSA","n":RFC7638_N,"e":"AQAB","kid":"weird","alg":"RSA-OAEP"},
             {"kty":"EC","crv":"P-256","x":"AA","y":"AA","kid":"badpoint"},
@@ -735,6 +742,7 @@ mod tests {
             [
                 Some("short"),
                 Some("enc"),
+                Some("e1"),
                 Some("sym"),
                 Some("weird"),
                 Some("badpoint"),
