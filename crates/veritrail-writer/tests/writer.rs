@@ -719,3 +719,45 @@ async fn batches_are_cut_by_count_and_gathered_by_linger() {
     writer.shutdown(soon()).await;
     assert_eq!(batch_sizes(&snapshotter), [1.0, 10.0, 1.0]);
 }
+
+/// A sink whose commit panics after the start record (a bug in a sink, not an I/O error).
+struct PanickingSink(TestSink);
+
+impl veritrail_writer::Sink for PanickingSink {
+    fn origin(&self) -> &str {
+        self.0.origin()
+    }
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn append(
+        &mut self,
+        batch: &veritrail_writer::Batch<'_>,
+    ) -> Result<(), veritrail_writer::SinkError> {
+        self.0.append(batch)
+    }
+    fn commit(&mut self) -> Result<(), veritrail_writer::SinkError> {
+        assert!(self.0.size() <= 1, "sink bug");
+        self.0.commit()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_writer_thread_fails_callers_instead_of_hanging_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = PanickingSink(TestSink::new(dir.path()));
+    let writer = Writer::start(sink, WriterConfig::default()).unwrap();
+    let handle = writer.handle();
+    let outcome = handle.record(event("boom"), Durability::Durable).await;
+    assert!(
+        matches!(outcome, Err(RecordError::Failed(_))),
+        "{outcome:?}"
+    );
+    until(|| handle.failure().is_some()).await;
+    assert!(matches!(
+        handle.record(event("later"), Durability::WriteAhead).await,
+        Err(RecordError::Failed(_))
+    ));
+    let report = writer.shutdown(soon()).await;
+    assert!(report.error.unwrap().contains("panicked"));
+}
