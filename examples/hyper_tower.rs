@@ -42,7 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
         let service = ServiceBuilder::new()
             .layer(layer.clone())
             .service_fn(handle);
@@ -59,4 +62,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
+    // Drains the queue and signs the last checkpoint.
+    writer
+        .shutdown(std::time::Instant::now() + std::time::Duration::from_secs(5))
+        .await;
+    Ok(())
 }
