@@ -58,12 +58,6 @@ async fn stream(audit: AuditContext) -> HttpResponse {
     HttpResponse::Ok().streaming(chunks())
 }
 
-async fn slow(audit: AuditContext) -> &'static str {
-    audit.set_action("slow.started");
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    "late"
-}
-
 /// actix has no panic-catching middleware: the handler fails as a handler error, which is
 /// what tower-http's `CatchPanic` turns a panic into.
 async fn panics() -> Result<&'static str, actix_web::Error> {
@@ -74,6 +68,7 @@ async fn panics() -> Result<&'static str, actix_web::Error> {
 fn serve_actix(
     engine: Engine,
     transfers_run: Arc<AtomicUsize>,
+    probe: Arc<SlowProbe>,
 ) -> (
     SocketAddr,
     actix_web::dev::ServerHandle,
@@ -86,6 +81,7 @@ fn serve_actix(
         actix_web::rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
                 let transfers_run = transfers_run.clone();
+                let probe = probe.clone();
                 App::new()
                     .wrap(AuditMiddleware::new(engine.clone()))
                     .service(
@@ -111,7 +107,17 @@ fn serve_actix(
                     .route("/me", web::get().to(me))
                     .route("/health", web::get().to(|| async { "ok" }))
                     .route("/stream", web::get().to(stream))
-                    .route("/slow", web::get().to(slow))
+                    .route(
+                        "/slow",
+                        web::get().to(move |audit: AuditContext| {
+                            let probe = probe.clone();
+                            async move {
+                                audit.set_action("slow.started");
+                                probe.run().await;
+                                "late"
+                            }
+                        }),
+                    )
                     .route("/panic", web::get().to(panics))
             })
             .workers(1)
@@ -126,7 +132,7 @@ fn serve_actix(
 }
 
 /// The axum twin of the actix app, for the comparison.
-async fn serve_axum(engine: Engine) -> SocketAddr {
+async fn serve_axum(engine: Engine, probe: Arc<SlowProbe>) -> SocketAddr {
     use axum::extract::Path;
     async fn read_order(Path(id): Path<u64>, audit: veritrail_axum::AuditContext) -> String {
         audit.set_action("order.read");
@@ -181,9 +187,9 @@ async fn serve_axum(engine: Engine) -> SocketAddr {
         )
         .route(
             "/slow",
-            get(|a: veritrail_axum::AuditContext| async move {
+            get(move |a: veritrail_axum::AuditContext| async move {
                 a.set_action("slow.started");
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                probe.run().await;
                 "late"
             }),
         )
@@ -205,13 +211,12 @@ async fn serve_axum(engine: Engine) -> SocketAddr {
     addr
 }
 
-async fn drive(addr: SocketAddr, cases: &[Case]) {
+async fn drive(addr: SocketAddr, cases: &[Case], probe: &SlowProbe) {
     for case in cases {
         let answer = send(addr, case.request()).await;
         check_answer(case, &answer);
     }
-    send_and_hang_up(addr, cancelled_case().request(), Duration::from_millis(200)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    send_and_hang_up(addr, cancelled_case().request(), probe).await;
 }
 
 /// An event without what legitimately differs between two runs: ids, times, indexes,
@@ -240,17 +245,22 @@ async fn actix_events_match_the_tower_path_field_by_field() {
         let writer = Writer::open(dir, signer, WriterConfig::default()).unwrap();
         let engine = common::engine(writer.handle(), EvidenceMode::Fingerprint);
         if is_actix {
-            let (addr, handle, thread) = serve_actix(engine, transfers_run.clone());
-            drive(addr, &cases).await;
+            let probe = Arc::new(SlowProbe::default());
+            let (addr, handle, thread) = serve_actix(engine, transfers_run.clone(), probe.clone());
+            drive(addr, &cases, &probe).await;
             // actix keeps running a handler whose client hung up; stopping the server
             // drops it, and the middleware records `cancelled`.
             handle.stop(false).await;
             tokio::task::spawn_blocking(move || thread.join().unwrap())
                 .await
                 .unwrap();
+            assert!(probe.dropped(), "stopping the server dropped the handler");
         } else {
-            let addr = serve_axum(engine).await;
-            drive(addr, &cases).await;
+            let probe = Arc::new(SlowProbe::default());
+            let addr = serve_axum(engine, probe.clone()).await;
+            drive(addr, &cases, &probe).await;
+            probe.wait_dropped().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let report = writer
             .shutdown(Instant::now() + Duration::from_secs(5))

@@ -63,18 +63,12 @@ async fn stream(audit: AuditContext) -> Body {
     Body::from_stream(chunks())
 }
 
-async fn slow(audit: AuditContext) -> &'static str {
-    audit.set_action("slow.started");
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    "late"
-}
-
 async fn panics() -> &'static str {
     panic!("handler bug")
 }
 
 /// The application: the same routes and policies the actix test serves.
-fn app(engine: Engine, transfers_run: Arc<AtomicUsize>) -> Router {
+fn app(engine: Engine, transfers_run: Arc<AtomicUsize>, probe: Arc<SlowProbe>) -> Router {
     Router::new()
         .route(
             "/orders/{id}",
@@ -96,7 +90,14 @@ fn app(engine: Engine, transfers_run: Arc<AtomicUsize>) -> Router {
         .route("/me", get(me))
         .route("/health", get(|| async { "ok" }))
         .route("/stream", get(stream))
-        .route("/slow", get(slow))
+        .route(
+            "/slow",
+            get(move |audit: AuditContext| async move {
+                audit.set_action("slow.started");
+                probe.run().await;
+                "late"
+            }),
+        )
         .route("/panic", get(panics))
         .layer(CatchPanicLayer::new())
         .layer(veritrail_axum::layer(engine))
@@ -127,7 +128,8 @@ async fn run(
     let verifier = signer.verifier();
     let writer = Writer::open(dir, signer, WriterConfig::default()).unwrap();
     let engine = common::engine(writer.handle(), evidence);
-    let addr = serve(app(engine, Arc::default())).await;
+    let probe = Arc::new(SlowProbe::default());
+    let addr = serve(app(engine, Arc::default(), probe.clone())).await;
     let mut answers = Vec::new();
     for case in cases {
         let answer = send(addr, case.request()).await;
@@ -135,9 +137,11 @@ async fn run(
         answers.push(answer);
     }
     let cancelled = cancelled_case();
-    send_and_hang_up(addr, cancelled.request(), Duration::from_millis(200)).await;
-    // The server notices the hang-up and drops the request's future.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    send_and_hang_up(addr, cancelled.request(), &probe).await;
+    // The server notices the hang-up and drops the request's future (the handler's first,
+    // then the layer's, in the same drop).
+    probe.wait_dropped().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let report = writer
         .shutdown(Instant::now() + Duration::from_secs(5))
         .await;
@@ -230,7 +234,7 @@ async fn a_failing_log_refuses_write_ahead_and_withholds_durable_answers() {
     recorder.set_state(MemoryRecorderState::Failed("injected fsync error".into()));
     let transfers_run = Arc::new(AtomicUsize::new(0));
     let engine = common::engine(recorder.clone(), EvidenceMode::Fingerprint);
-    let addr = serve(app(engine, transfers_run.clone())).await;
+    let addr = serve(app(engine, transfers_run.clone(), Arc::default())).await;
     let cases = scenario();
     for id in ["transfer-write-ahead", "refund-durable"] {
         let case = cases.iter().find(|c| c.id == id).unwrap();

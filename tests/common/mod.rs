@@ -168,21 +168,75 @@ pub async fn send(addr: SocketAddr, req: http::Request<Full<Bytes>>) -> Answer {
     }
 }
 
-/// Sends a request and drops the connection after `after`, before the answer.
+/// Watches the `/slow` handler: whether it started, and whether its future was dropped.
+#[derive(Debug, Default)]
+pub struct SlowProbe {
+    started: std::sync::atomic::AtomicBool,
+    dropped: std::sync::atomic::AtomicBool,
+}
+
+struct DroppedFlag(std::sync::Arc<SlowProbe>);
+
+impl Drop for DroppedFlag {
+    fn drop(&mut self) {
+        self.0
+            .dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl SlowProbe {
+    /// The slow handler's body: marks the start, then waits far longer than any test.
+    pub async fn run(self: std::sync::Arc<Self>) {
+        let _flag = DroppedFlag(self.clone());
+        self.started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+
+    async fn wait(flag: &std::sync::atomic::AtomicBool, what: &str) {
+        for _ in 0..1000 {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the slow handler never {what}");
+    }
+
+    /// Whether the server dropped the handler's future.
+    pub fn dropped(&self) -> bool {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until the handler runs.
+    pub async fn wait_started(&self) {
+        Self::wait(&self.started, "started").await;
+    }
+
+    /// Waits until the server dropped the handler's future.
+    pub async fn wait_dropped(&self) {
+        Self::wait(&self.dropped, "was dropped").await;
+    }
+}
+
+/// Sends a request to the slow route and hangs up once its handler runs, before the answer.
 pub async fn send_and_hang_up(
     addr: SocketAddr,
     req: http::Request<Full<Bytes>>,
-    after: std::time::Duration,
+    probe: &SlowProbe,
 ) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     let conn = tokio::spawn(conn);
-    let res = tokio::time::timeout(after, sender.send_request(req)).await;
-    assert!(res.is_err(), "the slow route answered early");
-    drop(sender);
+    let request = tokio::spawn(async move { sender.send_request(req).await });
+    probe.wait_started().await;
+    request.abort();
     conn.abort();
+    let _ = request.await;
+    let _ = conn.await;
 }
 
 /// What one request must produce: the answer and the event.
