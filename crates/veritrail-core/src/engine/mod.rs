@@ -4,8 +4,8 @@
 //! [`TrustedProxies`]), the request id and the W3C trace context, the allow-listed headers and
 //! query parameters ([`CaptureRules`]); it finds the token, authenticates and authorises the
 //! caller, and finally builds the `http` [`AuditEvent`](crate::event::AuditEvent) and hands it
-//! to the [`Recorder`] with the route's [`Durability`](crate::recorder::Durability). It knows no web framework: adapters
-//! give it a [`RequestView`] and render its [`Rejection`]s.
+//! to the [`Recorder`] with the route's [`Durability`](crate::recorder::Durability). It knows
+//! no web framework: adapters give it a [`RequestView`] and render its [`Rejection`]s.
 //!
 //! The adapter's sequence for one request:
 //!
