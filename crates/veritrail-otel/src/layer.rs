@@ -51,6 +51,7 @@ pub struct OtelLayer {
     config: Arc<Config>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Config {
     tracer: TracerSource,
     propagator: PropagatorSource,
@@ -73,9 +74,10 @@ impl std::fmt::Debug for Config {
     }
 }
 
+#[derive(Clone)]
 enum TracerSource {
     Global(InstrumentationScope),
-    Given(BoxedTracer),
+    Given(Arc<BoxedTracer>),
 }
 
 impl std::fmt::Debug for TracerSource {
@@ -87,7 +89,7 @@ impl std::fmt::Debug for TracerSource {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum PropagatorSource {
     W3c(TraceContextPropagator),
     Global,
@@ -124,7 +126,7 @@ impl OtelLayer {
     }
 
     fn config_mut(&mut self) -> &mut Config {
-        Arc::get_mut(&mut self.config).expect("configured before it is shared")
+        Arc::make_mut(&mut self.config)
     }
 
     /// Uses this tracer provider instead of the global one.
@@ -135,7 +137,7 @@ impl OtelLayer {
         <P::Tracer as Tracer>::Span: Send + Sync + 'static,
     {
         let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
-        self.config_mut().tracer = TracerSource::Given(tracer);
+        self.config_mut().tracer = TracerSource::Given(Arc::new(tracer));
         self
     }
 
@@ -242,8 +244,8 @@ where
             None => method.to_owned().into(),
         };
         let mut attributes = Vec::with_capacity(8);
-        if is_known_method(method) {
-            attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method.to_owned()));
+        if let Some(known) = known_method(method) {
+            attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, known));
         } else {
             attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
             attributes.push(KeyValue::new(
@@ -297,11 +299,11 @@ pub(crate) fn trace_parent(span: &SpanContext) -> Option<TraceParent> {
 
 /// The methods `http.request.method` names as they are (semantic conventions: others are
 /// `_OTHER`, with the original in `http.request.method_original`).
-fn is_known_method(method: &str) -> bool {
-    matches!(
-        method,
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH"
-    )
+fn known_method(method: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN.into_iter().find(|known| *known == method)
 }
 
 /// Request headers as a propagator's carrier.

@@ -316,3 +316,18 @@ async fn the_identity_is_reported_only_as_configured() {
     // A key id the keys do not hold is refused up front.
     assert!(EnduserPolicy::pseudonymised(keys, "nope").is_err());
 }
+
+#[tokio::test]
+async fn configuring_a_shared_layer_leaves_its_clones_as_they_were() {
+    let (provider, spans) = tracing();
+    let base = veritrail_otel::axum::layer().tracer_provider(&provider);
+    let plain = base.clone();
+    let with_origin = base.log_origin(ORIGIN);
+    for (layer, origin) in [(plain, None), (with_origin, Some(s(ORIGIN)))] {
+        spans.reset();
+        let app = app(engine(MemoryRecorder::new()), layer, None);
+        send(&app, request("GET", "/health").body(Body::empty()).unwrap()).await;
+        let [span] = server_spans(&spans).try_into().unwrap();
+        assert_eq!(attr(&span.attributes, "audit.log.origin"), origin.as_ref());
+    }
+}
