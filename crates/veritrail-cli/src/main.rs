@@ -33,6 +33,8 @@ mod proofs;
 #[cfg(feature = "proxy")]
 mod proxy;
 mod tail;
+#[cfg(any(feature = "demo", feature = "proxy"))]
+mod telemetry;
 mod tokens;
 mod verify;
 

@@ -24,7 +24,8 @@ async fn refund(Path(id): Path<u64>, who: Identity, audit: AuditContext) -> Stri
 
 /// The routes: `/health` (public), `GET /orders/{id}` (scope `orders:read`) and
 /// `POST /orders/{id}/refund` (scope `orders:refund`, recorded durably before the answer).
-pub(crate) fn router(engine: Engine) -> Router {
+/// With `otel`, each request's server span is tied to its audit event.
+pub(crate) fn router(engine: Engine, otel: Option<veritrail_otel::OtelLayer>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route(
@@ -37,6 +38,8 @@ pub(crate) fn router(engine: Engine) -> Router {
                 .route_layer(require_scope("orders:refund").durability(Durability::Durable)),
         )
         .layer(veritrail_axum::layer(engine))
+        // Outside the audit layer, so that the event records the span's ids.
+        .layer(tower::util::option_layer(otel))
 }
 
 /// A running server: its address, and how to stop it.

@@ -24,11 +24,11 @@ use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_log::NoteVerifier;
 use veritrail_log::proof::InclusionProofFile;
 use veritrail_log::verify::{VerifyOptions, verify_dir, verify_dir_with};
-use veritrail_writer::{Writer, WriterConfig};
 
 use crate::cli::DemoArgs;
 use crate::events;
 use crate::exit::{INVALID, Reported};
+use crate::telemetry::Telemetry;
 use idp::{AUDIENCE, Alg, ISSUER, IdentityProvider, TokenClaims};
 use traffic::{Case, SUBJECT};
 
@@ -93,8 +93,8 @@ async fn demo(dir: &Path) -> Result<()> {
     let signer = veritrail_log::NoteSigner::generate(LOG_NAME)?;
     let verifier = signer.verifier();
     write(&paths.verifier, format!("{}\n", verifier.to_text()))?;
-    let writer = Writer::open(&paths.log, signer, WriterConfig::default())
-        .with_context(|| format!("cannot open the audit log {}", paths.log.display()))?;
+    let telemetry = Telemetry::from_env("veritrail-demo")?;
+    let writer = telemetry.open_writer(&paths.log, signer)?;
     println!(
         "audit log          {} ({LOG_NAME}); verifier key in {}",
         paths.log.display(),
@@ -118,7 +118,8 @@ async fn demo(dir: &Path) -> Result<()> {
         .evidence(EvidenceMode::Full)
         .route("/health", RoutePolicy::public())
         .build();
-    let server = app::Server::start(app::router(engine)).await?;
+    let otel = telemetry.layer(veritrail_otel::axum::layer());
+    let server = app::Server::start(app::router(engine, otel)).await?;
     println!(
         "server             axum + the veritrail layer on http://{}\n",
         server.addr
@@ -151,6 +152,7 @@ async fn demo(dir: &Path) -> Result<()> {
     let report = writer
         .shutdown(Instant::now() + Duration::from_secs(5))
         .await;
+    telemetry.shutdown().await;
     println!(
         "\nstopped cleanly: {} written, {} dropped; last checkpoint at size {}",
         report.flushed, report.dropped, report.size

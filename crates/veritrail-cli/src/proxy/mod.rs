@@ -24,11 +24,13 @@ use veritrail_core::auth::{Authenticator, Issuer, KeySet};
 use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies};
 use veritrail_core::event::AuditEvent;
 use veritrail_core::recorder::{Durability, Recorder};
+use veritrail_otel::OtelLayer;
 use veritrail_tower::{AuditLayer, PeerAddr};
-use veritrail_writer::{Writer, WriterConfig, WriterHandle};
+use veritrail_writer::WriterHandle;
 
 use crate::cli::ProxyArgs;
 use crate::keys;
+use crate::telemetry::Telemetry;
 use config::{KeySource, Settings};
 use forward::Forward;
 
@@ -52,8 +54,8 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<()> {
 
 async fn serve(settings: Settings) -> Result<()> {
     let signer = keys::read_signer(&settings.key)?;
-    let writer = Writer::open(&settings.log, signer, WriterConfig::default())
-        .with_context(|| format!("cannot open the audit log {}", settings.log.display()))?;
+    let telemetry = Telemetry::from_env("veritrail-proxy")?;
+    let writer = telemetry.open_writer(&settings.log, signer)?;
     let authenticator = authenticator(&settings, writer.handle()).await?;
     let mut engine = Engine::builder(authenticator, writer.handle())
         .default_policy(RoutePolicy::authenticated().durability(settings.durability))
@@ -68,6 +70,7 @@ async fn serve(settings: Settings) -> Result<()> {
         engine = engine.route(prefix, policy.clone());
     }
     let layer = AuditLayer::new(engine.build()).route_with(route_of);
+    let otel = telemetry.layer(OtelLayer::new().route_with(route_of));
     let forward = Forward::new(
         settings.upstream.clone(),
         settings.upstream_timeout,
@@ -102,7 +105,7 @@ async fn serve(settings: Settings) -> Result<()> {
             },
             () = &mut stop => break,
         };
-        let service = connection_service(&layer, &forward, &settings.routes, peer);
+        let service = connection_service(&otel, &layer, &forward, &settings.routes, peer);
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -127,6 +130,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let report = writer
         .shutdown(Instant::now() + Duration::from_secs(10))
         .await;
+    telemetry.shutdown().await;
     eprintln!(
         "stopped: {} events written, {} dropped; last checkpoint at size {}",
         report.flushed, report.dropped, report.size
@@ -134,9 +138,10 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// The service for one connection: peer address and route into the request, then the audit
-/// layer, then the forwarder.
+/// The service for one connection: peer address and route into the request, then the
+/// OpenTelemetry layer (when on), the audit layer and the forwarder.
 fn connection_service(
+    otel: &Option<OtelLayer>,
     layer: &AuditLayer,
     forward: &Forward,
     routes: &config::Routes,
@@ -149,6 +154,7 @@ fn connection_service(
 > + Clone
 + use<> {
     let service = tower::ServiceBuilder::new()
+        .option_layer(otel.clone())
         .layer(layer.clone())
         .service(forward.clone());
     let routes = routes.clone();

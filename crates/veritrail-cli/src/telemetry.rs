@@ -1,0 +1,58 @@
+//! OpenTelemetry for the serving commands (`demo`, `proxy`): when the standard
+//! `OTEL_EXPORTER_OTLP_*` variables are set, each request's server span is tied to its audit
+//! event, and every record and signed checkpoint is also exported as an OTel log record.
+//! Without them nothing is exported and nothing changes.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use veritrail_log::{LogOptions, NoteSigner};
+use veritrail_otel::{OtelGuard, OtelLayer, OtelLogSink};
+use veritrail_writer::{FileSink, Writer, WriterConfig};
+
+/// The OTLP providers, when the environment asks for them.
+pub(crate) struct Telemetry {
+    guard: Option<OtelGuard>,
+}
+
+impl Telemetry {
+    /// Reads the `OTEL_*` variables; `service` is the default `service.name`.
+    pub(crate) fn from_env(service: &str) -> Result<Self> {
+        let guard = veritrail_otel::init_from_env(service)
+            .context("invalid OpenTelemetry settings in the OTEL_* environment variables")?;
+        if guard.is_some() {
+            eprintln!("OpenTelemetry: exporting spans and audit records over OTLP");
+        }
+        Ok(Telemetry { guard })
+    }
+
+    /// `base` configured with the tracer provider, or `None` when OTLP is off.
+    pub(crate) fn layer(&self, base: OtelLayer) -> Option<OtelLayer> {
+        self.guard
+            .as_ref()
+            .map(|g| base.tracer_provider(g.tracer_provider()))
+    }
+
+    /// A writer over the file log at `dir`, exporting its records as OTel logs when on.
+    pub(crate) fn open_writer(&self, dir: &Path, signer: NoteSigner) -> Result<Writer> {
+        let opened = || format!("cannot open the audit log {}", dir.display());
+        match &self.guard {
+            None => Writer::open(dir, signer, WriterConfig::default()).with_context(opened),
+            Some(guard) => {
+                let file =
+                    FileSink::open(dir, signer, LogOptions::default()).with_context(opened)?;
+                let sink = OtelLogSink::new(file, guard.logger_provider());
+                Writer::start(sink, WriterConfig::default()).with_context(opened)
+            }
+        }
+    }
+
+    /// Flushes and stops the exporters (after the writer, whose last records they carry).
+    pub(crate) async fn shutdown(self) {
+        if let Some(guard) = self.guard
+            && let Err(e) = guard.shutdown().await
+        {
+            eprintln!("OpenTelemetry shutdown: {e}");
+        }
+    }
+}
