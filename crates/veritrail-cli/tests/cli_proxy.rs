@@ -49,13 +49,36 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn token(scope: &str, exp_in: i64) -> String {
+    signed(
+        ISSUER,
+        scope,
+        exp_in,
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap(),
+    )
+}
+
+fn signed(iss: &str, scope: &str, exp_in: i64, alg: Algorithm, key: &EncodingKey) -> String {
     let now = jsonwebtoken::get_current_timestamp() as i64;
-    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now,
+    let claims = json!({"iss": iss, "aud": AUDIENCE, "sub": "alice", "iat": now,
         "exp": now + exp_in, "scope": scope});
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa1".into());
-    let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    let mut header = Header::new(alg);
+    if alg == Algorithm::RS256 {
+        header.kid = Some("rsa1".into());
+    }
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+/// The fixture's public RSA key as a JWKS document.
+fn jwks() -> String {
+    KeySet::from_pem(
+        &fixture("rsa.pub.pem"),
+        Algorithm::RS256,
+        Some("rsa1".into()),
+    )
+    .unwrap()
+    .to_public_jwks()
+    .to_string()
 }
 
 /// What the upstream saw and can be told.
@@ -129,6 +152,14 @@ async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
         .route("/upload", post(upload))
         .route("/download", get(download))
         .route("/slow", get(slow))
+        .route("/jwks.json", get(|| async { jwks() }))
+        .route(
+            "/.well-known/openid-configuration",
+            get(|headers: HeaderMap| async move {
+                let base = format!("http://{}", headers["host"].to_str().unwrap());
+                json!({"issuer": base, "jwks_uri": format!("{base}/jwks.json")}).to_string()
+            }),
+        )
         .route(
             "/too-slow",
             get(|| async {
@@ -167,16 +198,20 @@ impl Proxy {
     /// Starts the proxy in front of `upstream` with a config file `config` (the key source,
     /// log and key are passed as flags) plus `extra` flags.
     fn start(upstream: &str, config: &str, extra: &[&str]) -> Proxy {
+        Self::start_in(Env::new(), upstream, config, extra)
+    }
+
+    /// [`start`](Self::start) with the file `name` holding `contents` in its directory.
+    fn start_with_file(upstream: &str, name: &str, contents: &str, extra: &[&str]) -> Proxy {
         let env = Env::new();
+        env.write(name, contents);
+        Self::start_in(env, upstream, "", extra)
+    }
+
+    fn start_in(env: Env, upstream: &str, config: &str, extra: &[&str]) -> Proxy {
         let verifier =
             NoteVerifier::from_text(&env.keygen_as("proxy.test/log", "audit.key")).unwrap();
-        let keys = KeySet::from_pem(
-            &fixture("rsa.pub.pem"),
-            Algorithm::RS256,
-            Some("rsa1".into()),
-        )
-        .unwrap();
-        env.write("jwks.json", keys.to_public_jwks().to_string());
+        env.write("jwks.json", jwks());
         env.write("proxy.toml", config);
         let mut args = vec![
             "proxy",
@@ -186,10 +221,6 @@ impl Proxy {
             "127.0.0.1:0",
             "--upstream",
             upstream,
-            "--jwks",
-            "jwks.json",
-            "--issuer",
-            ISSUER,
             "--audience",
             AUDIENCE,
             "--log",
@@ -197,6 +228,13 @@ impl Proxy {
             "--key",
             "audit.key",
         ];
+        // The fixture's JWKS file, unless the test names its own key source and issuer.
+        if !extra
+            .iter()
+            .any(|a| ["--jwks", "--oidc", "--hs-secret-file"].contains(a))
+        {
+            args.extend_from_slice(&["--jwks", "jwks.json", "--issuer", ISSUER]);
+        }
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
             .args(&args)
@@ -658,4 +696,133 @@ async fn sigterm_lets_requests_in_flight_finish_and_logs_them() {
         );
     }
     assert_eq!(kinds.last().map(String::as_str), Some("stop"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_a_jwks_url_oidc_discovery_and_an_hmac_secret_file() {
+    let (up_addr, _) = start_upstream().await;
+    let upstream = format!("http://{up_addr}");
+    let rsa = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+
+    // A JWKS URL: fetched at start, recorded as a keyset record.
+    let url = format!("{upstream}/jwks.json");
+    let proxy = Proxy::start(&upstream, "", &["--jwks", &url, "--issuer", ISSUER]);
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let (status, _, _) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &auth)],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (env, verifier) = proxy.stop();
+    let keyset = keyset_records(&env, &verifier);
+    assert_eq!(keyset.len(), 1, "{keyset:?}");
+    assert_eq!(keyset[0]["issuer"], ISSUER);
+    let want: Value = serde_json::from_str(&jwks()).unwrap();
+    assert_eq!(keyset[0]["jwks"]["keys"][0]["n"], want["keys"][0]["n"]);
+
+    // OIDC discovery: the issuer is the discovery URL, the keys come from its jwks_uri.
+    let proxy = Proxy::start(&upstream, "", &["--oidc", &upstream]);
+    let good = format!(
+        "Bearer {}",
+        signed(&upstream, "", 300, Algorithm::RS256, &rsa)
+    );
+    let other_iss = format!("Bearer {}", token("", 300));
+    let (status, _, _) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &good)],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &other_iss)],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 401, "another issuer's token");
+    let (env, verifier) = proxy.stop();
+    assert_eq!(
+        keyset_records(&env, &verifier)[0]["issuer"],
+        upstream.as_str()
+    );
+
+    // An HMAC secret file: HS256 tokens; the secret never enters the log.
+    let secret = "hs-secret-that-must-never-leak-0123456789abcdef";
+    let proxy = Proxy::start_with_file(
+        &upstream,
+        "secret",
+        &format!("{secret}\n"),
+        &["--hs-secret-file", "secret", "--issuer", ISSUER],
+    );
+    let hs = |key: &[u8]| {
+        format!(
+            "Bearer {}",
+            signed(
+                ISSUER,
+                "",
+                300,
+                Algorithm::HS256,
+                &EncodingKey::from_secret(key)
+            )
+        )
+    };
+    let (status, _, _) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &hs(secret.as_bytes()))],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &hs(b"another-secret-0123456789abcdefghij"))],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (env, verifier) = proxy.stop();
+    assert!(
+        keyset_records(&env, &verifier).is_empty(),
+        "no keyset for a shared secret"
+    );
+    for file in common::files_under(&env.path("log")) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the secret",
+            file.display()
+        );
+    }
+}
+
+/// The `keyset` records of a verified log.
+fn keyset_records(env: &Env, verifier: &NoteVerifier) -> Vec<Value> {
+    let mut found = Vec::new();
+    verify_dir_with(
+        &env.path("log"),
+        verifier,
+        &VerifyOptions::default(),
+        |_, record| {
+            let v: Value = serde_json::from_slice(record).unwrap();
+            if v["kind"] == "keyset" {
+                found.push(v);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    found
 }

@@ -427,6 +427,34 @@ optional = true
     }
 
     #[test]
+    fn the_readme_example_config_loads() {
+        let readme = include_str!("../../../../README.md");
+        let start = readme
+            .find("```toml\nlisten")
+            .expect("README has the proxy config example");
+        let body = &readme[start + "```toml\n".len()..];
+        let example = &body[..body.find("```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, example).unwrap();
+        let s = load(&args(&path)).unwrap();
+        assert!(matches!(&s.keys, KeySource::Oidc(url) if url == "https://login.example.com"));
+        assert_eq!(
+            s.issuer, "https://login.example.com",
+            "defaults to the OIDC issuer"
+        );
+        assert_eq!(s.key, dir.path().join("audit.key"));
+        assert!(s.identity_headers);
+        assert_eq!(s.trusted_proxies, ["10.0.0.0/8"]);
+        let routes: Vec<_> = s.routes.iter().map(|(p, _)| p.to_owned()).collect();
+        assert_eq!(
+            routes,
+            ["/orders/", "/health", "/admin/"],
+            "longest prefix first"
+        );
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("proxy.toml");
