@@ -81,7 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The writer first (its last records and checkpoint go through the logger), then the
     // telemetry, whose shutdown runs off the runtime's threads.
-    writer.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    writer
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
     if let Some(guard) = telemetry {
         guard.shutdown().await?;
     }
