@@ -153,3 +153,89 @@ fn demo_reuses_its_own_directory_and_refuses_others() {
     );
     assert_eq!(env.read("mine/notes.txt"), "keep me");
 }
+
+/// With the OTLP variables set, the demo's spans and records reach a collector (here a small
+/// HTTP server of the test's, speaking OTLP/JSON), and each request's span is the one its
+/// audit event names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_exports_spans_tied_to_events_over_otlp() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::State;
+    use axum::routing::post;
+
+    type Posts = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    async fn collect(State(posts): State<Posts>, uri: axum::http::Uri, body: bytes::Bytes) {
+        posts
+            .lock()
+            .unwrap()
+            .push((uri.path().to_owned(), body.to_vec()));
+    }
+    let posts: Posts = Arc::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", post(collect))
+        .route("/v1/logs", post(collect))
+        .with_state(Arc::clone(&posts));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let env = Env::new();
+    let dir = env.path("demo");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_veritrail"))
+            .args(["demo", "--dir"])
+            .arg(&dir)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut span_traces = Vec::new();
+    let mut log_bodies = Vec::new();
+    for (path, body) in posts.lock().unwrap().iter() {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        if path == "/v1/traces" {
+            for rs in v["resourceSpans"].as_array().unwrap() {
+                for ss in rs["scopeSpans"].as_array().unwrap() {
+                    for span in ss["spans"].as_array().unwrap() {
+                        span_traces.push(span["traceId"].as_str().unwrap().to_lowercase());
+                    }
+                }
+            }
+        } else {
+            for rl in v["resourceLogs"].as_array().unwrap() {
+                for sl in rl["scopeLogs"].as_array().unwrap() {
+                    for record in sl["logRecords"].as_array().unwrap() {
+                        log_bodies.push(record["body"].to_string());
+                    }
+                }
+            }
+        }
+    }
+    let records = records(&env.path("demo"));
+    let mut http = 0;
+    for record in &records {
+        let event = AuditEvent::from_json(record).unwrap();
+        let id = event.id.to_string();
+        assert!(
+            log_bodies.iter().any(|b| b.contains(&id)),
+            "record {id} was not exported as a log record"
+        );
+        if let Some(h) = event.as_http() {
+            http += 1;
+            let trace = h
+                .request
+                .trace_id
+                .clone()
+                .expect("the event names its span");
+            assert!(span_traces.contains(&trace), "no span for trace {trace}");
+        }
+    }
+    assert_eq!(http, 9);
+    assert_eq!(span_traces.len(), 9, "one server span per request");
+}
