@@ -326,6 +326,11 @@ async fn send(
     )
 }
 
+/// The status of a request without a body.
+async fn status_of(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    send(addr, method, path, headers, empty()).await.0
+}
+
 async fn send_head(
     addr: SocketAddr,
     method: &str,
@@ -464,12 +469,11 @@ async fn tokens_policies_and_identity_headers() {
 
     // The admin route with the scope: write-ahead, so an intent precedes the event.
     let admin = format!("Bearer {}", token("orders:read admin", 300));
-    let (status, _, _) = send(
+    let status = status_of(
         addr,
         "POST",
         "/admin/headers",
         &[("authorization", &admin), ("x-request-id", "admin")],
-        empty(),
     )
     .await;
     assert_eq!(status, 200);
@@ -620,12 +624,11 @@ async fn a_dead_upstream_is_502_and_a_slow_one_504_both_recorded_as_errors() {
         "",
         &["--upstream-timeout", "1"],
     );
-    let (status, _, _) = send(
+    let status = status_of(
         proxy.addr,
         "GET",
         "/too-slow",
         &[("authorization", &auth), ("x-request-id", "slow")],
-        empty(),
     )
     .await;
     assert_eq!(status, 504);
@@ -708,14 +711,7 @@ async fn keys_from_a_jwks_url_oidc_discovery_and_an_hmac_secret_file() {
     let url = format!("{upstream}/jwks.json");
     let proxy = Proxy::start(&upstream, "", &["--jwks", &url, "--issuer", ISSUER]);
     let auth = format!("Bearer {}", token("orders:read", 300));
-    let (status, _, _) = send(
-        proxy.addr,
-        "GET",
-        "/headers",
-        &[("authorization", &auth)],
-        empty(),
-    )
-    .await;
+    let status = status_of(proxy.addr, "GET", "/headers", &[("authorization", &auth)]).await;
     assert_eq!(status, 200);
     let (env, verifier) = proxy.stop();
     let keyset = keyset_records(&env, &verifier);
@@ -731,21 +727,13 @@ async fn keys_from_a_jwks_url_oidc_discovery_and_an_hmac_secret_file() {
         signed(&upstream, "", 300, Algorithm::RS256, &rsa)
     );
     let other_iss = format!("Bearer {}", token("", 300));
-    let (status, _, _) = send(
-        proxy.addr,
-        "GET",
-        "/headers",
-        &[("authorization", &good)],
-        empty(),
-    )
-    .await;
+    let status = status_of(proxy.addr, "GET", "/headers", &[("authorization", &good)]).await;
     assert_eq!(status, 200);
-    let (status, _, _) = send(
+    let status = status_of(
         proxy.addr,
         "GET",
         "/headers",
         &[("authorization", &other_iss)],
-        empty(),
     )
     .await;
     assert_eq!(status, 401, "another issuer's token");
@@ -775,21 +763,19 @@ async fn keys_from_a_jwks_url_oidc_discovery_and_an_hmac_secret_file() {
             )
         )
     };
-    let (status, _, _) = send(
+    let status = status_of(
         proxy.addr,
         "GET",
         "/headers",
         &[("authorization", &hs(secret.as_bytes()))],
-        empty(),
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _, _) = send(
+    let status = status_of(
         proxy.addr,
         "GET",
         "/headers",
         &[("authorization", &hs(b"another-secret-0123456789abcdefghij"))],
-        empty(),
     )
     .await;
     assert_eq!(status, 401);

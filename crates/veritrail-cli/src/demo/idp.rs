@@ -141,8 +141,7 @@ impl IdentityProvider {
         json!({"keys": self.keys.iter().map(SigningKey::jwk).collect::<Vec<_>>()})
     }
 
-    /// A token for `sub` with `scope`, signed with the `alg` key, valid from `now - age` for
-    /// `lifetime` seconds (a negative end makes an expired token).
+    /// A token with `claims`, signed with this provider's `alg` key.
     pub(crate) fn token(&self, alg: Alg, claims: &TokenClaims<'_>) -> Result<String> {
         let key = self
             .keys

@@ -154,7 +154,7 @@ async fn demo(dir: &Path) -> Result<()> {
         .await;
     telemetry.shutdown().await;
     println!(
-        "\nstopped cleanly: {} written, {} dropped; last checkpoint at size {}",
+        "\nstopped cleanly: {} events written, {} dropped; last checkpoint at size {}",
         report.flushed, report.dropped, report.size
     );
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt;
 use veritrail_core::auth::remote::{JwksConfig, JwksStore};
@@ -33,6 +33,9 @@ use crate::keys;
 use crate::telemetry::Telemetry;
 use config::{KeySource, Settings};
 use forward::Forward;
+
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The route (configured path prefix) a request falls under, for the engine's policy lookup.
 #[derive(Clone)]
@@ -107,6 +110,9 @@ async fn serve(settings: Settings) -> Result<()> {
         };
         let service = connection_service(&otel, &layer, &forward, &settings.routes, peer);
         let conn = hyper::server::conn::http1::Builder::new()
+            // A client gets this long to send a request head (slow-header attacks).
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
