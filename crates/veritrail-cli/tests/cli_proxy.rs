@@ -812,3 +812,46 @@ fn keyset_records(env: &Env, verifier: &NoteVerifier) -> Vec<Value> {
     .unwrap();
     found
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_grace_period_are_cut_off_and_recorded_as_cancelled() {
+    let (up_addr, _) = start_upstream().await;
+    let proxy = Proxy::start(&format!("http://{up_addr}"), "", &["--shutdown-grace", "1"]);
+    let (addr, pid) = (proxy.addr, proxy.child.0.id().to_string());
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let slow = tokio::spawn(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/too-slow")
+            .header("host", "shop.example")
+            .header("authorization", auth)
+            .header("x-request-id", "cut-off")
+            .body(empty())
+            .unwrap();
+        sender.send_request(req).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answer = slow.await.unwrap();
+    assert!(
+        answer.is_err(),
+        "the request past the grace period got {answer:?}"
+    );
+    let (env, verifier) = proxy.stop();
+    let (events, kinds) = read_log(&env, &verifier);
+    assert_eq!(
+        events["cut-off"]["outcome"], "cancelled",
+        "{}",
+        events["cut-off"]
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("stop"));
+}

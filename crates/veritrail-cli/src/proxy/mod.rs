@@ -94,9 +94,12 @@ async fn serve(settings: Settings) -> Result<()> {
     );
 
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {
         let (stream, peer) = tokio::select! {
+            // Reap finished connections as we go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -115,7 +118,7 @@ async fn serve(settings: Settings) -> Result<()> {
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Clients that go away mid-request are recorded as `cancelled`; nothing to add.
             let _ = conn.await;
         });
@@ -129,6 +132,9 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .is_ok();
     if !drained {
+        // Dropping a request's future records it as `cancelled`, before the writer stops.
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
         eprintln!(
             "requests still in flight after the grace period were cut off (recorded as cancelled)"
         );
