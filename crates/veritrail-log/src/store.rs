@@ -18,8 +18,9 @@
 //! Segments rotate when the next frame would take one past
 //! [`LogOptions::segment_bytes`], or once one is older than [`LogOptions::segment_max_age`].
 //! Checksums are CRC-32C (the `crc32c` crate: the SSE 4.2 / ARMv8 CRC instructions when
-//! present), as in ext4, iSCSI and Kafka's record batches. The tree files are the data model of C2SP tlog-tiles (one
-//! flat file per level instead of tiles): any proof reads O(log n) entries at known offsets.
+//! present), as in ext4, iSCSI and Kafka's record batches. The tree files are the data model
+//! of C2SP tlog-tiles (one flat file per level instead of tiles): any proof reads O(log n)
+//! entries at known offsets.
 //!
 //! # Durability and recovery
 //!
@@ -40,6 +41,12 @@
 //! - refuses anything else: a bad frame followed by more data, any damage inside the latest
 //!   checkpoint, a gap between segments, a stored tree that disagrees with the latest
 //!   checkpoint. The error names the segment, byte offset and record index.
+//!
+//! Sealed segments are not re-read on open (that would make opening O(n)): damage there is
+//! caught by [`Log::read`] (frame checksum and stored leaf hash) and by the
+//! [verifier](crate::verify), which re-reads everything. Nor does opening check checkpoint
+//! signatures; it takes the latest checkpoint's size and root from the history, which is what
+//! keeps it from signing a checkpoint that does not extend them.
 //!
 //! An I/O error while writing or syncing puts the log in a failed state: every later
 //! [`append`](Log::append), [`sync`](Log::sync) and [`checkpoint`](Log::checkpoint) returns

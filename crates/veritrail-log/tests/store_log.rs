@@ -345,7 +345,10 @@ mod reopening {
             for step in steps {
                 let l = match log.as_mut() {
                     Some(l) => l,
-                    None => log.insert(Log::open(dir.path(), signer.clone(), opts.clone()).unwrap()),
+                    None => {
+                        let reopened = Log::open(dir.path(), signer.clone(), opts.clone());
+                        log.insert(reopened.unwrap())
+                    }
                 };
                 prop_assert_eq!(l.recovered(), None);
                 match step {
@@ -374,7 +377,8 @@ mod reopening {
                 let index = probe / 7 % size;
                 let root = merkle::root_of_leaves(&leaves[..size as usize]);
                 let proof = log.inclusion_proof(index, size).unwrap();
-                prop_assert!(merkle::verify_inclusion(&leaves[index as usize], index, size, &proof, &root).is_ok());
+                let leaf = &leaves[index as usize];
+                prop_assert!(merkle::verify_inclusion(leaf, index, size, &proof, &root).is_ok());
             }
             let report = veritrail_log::verify::verify_dir(
                 dir.path(),

@@ -1,7 +1,8 @@
 //! The segment file format: a header, then framed records.
 //!
 //! ```text
-//! header (24 bytes): "VTLOGSEG" | version u32 LE (1) | first index u64 LE | crc32c of the 20 bytes before, u32 LE
+//! header (24 bytes): "VTLOGSEG" | version u32 LE (1) | first index u64 LE
+//!                    | crc32c of the 20 bytes before, u32 LE
 //! frame:             length u32 LE | crc32c(length LE bytes ‖ record) u32 LE | record bytes
 //! ```
 //!
