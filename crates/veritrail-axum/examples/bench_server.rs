@@ -1,9 +1,10 @@
 //! The server `scripts/bench-http` drives with wrk: plain axum, or the same app behind the
 //! veritrail layer (RS256 tokens, verified-token cache on, `Async` events into a file log).
 //!
-//! `bench_server plain|veritrail PORT TOKEN_FILE LOG_DIR` — in `veritrail` mode it writes
-//! 1,000 distinct RS256 tokens to TOKEN_FILE (one per line) before it listens; in `plain` mode
-//! it only listens.
+//! `bench_server plain|veritrail|veritrail-nolog PORT TOKEN_FILE LOG_DIR` — in the veritrail
+//! modes it writes 1,000 distinct RS256 tokens to TOKEN_FILE (one per line) before it listens;
+//! in `plain` mode it only listens. `veritrail-nolog` hands events to a recorder that drops
+//! them (a diagnostic: the layer's cost without the log's).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,11 +15,22 @@ use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use veritrail_core::auth::{Authenticator, Issuer, KeySet};
 use veritrail_core::engine::{Engine, RoutePolicy};
+use veritrail_core::event::AuditEvent;
+use veritrail_core::recorder::{Durability, Receipt, RecordFuture, Recorder};
 use veritrail_log::NoteSigner;
 use veritrail_writer::{Writer, WriterConfig};
 
 async fn order(UrlPath(id): UrlPath<u64>) -> String {
     format!("{{\"order\":{id},\"state\":\"shipped\"}}")
+}
+
+/// A recorder that drops every event (the `veritrail-nolog` diagnostic).
+struct Discard;
+
+impl Recorder for Discard {
+    fn record(&self, _: AuditEvent, _: Durability) -> RecordFuture {
+        Box::pin(std::future::ready(Ok(Receipt { index: None })))
+    }
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -35,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut writer = None;
     let app = match mode.as_str() {
         "plain" => app,
-        "veritrail" => {
+        "veritrail" | "veritrail-nolog" => {
             let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem"))?;
             let now = jsonwebtoken::get_current_timestamp();
             let mut header = Header::new(Algorithm::RS256);
@@ -61,18 +73,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .audience("orders"),
                 )
                 .build()?;
-            let w = Writer::open(
-                log_dir,
-                NoteSigner::generate("bench/orders")?,
-                WriterConfig::default(),
-            )?;
-            let engine = Engine::builder(auth, w.handle())
-                .route(
-                    "/orders/{id}",
-                    RoutePolicy::authenticated().scope("orders:read"),
-                )
-                .build();
-            writer = Some(w);
+            let engine = if mode == "veritrail" {
+                let w = Writer::open(
+                    log_dir,
+                    NoteSigner::generate("bench/orders")?,
+                    WriterConfig::default(),
+                )?;
+                let builder = Engine::builder(auth, w.handle());
+                writer = Some(w);
+                builder
+            } else {
+                Engine::builder(auth, Discard)
+            }
+            .route(
+                "/orders/{id}",
+                RoutePolicy::authenticated().scope("orders:read"),
+            )
+            .build();
             app.layer(veritrail_axum::layer(engine))
         }
         other => return Err(format!("unknown mode {other}").into()),
