@@ -1,13 +1,59 @@
 //! veritrail: JWT authentication for web services plus a tamper-evident audit log.
 //!
-//! This facade re-exports the workspace crates; see each for details.
+//! A tower `Layer` (with thin axum and actix-web adapters) authenticates each request with a
+//! JWT and appends what happened — who, what, when, from where, under which authority, with
+//! what outcome — to a log that anyone holding the log's public key can verify offline.
+//!
+//! This facade re-exports the workspace crates behind features, so a service only compiles
+//! what it uses:
+//!
+//! | feature | module | crate |
+//! | --- | --- | --- |
+//! | (always) | [`log`] | `veritrail-log`: the RFC 6962 log, C2SP checkpoints, proofs, verifier |
+//! | `core` | `core` | `veritrail-core`: JWT authenticator, audit event model, request engine |
+//! | `writer` | `writer` | `veritrail-writer`: batching, group-committing writer (a `Recorder`) |
+//! | `tower` | `tower` | `veritrail-tower`: `AuditLayer` for any tower stack |
+//! | `axum` | `axum` | `veritrail-axum`: extractors and route helpers for axum 0.8 |
+//! | `actix` | `actix` | `veritrail-actix`: middleware and extractors for actix-web 4 |
+//! | `otel` | `otel` | `veritrail-otel`: server spans and OTel log export tied to audit events |
+//!
+//! The log alone, with no web framework:
+//!
+//! ```
+//! use veritrail::log::verify::{VerifyOptions, verify_dir};
+//! use veritrail::log::{Log, LogOptions, NoteSigner};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path().join("audit-log");
+//! let signer = NoteSigner::generate("example.com/audit")?;
+//! let verifier = signer.verifier();
+//! let mut log = Log::open(&dir, signer, LogOptions::default())?;
+//! log.append(br#"{"v":1,"kind":"http","sub":"alice"}"#)?;
+//! let checkpoint = log.checkpoint()?; // syncs, then signs
+//! log.close()?;
+//!
+//! let opts = VerifyOptions { against: vec![checkpoint], ..VerifyOptions::default() };
+//! assert_eq!(verify_dir(&dir, &verifier, &opts)?.records, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The web integration is shown in the repository's `examples/` (`axum_quickstart`,
+//! `actix_quickstart`, `hyper_tower`, `otel`) and in README.md.
+
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "actix")]
 pub use veritrail_actix as actix;
 #[cfg(feature = "axum")]
 pub use veritrail_axum as axum;
+#[cfg(feature = "core")]
+pub use veritrail_core as core;
 pub use veritrail_log as log;
 #[cfg(feature = "otel")]
 pub use veritrail_otel as otel;
 #[cfg(feature = "tower")]
 pub use veritrail_tower as tower;
+#[cfg(feature = "writer")]
+pub use veritrail_writer as writer;
