@@ -590,7 +590,6 @@ impl Log {
             // A new log (or one whose first segment creation did not reach the disk).
             segments.push(0);
         }
-        check_sealed(&layout, &segments)?;
         let newest_first = *segments.last().expect("at least one segment");
         let newest_path = layout.segment(newest_first);
         let mut newest = if newest_path.exists() {
@@ -619,6 +618,7 @@ impl Log {
                 ),
             });
         }
+        check_sealed(&layout, &segments, &offsets, &tree)?;
         tree.truncate_leaves(newest_first)?;
         offsets.truncate(newest_first * 8)?;
         let parts = subtree_parts(&tree, newest_first)?;
@@ -1100,8 +1100,16 @@ fn load_history(
     Ok((Some((checkpoint, last.note.clone())), cut))
 }
 
-/// Checks every segment but the newest: its header names the index its file name says.
-fn check_sealed(layout: &Layout, segments: &[u64]) -> Result<(), LogError> {
+/// Checks every segment but the newest, in O(1) reads each: its header names the index its
+/// file name says, and its last record (found through the offsets file) ends exactly at the
+/// end of the file and matches its stored leaf hash. A segment removed, cut short or grown
+/// shows up here.
+fn check_sealed(
+    layout: &Layout,
+    segments: &[u64],
+    offsets: &AppendFile,
+    tree: &TreeFiles,
+) -> Result<(), LogError> {
     if segments[0] != 0 {
         return Err(LogError::Corrupt {
             segment: layout.segment(segments[0]),
@@ -1113,38 +1121,59 @@ fn check_sealed(layout: &Layout, segments: &[u64]) -> Result<(), LogError> {
             ),
         });
     }
-    for &first in &segments[..segments.len() - 1] {
+    for pair in segments.windows(2) {
+        let (first, last) = (pair[0], pair[1] - 1);
         let path = layout.segment(first);
-        let mut header = [0u8; HEADER_LEN];
-        let f = File::open(&path).map_err(|e| files::with_path(e, &path))?;
-        let n = read_up_to(&f, &mut header).map_err(|e| files::with_path(e, &path))?;
-        let named = segment::parse_header(&header[..n]).map_err(|p| LogError::Corrupt {
+        let file = AppendFile::open(path.clone(), false)?;
+        let corrupt = |offset: u64, index: u64, reason: String| LogError::Corrupt {
             segment: path.clone(),
-            offset: 0,
-            index: first,
-            reason: p.to_string(),
-        })?;
+            offset,
+            index,
+            reason,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        let n = HEADER_LEN.min(file.len() as usize);
+        file.read_at(0, &mut header[..n])?;
+        let named =
+            segment::parse_header(&header[..n]).map_err(|p| corrupt(0, first, p.to_string()))?;
         if named != first {
-            return Err(LogError::Corrupt {
-                segment: path,
-                offset: 12,
-                index: first,
-                reason: format!("the header says the first index is {named}"),
-            });
+            return Err(corrupt(
+                12,
+                first,
+                format!("the header says the first index is {named}"),
+            ));
+        }
+        let mut b = [0u8; 8];
+        offsets.read_at(last * 8, &mut b)?;
+        let offset = u64::from_le_bytes(b);
+        let record = read_frame(&file, offset).map_err(|r| {
+            corrupt(
+                offset,
+                last,
+                format!("the segment's last record (where the offsets file puts it): {r}"),
+            )
+        })?;
+        let end = offset + (FRAME_HEADER_LEN + record.len()) as u64;
+        if end != file.len() {
+            return Err(corrupt(
+                offset,
+                last,
+                format!(
+                    "the segment should end with record {last} at byte {end} but is {} bytes \
+                     long: records are missing or were added",
+                    file.len()
+                ),
+            ));
+        }
+        if merkle::leaf_hash(&record) != merkle::HashSource::node(tree, 0, last)? {
+            return Err(corrupt(
+                offset,
+                last,
+                "the segment's last record does not match its stored leaf hash".into(),
+            ));
         }
     }
     Ok(())
-}
-
-fn read_up_to(mut f: &File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// The whole logical content of a file.

@@ -521,3 +521,38 @@ fn an_empty_log_verifies_and_extends_its_empty_checkpoint() {
     let report = verify_dir(dir.path(), &signer.verifier(), &against).unwrap();
     assert_eq!((report.records, report.against_checked), (1, 1));
 }
+
+#[test]
+fn a_sealed_segment_removed_or_cut_is_refused_on_open_and_named_by_the_verifier() {
+    let f = fixture();
+    let segs = f.segment_records();
+    let (middle, recs) = &segs[1];
+    let first_of_next = segs[0].1.len() + recs.len();
+
+    // A whole sealed segment deleted.
+    std::fs::remove_file(middle).unwrap();
+    let err = Log::open(f.dir.path(), f.signer.clone(), opts()).unwrap_err();
+    assert!(
+        matches!(err, veritrail_log::store::LogError::Corrupt { index, .. } if index == first_of_next as u64 - 1),
+        "{err}"
+    );
+    expect_record(f.verify(), segs[0].1.len() as u64, "segment deleted");
+    f.snap.restore(f.dir.path());
+
+    // Its last record cut off (at a frame boundary, so the framing is intact).
+    let data = &f.snap.0[middle];
+    let last_frame = tamper_util::frame(recs.last().unwrap()).len();
+    put(middle, &data[..data.len() - last_frame]);
+    let err = Log::open(f.dir.path(), f.signer.clone(), opts()).unwrap_err();
+    assert!(
+        matches!(err, veritrail_log::store::LogError::Corrupt { index, .. } if index == first_of_next as u64 - 1),
+        "{err}"
+    );
+    expect_record(
+        f.verify(),
+        first_of_next as u64 - 1,
+        "last record of a sealed segment cut",
+    );
+    f.snap.restore(f.dir.path());
+    Log::open(f.dir.path(), f.signer.clone(), opts()).unwrap();
+}
