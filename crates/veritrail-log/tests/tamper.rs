@@ -11,6 +11,7 @@ use tamper_util::{
 };
 use veritrail_log::merkle::{self, Hash};
 use veritrail_log::note::{NoteSigner, NoteVerifier};
+use veritrail_log::store::LogError;
 use veritrail_log::verify::{VerifyError, VerifyOptions, VerifyReport, verify_dir};
 use veritrail_log::{Log, LogOptions};
 
@@ -533,7 +534,7 @@ fn a_sealed_segment_removed_or_cut_is_refused_on_open_and_named_by_the_verifier(
     std::fs::remove_file(middle).unwrap();
     let err = Log::open(f.dir.path(), f.signer.clone(), opts()).unwrap_err();
     assert!(
-        matches!(err, veritrail_log::store::LogError::Corrupt { index, .. } if index == first_of_next as u64 - 1),
+        matches!(err, LogError::Corrupt { index, .. } if index == first_of_next as u64 - 1),
         "{err}"
     );
     expect_record(f.verify(), segs[0].1.len() as u64, "segment deleted");
@@ -545,7 +546,7 @@ fn a_sealed_segment_removed_or_cut_is_refused_on_open_and_named_by_the_verifier(
     put(middle, &data[..data.len() - last_frame]);
     let err = Log::open(f.dir.path(), f.signer.clone(), opts()).unwrap_err();
     assert!(
-        matches!(err, veritrail_log::store::LogError::Corrupt { index, .. } if index == first_of_next as u64 - 1),
+        matches!(err, LogError::Corrupt { index, .. } if index == first_of_next as u64 - 1),
         "{err}"
     );
     expect_record(
