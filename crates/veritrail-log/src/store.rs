@@ -42,9 +42,11 @@
 //!   checkpoint, a gap between segments, a stored tree that disagrees with the latest
 //!   checkpoint. The error names the segment, byte offset and record index.
 //!
-//! Sealed segments are not re-read on open (that would make opening O(n)): damage there is
-//! caught by [`Log::read`] (frame checksum and stored leaf hash) and by the
-//! [verifier](crate::verify), which re-reads everything. Nor does opening check checkpoint
+//! Sealed segments are not re-read on open (that would make opening O(n)); opening checks
+//! each one's header and last record (where the offsets file puts it, ending exactly at the
+//! end of the file, matching its stored leaf hash), so a segment removed, cut short or grown
+//! is refused. Damage inside one is caught by [`Log::read`] (frame checksum and stored leaf
+//! hash) and by the [verifier](crate::verify), which re-reads everything. Nor does opening check checkpoint
 //! signatures; it takes the latest checkpoint's size and root from the history, which is what
 //! keeps it from signing a checkpoint that does not extend them.
 //!
