@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-mod records;
+mod support;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use veritrail_log::{Log, LogOptions, NoteSigner};
@@ -34,7 +34,7 @@ const START_OVER: u64 = 256 << 20;
 
 /// `n` distinct 500-byte records.
 fn records(n: usize) -> Vec<Vec<u8>> {
-    (0..n as u64).map(|i| records::record(i, RECORD)).collect()
+    (0..n as u64).map(|i| support::record(i, RECORD)).collect()
 }
 
 fn open_log(dir: &Path) -> Log {
@@ -107,17 +107,6 @@ fn batches_on(c: &mut Criterion, name: &str, base: &Path) {
     g.finish();
 }
 
-/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
 /// Records per wall second and per CPU-second of `batches` batches on tmpfs: the CPU figure
 /// does not depend on how busy the machine is.
 fn cpu_report(base: &Path) {
@@ -135,7 +124,7 @@ fn cpu_report(base: &Path) {
     };
     let dir = tempfile::tempdir_in(base).unwrap();
     let mut log = open_log(dir.path());
-    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    let (wall, cpu) = (Instant::now(), support::cpu_seconds());
     for _ in 0..batches {
         log.append_batch(slices.iter().copied()).unwrap();
         log.sync().unwrap();
@@ -143,11 +132,11 @@ fn cpu_report(base: &Path) {
     report(
         "tmpfs, veritrail: append_batch + sync",
         wall.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu,
+        support::cpu_seconds() - cpu,
     );
     drop(log);
     let mut file = File::create(dir.path().join("bare")).unwrap();
-    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    let (wall, cpu) = (Instant::now(), support::cpu_seconds());
     for _ in 0..batches {
         file.write_all(&bytes).unwrap();
         file.sync_data().unwrap();
@@ -155,7 +144,7 @@ fn cpu_report(base: &Path) {
     report(
         "tmpfs, baseline: write + fdatasync",
         wall.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu,
+        support::cpu_seconds() - cpu,
     );
 }
 

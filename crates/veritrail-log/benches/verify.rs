@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-mod records;
+mod support;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ const RECORDS: u64 = 512 * 1024;
 const RECORD: usize = 500;
 
 fn record(i: u64) -> Vec<u8> {
-    records::record(i, RECORD)
+    support::record(i, RECORD)
 }
 
 /// The log (built on first use) and its verifier key.
@@ -84,26 +84,14 @@ fn print_openssl_speed() {
     }
 }
 
-/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
 /// Wall and CPU time of `runs` calls, printed as MB/s of wall time and MB per CPU-second:
 /// the second does not depend on how busy the machine is.
 fn cpu_report(what: &str, bytes: u64, runs: u32, mut f: impl FnMut()) {
-    let (wall, cpu) = (std::time::Instant::now(), cpu_seconds());
+    let (wall, cpu) = (std::time::Instant::now(), support::cpu_seconds());
     for _ in 0..runs {
         f();
     }
-    let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let (wall, cpu) = (wall.elapsed().as_secs_f64(), support::cpu_seconds() - cpu);
     let mb = bytes as f64 * f64::from(runs) / 1e6;
     eprintln!(
         "{what:<48} {:7.0} MB/s wall, {:7.0} MB per CPU-second",
