@@ -107,6 +107,8 @@ pub fn engine(recorder: impl Recorder, evidence: EvidenceMode) -> Engine {
 
 /// Signs a token with `alg` (RS256, ES256, EdDSA or HS256); `extra` overrides claims.
 pub fn token(alg: Algorithm, scopes: &str, extra: Value) -> String {
+    // Under --all-features both jsonwebtoken backends are on: pick ours before signing.
+    veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims = json!({
         "iss": if alg == Algorithm::HS256 { HS_ISSUER } else { ISSUER },
