@@ -499,6 +499,12 @@ fn next_steps(paths: &Paths, refund: u64, tamper: Option<&Tamper>) {
     ));
     let width = steps.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     println!("\ntry next");
+    if let Ok(exe) = std::env::current_exe() {
+        println!(
+            "  (`veritrail` is {}; `cargo install --path crates/veritrail-cli` puts it on your PATH)",
+            exe.display()
+        );
+    }
     for (command, why) in &steps {
         println!("  {command:<width$}  # {why}");
     }
