@@ -10,6 +10,9 @@
 //! veritrail events log --sub alice --since 1h             # or --json: the stored records
 //! veritrail tail log                                      # follow new events
 //! veritrail export log --format ocsf --out events.ocsf.jsonl
+//! veritrail demo                                          # server, tokens, traffic, verification
+//! veritrail proxy --listen 0.0.0.0:8080 --upstream http://127.0.0.1:3000 \
+//!     --oidc https://login.example.com --audience api --log log --key audit.key
 //! ```
 //!
 //! Exit codes: 0 success, 1 verification failure or invalid input data, 2 usage or I/O error.
