@@ -92,13 +92,22 @@ struct Upstream {
     release_download: Notify,
 }
 
-async fn headers(State(up): State<Arc<Upstream>>, headers: HeaderMap) -> String {
+/// Answers the request headers it got as JSON, with hop-by-hop headers of its own.
+async fn headers(
+    State(up): State<Arc<Upstream>>,
+    headers: HeaderMap,
+) -> ([(&'static str, &'static str); 3], String) {
     up.hits.fetch_add(1, Ordering::SeqCst);
     let map: BTreeMap<String, String> = headers
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
         .collect();
-    json!(map).to_string()
+    let hop = [
+        ("connection", "x-upstream-hop"),
+        ("x-upstream-hop", "1"),
+        ("x-upstream-end-to-end", "kept"),
+    ];
+    (hop, json!(map).to_string())
 }
 
 async fn upload(State(up): State<Arc<Upstream>>, body: Body) -> String {
@@ -408,6 +417,8 @@ async fn tokens_policies_and_identity_headers() {
     .await;
     assert_eq!(status, 200, "{body:?}");
     assert_eq!(headers["via"], "1.1 veritrail");
+    assert!(!headers.contains_key("x-upstream-hop"), "{headers:?}");
+    assert_eq!(headers["x-upstream-end-to-end"], "kept");
     let seen: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(seen["x-auth-subject"], "alice");
     assert_eq!(seen["x-auth-scopes"], "orders:read");
