@@ -31,7 +31,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use veritrail_core::auth::keyset::alg_name;
 use veritrail_core::auth::{Authenticator, Identity, Issuer, KeySet, ManualClock};
-use veritrail_core::event::{Actor, AuditEvent, EventBody, HttpEvent, Text, TokenEvidence};
+use veritrail_core::event::{
+    Actor, AuditEvent, AuthnDecision, EventBody, HttpEvent, Text, TokenEvidence,
+};
 
 use crate::events::rfc3339;
 use crate::output::plural;
@@ -84,6 +86,7 @@ pub(crate) struct TokenAudit {
     no_evidence: u64,
     without_token: u64,
     encrypted: u64,
+    refused: u64,
     failed: u64,
     failures: Vec<TokenFailure>,
 }
@@ -101,6 +104,7 @@ impl TokenAudit {
             no_evidence: 0,
             without_token: 0,
             encrypted: 0,
+            refused: 0,
             failed: 0,
             failures: Vec::new(),
         }
@@ -164,6 +168,29 @@ impl TokenAudit {
         };
         if TokenEvidence::fingerprint(token).sha256() != Some(sha256.as_str()) {
             return Err("the stored token does not match the event's token.sha256".into());
+        }
+        let refused = http
+            .authn
+            .as_ref()
+            .is_some_and(|authn| authn.decision == AuthnDecision::Denied);
+        if refused {
+            // The service refused this token (expired, forged, ...) and said so: the log is
+            // consistent when re-verification refuses it too. A refused token that now
+            // verifies is reported: the record claims a refusal the token does not explain.
+            return match self.verify_as_of(token, time) {
+                Err(_) => {
+                    self.refused += 1;
+                    Ok(())
+                }
+                Ok(_) => Err(format!(
+                    "the event says the token was refused ({}), but it verifies against the \
+                     archived keys as of the event's time",
+                    http.authn
+                        .as_ref()
+                        .and_then(|a| a.reason.as_deref())
+                        .unwrap_or("no reason")
+                )),
+            };
         }
         let identity = self.verify_as_of(token, time)?;
         let Some(actor) = &http.actor else {
@@ -259,8 +286,8 @@ impl TokenAudit {
         let mut out = format!(
             "tokens:       {} verified against the log's archived keysets (signature and times \
              as of each event; actor matches the claims), {} fingerprint-only, {} with no \
-             evidence, {} failed\n",
-            self.verified, self.fingerprint_only, self.no_evidence, self.failed
+             evidence, {} refused by the service and by re-verification, {} failed\n",
+            self.verified, self.fingerprint_only, self.no_evidence, self.refused, self.failed
         );
         let mut notes = vec![format!(
             "{} read",
@@ -306,6 +333,7 @@ impl TokenAudit {
             "no_evidence": self.no_evidence,
             "without_token": self.without_token,
             "encrypted": self.encrypted,
+            "refused": self.refused,
             "keyset_records": self.keyset_records,
             "failed": self.failed,
             "failures": self.failures.iter().map(|f| json!({

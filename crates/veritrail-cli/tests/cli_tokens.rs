@@ -296,3 +296,58 @@ fn a_record_altered_after_append_fails_the_log_check_and_tokens_are_not_trusted(
     assert_eq!(json["valid"], false);
     assert_eq!(json["index"], 1);
 }
+
+/// An event for a request the service refused at the door, keeping the presented token.
+fn refused(token: &str, reason: &str, at: OffsetDateTime) -> AuditEvent {
+    AuditEvent::http("GET", "/orders/7")
+        .time(at)
+        .route("/orders/{id}")
+        .token(TokenEvidence::full(token))
+        .authn_denied(reason)
+        .status(401)
+        .build()
+}
+
+#[test]
+fn a_token_refused_at_the_door_must_be_refused_again() {
+    let env = Env::new();
+    let rsa = TestKey::new("rsa", "k1");
+    let stranger = TestKey::new("rsa2", "k1"); // same kid, another key: a forgery
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(&keyset_record(&[&rsa], T));
+    log.append(&request(&rsa.mint("alice", minutes(1)), &rsa, minutes(1)));
+    // Presented an hour after it was minted: expired at the event's time.
+    log.append(&refused(
+        &rsa.mint("bob", minutes(2)),
+        "expired",
+        minutes(62),
+    ));
+    log.append(&refused(
+        &stranger.mint("eve", minutes(3)),
+        "bad_signature",
+        minutes(3),
+    ));
+    log.commit();
+    let (human, json) = verify_tokens(&env, &log, &[], 0);
+    assert!(
+        human.contains("2 refused by the service and by re-verification"),
+        "{human}"
+    );
+    assert_eq!(json["tokens"]["refused"], 2, "{json}");
+    assert_eq!(json["tokens"]["verified"], 1, "{json}");
+    assert_eq!(json["tokens"]["failed"], 0, "{json}");
+
+    // A record that claims a refusal of a token that was in fact good is caught.
+    log.append(&refused(
+        &rsa.mint("carol", minutes(4)),
+        "expired",
+        minutes(4),
+    ));
+    log.commit();
+    let (human, json) = verify_tokens(&env, &log, &[], 1);
+    assert!(
+        human.contains("index 4: the event says the token was refused (expired)"),
+        "{human}"
+    );
+    assert_eq!(json["tokens"]["failures"][0]["index"], 4, "{json}");
+}

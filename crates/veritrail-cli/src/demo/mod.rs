@@ -464,7 +464,7 @@ fn next_steps(paths: &Paths, refund: u64, tamper: Option<&Tamper>) {
         ),
         (
             format!("veritrail verify {log} --key {key} --tokens"),
-            "re-checks the stored tokens: the expired and forged ones fail, as at the door"
+            "re-checks every stored token against the archived keys: the refused ones are refused again"
                 .to_owned(),
         ),
         (
