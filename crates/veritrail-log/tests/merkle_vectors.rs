@@ -1,8 +1,7 @@
 //! Every RFC 6962 proof vector in the shared vectors folder (transparency-dev/merkle testdata)
 //! must pass or fail exactly as its `wantErr` says.
 //!
-//! The folder is `../../../shared/vectors/rfc6962` relative to this crate, or
-//! `$VERITRAIL_VECTORS/rfc6962` when that variable is set.
+//! The folder is `rfc6962/` of the vectors folder that `support/vectors.rs` finds.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +11,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use veritrail_log::merkle::{self, Hash};
 
-fn vectors_dir() -> PathBuf {
-    match std::env::var_os("VERITRAIL_VECTORS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-    }
-}
+#[path = "support/vectors.rs"]
+mod support;
+use support::vectors_dir;
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {

@@ -1,16 +1,14 @@
 //! The C2SP signed-note vectors in the shared vectors folder (`signed-note/VECTORS.md`), read at
-//! test time from `../../../shared/vectors` or `$VERITRAIL_VECTORS`.
-
-use std::path::{Path, PathBuf};
+//! test time from the vectors folder that `support/vectors.rs` finds.
 
 use veritrail_log::note::{self, NoteError, NoteSigner, NoteVerifier};
 
+#[path = "support/vectors.rs"]
+mod support;
+use support::vectors_dir;
+
 fn vectors_md() -> String {
-    let dir = match std::env::var_os("VERITRAIL_VECTORS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-    };
-    let path = dir.join("signed-note/VECTORS.md");
+    let path = vectors_dir().join("signed-note/VECTORS.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "reading {}: {e} (set VERITRAIL_VECTORS to the shared vectors folder)",
