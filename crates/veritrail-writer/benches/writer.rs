@@ -193,12 +193,14 @@ fn bench_durable(c: &mut Criterion) {
         .build()
         .unwrap();
     for producers in [64usize, 512] {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::open(dir.path(), common::signer(), writer_config()).unwrap();
         let mut samples: Vec<u64> = Vec::new();
         group.throughput(Throughput::Elements(producers as u64));
         group.bench_function(BenchmarkId::new("producers", producers), |b| {
             b.iter_custom(|iters| {
+                // A fresh log per sample (opened and stopped outside the timing), so that the
+                // benchmark never holds more than one sample's worth of disk.
+                let dir = tempfile::tempdir().unwrap();
+                let writer = Writer::open(dir.path(), common::signer(), writer_config()).unwrap();
                 let handle = writer.handle();
                 let name = if producers == 64 {
                     "durable/64"
@@ -236,11 +238,11 @@ fn bench_durable(c: &mut Criterion) {
                     })
                 });
                 samples.extend(latencies);
+                writer.shutdown_blocking(Instant::now() + Duration::from_secs(60));
                 elapsed
             })
         });
         LATENCIES.lock().unwrap().push((producers, samples));
-        writer.shutdown_blocking(Instant::now() + Duration::from_secs(60));
     }
     group.finish();
 }

@@ -64,8 +64,9 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     /// Queue of 65,536 events / 64 MiB; batches of at most 16,384 records / 8 MiB; no linger
     /// (a batch is whatever queued up during the previous commit); `Block` for 100 ms;
-    /// a checkpoint every 100,000 records and every 10 s; dropping the writer waits up to
-    /// 5 s for the queue to drain.
+    /// a checkpoint every 1,000,000 records and every 10 s (each one costs a few fsyncs, which
+    /// the callers of the next batch wait for); dropping the writer waits up to 5 s for the
+    /// queue to drain.
     fn default() -> Self {
         WriterConfig {
             queue_events: 65_536,
@@ -74,7 +75,7 @@ impl Default for WriterConfig {
             batch_bytes: 8 << 20,
             linger: Duration::ZERO,
             overflow: OverflowPolicy::default(),
-            checkpoint_every: Some(100_000),
+            checkpoint_every: Some(1_000_000),
             checkpoint_interval: Some(Duration::from_secs(10)),
             drop_timeout: Duration::from_secs(5),
         }
