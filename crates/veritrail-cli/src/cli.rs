@@ -44,6 +44,9 @@ pub(crate) enum Command {
     /// An authenticating, auditing reverse proxy in front of any HTTP service.
     #[cfg(feature = "proxy")]
     Proxy(Box<ProxyArgs>),
+    /// Works with JWTs: `token verify` checks one as the proxy would.
+    #[cfg(feature = "token")]
+    Token(TokenArgs),
 }
 
 /// `veritrail demo [--dir DIR]`.
@@ -61,7 +64,6 @@ pub(crate) struct DemoArgs {
 /// [--durability D] [--config FILE]`. Flags override the config file.
 #[cfg(feature = "proxy")]
 #[derive(Debug, Default, clap::Args)]
-#[command(group(clap::ArgGroup::new("key_source").args(["jwks", "oidc", "hs_secret_file"])))]
 pub(crate) struct ProxyArgs {
     /// A TOML file with any of these settings plus per-route policy (`[[route]]` tables:
     /// `prefix`, `scopes`, `roles`, `public`, `optional`, `durability`).
@@ -74,16 +76,9 @@ pub(crate) struct ProxyArgs {
     /// request's path).
     #[arg(long, value_name = "URL")]
     pub(crate) upstream: Option<String>,
-    /// The identity provider's public keys: a JWKS file, or an http(s) URL to fetch and
-    /// refresh them from.
-    #[arg(long, value_name = "FILE|URL")]
-    pub(crate) jwks: Option<String>,
-    /// An OpenID Connect issuer whose discovery document names the JWKS.
-    #[arg(long, value_name = "ISSUER_URL")]
-    pub(crate) oidc: Option<String>,
-    /// A file holding a shared HMAC secret (HS256/384/512 tokens).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) hs_secret_file: Option<PathBuf>,
+    /// Where the token-checking keys come from.
+    #[command(flatten)]
+    pub(crate) keys: KeySourceArgs,
     /// The tokens' required issuer (`iss`); with --oidc, defaults to that URL.
     #[arg(long, value_name = "ISS")]
     pub(crate) issuer: Option<String>,
@@ -109,6 +104,70 @@ pub(crate) struct ProxyArgs {
     /// Seconds that requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub(crate) shutdown_grace: Option<u64>,
+}
+
+/// `--jwks FILE|URL | --oidc ISSUER_URL | --hs-secret-file FILE`: at most one.
+#[cfg(feature = "token")]
+#[derive(Debug, Default, clap::Args)]
+#[group(id = "key_source", multiple = false)]
+pub(crate) struct KeySourceArgs {
+    /// The identity provider's public keys: a JWKS file, or an http(s) URL to fetch and
+    /// refresh them from.
+    #[arg(long, value_name = "FILE|URL")]
+    pub(crate) jwks: Option<String>,
+    /// An OpenID Connect issuer whose discovery document names the JWKS.
+    #[arg(long, value_name = "ISSUER_URL")]
+    pub(crate) oidc: Option<String>,
+    /// A file holding a shared HMAC secret (HS256/384/512 tokens).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hs_secret_file: Option<PathBuf>,
+}
+
+/// `veritrail token SUBCOMMAND`.
+#[cfg(feature = "token")]
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// What to do with a token.
+    #[command(subcommand)]
+    pub(crate) command: TokenCommand,
+}
+
+/// The `token` subcommands.
+#[cfg(feature = "token")]
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Checks a token exactly as `veritrail proxy` would: prints its claims and exits 0 when
+    /// it would be accepted, prints the reason code and exits 1 when not.
+    Verify(TokenVerifyArgs),
+}
+
+/// `veritrail token verify TOKEN (--jwks FILE|URL | --oidc ISSUER_URL | --hs-secret-file FILE)
+/// --issuer ISS --audience AUD [--json]`.
+#[cfg(feature = "token")]
+#[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("required_key_source")
+        .args(["jwks", "oidc", "hs_secret_file"])
+        .required(true)
+))]
+pub(crate) struct TokenVerifyArgs {
+    /// The token (the JWT itself), or `-` to read it from stdin, which keeps it out of the
+    /// shell history and the process list.
+    #[arg(value_name = "TOKEN")]
+    pub(crate) token: String,
+    /// Where the token-checking keys come from.
+    #[command(flatten)]
+    pub(crate) keys: KeySourceArgs,
+    /// The required issuer (`iss`); with --oidc, defaults to that URL.
+    #[arg(long, value_name = "ISS", required_unless_present = "oidc")]
+    pub(crate) issuer: Option<String>,
+    /// The required audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    pub(crate) audience: String,
+    /// Print the verdict as one JSON object: `{"accepted":true,"claims":{...},...}` or
+    /// `{"accepted":false,"code":...,"message":...}`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// The `--durability` values.

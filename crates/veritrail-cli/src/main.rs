@@ -11,6 +11,7 @@
 //! veritrail tail log                                      # follow new events
 //! veritrail export log --format ocsf --out events.ocsf.jsonl
 //! veritrail demo                                          # server, tokens, traffic, verification
+//! veritrail token verify - --jwks jwks.json --issuer https://login.example.com --audience api
 //! veritrail proxy --listen 0.0.0.0:8080 --upstream http://127.0.0.1:3000 \
 //!     --oidc https://login.example.com --audience api --log log --key audit.key
 //! ```
@@ -27,6 +28,8 @@ mod export;
 mod filter;
 mod keygen;
 mod keys;
+#[cfg(feature = "token")]
+mod keysource;
 mod lines;
 mod logdir;
 mod ocsf;
@@ -38,6 +41,8 @@ mod proxy;
 mod tail;
 #[cfg(any(feature = "demo", feature = "proxy"))]
 mod telemetry;
+#[cfg(feature = "token")]
+mod token;
 mod tokens;
 mod verify;
 
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         #[cfg(feature = "proxy")]
         Command::Proxy(args) => proxy::run(args),
+        #[cfg(feature = "token")]
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,7 @@ use veritrail_core::engine::RoutePolicy;
 use veritrail_core::recorder::Durability;
 
 use crate::cli::{DurabilityArg, ProxyArgs};
+use crate::keysource::KeySource;
 
 /// The config file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -78,19 +79,6 @@ struct RouteConfig {
     #[serde(default)]
     roles: Vec<String>,
     durability: Option<DurabilityArg>,
-}
-
-/// Where the token-checking keys come from.
-#[derive(Debug)]
-pub(crate) enum KeySource {
-    /// A JWKS file.
-    JwksFile(PathBuf),
-    /// A JWKS URL, fetched and refreshed.
-    JwksUrl(String),
-    /// An OpenID Connect issuer's discovery document.
-    Oidc(String),
-    /// A file holding an HMAC secret (never printed).
-    HmacSecretFile(PathBuf),
 }
 
 /// Everything the proxy runs with.
@@ -224,25 +212,16 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
     let upstream = Upstream::parse(&upstream)?;
 
     // The flags' key source replaces the file's entirely.
-    let from_flags = key_source(
-        args.jwks.clone(),
-        args.oidc.clone(),
-        args.hs_secret_file.clone(),
-        PathBuf::from,
-    )?;
-    let keys = match from_flags {
+    let keys = match KeySource::from_args(&args.keys)? {
         Some(keys) => keys,
-        None => key_source(file.jwks, file.oidc, file.hs_secret_file, |p| rel(p.into()))?
+        None => KeySource::choose(file.jwks, file.oidc, file.hs_secret_file, |p| rel(p.into()))?
             .ok_or_else(|| missing("one of --jwks, --oidc or --hs-secret-file"))?,
     };
     let issuer = args
         .issuer
         .clone()
         .or(file.issuer)
-        .or_else(|| match &keys {
-            KeySource::Oidc(url) => Some(url.clone()),
-            _ => None,
-        })
+        .or_else(|| keys.default_issuer().map(str::to_owned))
         .ok_or_else(|| missing("--issuer"))?;
     let audience = args
         .audience
@@ -323,30 +302,6 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
     })
 }
 
-/// At most one of the three key sources; `None` when none is given.
-fn key_source(
-    jwks: Option<String>,
-    oidc: Option<String>,
-    hs_secret_file: Option<PathBuf>,
-    path: impl Fn(String) -> PathBuf,
-) -> Result<Option<KeySource>> {
-    match (jwks, oidc, hs_secret_file) {
-        (None, None, None) => Ok(None),
-        (Some(jwks), None, None) => Ok(Some(
-            if jwks.starts_with("https://") || jwks.starts_with("http://") {
-                KeySource::JwksUrl(jwks)
-            } else {
-                KeySource::JwksFile(path(jwks))
-            },
-        )),
-        (None, Some(oidc), None) => Ok(Some(KeySource::Oidc(oidc))),
-        (None, None, Some(file)) => Ok(Some(KeySource::HmacSecretFile(path(
-            file.to_string_lossy().into_owned(),
-        )))),
-        _ => bail!("give only one of jwks, oidc and hs_secret_file"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,7 +373,7 @@ optional = true
             "inherits the default"
         );
 
-        a.oidc = Some("https://login.example".into());
+        a.keys.oidc = Some("https://login.example".into());
         let s = load(&a).unwrap();
         assert!(
             matches!(s.keys, KeySource::Oidc(_)),

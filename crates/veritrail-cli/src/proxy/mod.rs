@@ -19,8 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt;
-use veritrail_core::auth::remote::{JwksConfig, JwksStore};
-use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+use veritrail_core::auth::{Authenticator, KeySet};
 use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies};
 use veritrail_core::event::AuditEvent;
 use veritrail_core::recorder::{Durability, Recorder};
@@ -30,8 +29,9 @@ use veritrail_writer::WriterHandle;
 
 use crate::cli::ProxyArgs;
 use crate::keys;
+use crate::keysource::{self, OnFetchedKeys};
 use crate::telemetry::Telemetry;
-use config::{KeySource, Settings};
+use config::Settings;
 use forward::Forward;
 
 /// How long a client may take to send a request's head.
@@ -203,81 +203,32 @@ async fn shutdown_signal() {
 }
 
 /// The authenticator for the configured key source; the keys in force are recorded in the log
-/// (a `keyset` record at start and whenever a fetched key set changes).
+/// (a `keyset` record at start and whenever a fetched key set changes). A shared secret is
+/// never recorded.
 async fn authenticator(settings: &Settings, log: WriterHandle) -> Result<Authenticator> {
-    let issuer = Issuer::new(&settings.issuer).audience(&settings.audience);
-    let issuer = match &settings.keys {
-        KeySource::JwksFile(path) => {
-            let json = std::fs::read(path)
-                .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
-            let (keys, skipped) = KeySet::from_jwks(&json)
-                .with_context(|| format!("{} is not a usable JWKS", path.display()))?;
-            for s in &skipped {
-                eprintln!("warning: {}: a key was skipped: {s:?}", path.display());
-            }
-            record_keyset(&log, &settings.issuer, &keys).await?;
-            issuer.keys(keys)
-        }
-        KeySource::HmacSecretFile(path) => {
-            let secret = std::fs::read(path)
-                .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-            let secret = secret.trim_ascii();
-            // Symmetric keys never enter the log: there is no keyset record for them.
-            let keys = KeySet::from_hmac_secret_any(secret).with_context(|| {
-                format!("{} does not hold a usable HMAC secret", path.display())
-            })?;
-            issuer.keys(keys).allow_hmac()
-        }
-        KeySource::JwksUrl(url) => {
-            issuer.key_source(remote(JwksConfig::jwks_url(url), url, settings, log).await?)
-        }
-        KeySource::Oidc(url) => {
-            issuer.key_source(remote(JwksConfig::oidc_issuer(url), url, settings, log).await?)
-        }
-    };
-    Authenticator::builder()
-        .issuer(issuer)
-        .build()
-        .context("invalid authentication settings")
-}
-
-/// A remote key store that records every key set it fetches.
-async fn remote(
-    config: JwksConfig,
-    url: &str,
-    settings: &Settings,
-    log: WriterHandle,
-) -> Result<Arc<JwksStore>> {
-    let issuer = settings.issuer.clone();
-    let runtime = tokio::runtime::Handle::current();
-    let config = config
-        .allow_insecure_http(is_loopback_http(url))
-        .on_change(move |keys| {
+    let on_fetched: OnFetchedKeys = {
+        let (log, issuer) = (log.clone(), settings.issuer.clone());
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |keys| {
             let (log, issuer, keys) = (log.clone(), issuer.clone(), Arc::clone(keys));
             runtime.spawn(async move {
                 if let Err(e) = record_keyset(&log, &issuer, &keys).await {
                     eprintln!("cannot record the new key set: {e:#}");
                 }
             });
-        });
-    let store = JwksStore::connect(config)
-        .await
-        .with_context(|| format!("cannot load the keys from {url}"))?;
-    Ok(Arc::new(store))
-}
-
-/// Plain http is accepted only on loopback (a test or a sidecar identity provider).
-fn is_loopback_http(url: &str) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    uri.scheme_str() == Some("http")
-        && uri.host().is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
         })
+    };
+    let keys = keysource::authenticator(
+        &settings.keys,
+        &settings.issuer,
+        &settings.audience,
+        Some(on_fetched),
+    )
+    .await?;
+    if let Some(file_keys) = &keys.file_keys {
+        record_keyset(&log, &settings.issuer, file_keys).await?;
+    }
+    Ok(keys.authenticator)
 }
 
 async fn record_keyset(log: &WriterHandle, issuer: &str, keys: &KeySet) -> Result<()> {

@@ -1,0 +1,166 @@
+//! Where the token-checking keys come from (`--jwks FILE|URL`, `--oidc ISSUER_URL`,
+//! `--hs-secret-file FILE`) and the [`Authenticator`] built from them. `veritrail proxy` and
+//! `veritrail token verify` both build theirs here, so a token the one accepts the other
+//! accepts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use veritrail_core::auth::remote::{JwksConfig, JwksStore};
+use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+
+use crate::cli::KeySourceArgs;
+
+/// Where the token-checking keys come from.
+#[derive(Debug)]
+pub(crate) enum KeySource {
+    /// A JWKS file.
+    JwksFile(PathBuf),
+    /// A JWKS URL, fetched and refreshed.
+    JwksUrl(String),
+    /// An OpenID Connect issuer's discovery document.
+    Oidc(String),
+    /// A file holding an HMAC secret (never printed).
+    HmacSecretFile(PathBuf),
+}
+
+impl KeySource {
+    /// The key source the flags name; `None` when they name none.
+    pub(crate) fn from_args(args: &KeySourceArgs) -> Result<Option<Self>> {
+        Self::choose(
+            args.jwks.clone(),
+            args.oidc.clone(),
+            args.hs_secret_file.clone(),
+            PathBuf::from,
+        )
+    }
+
+    /// At most one of the three key sources (`path` resolves file names); `None` when none is
+    /// given. A `jwks` starting with `http://` or `https://` is a URL, anything else a file.
+    pub(crate) fn choose(
+        jwks: Option<String>,
+        oidc: Option<String>,
+        hs_secret_file: Option<PathBuf>,
+        path: impl Fn(String) -> PathBuf,
+    ) -> Result<Option<Self>> {
+        match (jwks, oidc, hs_secret_file) {
+            (None, None, None) => Ok(None),
+            (Some(jwks), None, None) => Ok(Some(
+                if jwks.starts_with("https://") || jwks.starts_with("http://") {
+                    KeySource::JwksUrl(jwks)
+                } else {
+                    KeySource::JwksFile(path(jwks))
+                },
+            )),
+            (None, Some(oidc), None) => Ok(Some(KeySource::Oidc(oidc))),
+            (None, None, Some(file)) => Ok(Some(KeySource::HmacSecretFile(path(
+                file.to_string_lossy().into_owned(),
+            )))),
+            _ => bail!("give only one of jwks, oidc and hs_secret_file"),
+        }
+    }
+
+    /// The issuer tokens must name when none is configured: the OpenID Connect issuer's URL.
+    pub(crate) fn default_issuer(&self) -> Option<&str> {
+        match self {
+            KeySource::Oidc(url) => Some(url),
+            _ => None,
+        }
+    }
+}
+
+/// Called with every key set fetched from a URL, before it comes into force; it runs on the
+/// refreshing task and must not block.
+pub(crate) type OnFetchedKeys = Box<dyn Fn(&Arc<KeySet>) + Send + Sync>;
+
+/// What [`authenticator`] built.
+pub(crate) struct Keys {
+    /// Verifies tokens of the configured issuer and audience with the configured keys.
+    pub(crate) authenticator: Authenticator,
+    /// The public keys of a JWKS file (known before any token is checked); `None` for fetched
+    /// keys (see [`OnFetchedKeys`]) and for a shared secret, which is never recorded anywhere.
+    #[cfg_attr(
+        not(feature = "proxy"),
+        expect(dead_code, reason = "only the proxy records key sets")
+    )]
+    pub(crate) file_keys: Option<KeySet>,
+}
+
+/// Builds the authenticator for tokens of `issuer` for `audience`, with keys from `source`.
+/// Fetched key sets are passed to `on_fetched`. Must run inside a tokio runtime (fetched keys
+/// are refreshed by a task).
+pub(crate) async fn authenticator(
+    source: &KeySource,
+    issuer: &str,
+    audience: &str,
+    on_fetched: Option<OnFetchedKeys>,
+) -> Result<Keys> {
+    let mut file_keys = None;
+    let config = Issuer::new(issuer).audience(audience);
+    let config = match source {
+        KeySource::JwksFile(path) => {
+            let json = std::fs::read(path)
+                .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
+            let (keys, skipped) = KeySet::from_jwks(&json)
+                .with_context(|| format!("{} is not a usable JWKS", path.display()))?;
+            for s in &skipped {
+                eprintln!("warning: {}: a key was skipped: {s:?}", path.display());
+            }
+            file_keys = Some(keys.clone());
+            config.keys(keys)
+        }
+        KeySource::HmacSecretFile(path) => {
+            let secret = std::fs::read(path)
+                .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+            let keys = KeySet::from_hmac_secret_any(secret.trim_ascii()).with_context(|| {
+                format!("{} does not hold a usable HMAC secret", path.display())
+            })?;
+            config.keys(keys).allow_hmac()
+        }
+        KeySource::JwksUrl(url) => {
+            config.key_source(remote(JwksConfig::jwks_url(url), url, on_fetched).await?)
+        }
+        KeySource::Oidc(url) => {
+            config.key_source(remote(JwksConfig::oidc_issuer(url), url, on_fetched).await?)
+        }
+    };
+    let authenticator = Authenticator::builder()
+        .issuer(config)
+        .build()
+        .context("invalid authentication settings")?;
+    Ok(Keys {
+        authenticator,
+        file_keys,
+    })
+}
+
+/// A remote key store, loaded once before this returns.
+async fn remote(
+    config: JwksConfig,
+    url: &str,
+    on_fetched: Option<OnFetchedKeys>,
+) -> Result<Arc<JwksStore>> {
+    let mut config = config.allow_insecure_http(is_loopback_http(url));
+    if let Some(callback) = on_fetched {
+        config = config.on_change(callback);
+    }
+    let store = JwksStore::connect(config)
+        .await
+        .with_context(|| format!("cannot load the keys from {url}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Plain http is accepted only on loopback (a test or a sidecar identity provider).
+fn is_loopback_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    uri.scheme_str() == Some("http")
+        && uri.host().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+}
