@@ -32,6 +32,8 @@ fn engine(recorder: &MemoryRecorder) -> Engine {
 }
 
 fn bearer(extra: serde_json::Value) -> String {
+    // Under --all-features both jsonwebtoken backends are on: select ours before signing.
+    veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "dave",
         "exp": now + 60, "tenant": "acme", "roles": ["clerk"]});

@@ -59,6 +59,8 @@ fn token(scope: &str, exp_in: i64) -> String {
 }
 
 fn signed(iss: &str, scope: &str, exp_in: i64, alg: Algorithm, key: &EncodingKey) -> String {
+    // Under --all-features both jsonwebtoken backends are on: select ours before signing.
+    veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp() as i64;
     let claims = json!({"iss": iss, "aud": AUDIENCE, "sub": "alice", "iat": now,
         "exp": now + exp_in, "scope": scope});

@@ -31,6 +31,8 @@ fn engine(recorder: &MemoryRecorder) -> Engine {
 }
 
 fn token() -> String {
+    // Under --all-features both jsonwebtoken backends are on: select ours before signing.
+    veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp();
     let claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "bob",
         "exp": now + 60, "scope": "a b"});

@@ -621,6 +621,8 @@ const PRIVATE: [&str; 3] = [
 
 /// A token for `iss`, audience `api`, signed with `PRIVATE[key]` under `kid`.
 fn token(iss: &str, kid: &str, key: usize) -> String {
+    // Under --all-features both jsonwebtoken backends are on: select ours before signing.
+    veritrail_core::auth::backend::install_default_provider();
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(kid.to_owned());

@@ -45,6 +45,8 @@ pub fn authenticator() -> Authenticator {
 
 /// A token for `sub` with these scopes, valid for five minutes.
 pub fn token(sub: &str, scope: &str) -> String {
+    // Under --all-features both jsonwebtoken backends are on: select ours before signing.
+    veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp();
     let claims = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub,
         "iat": now, "exp": now + 300, "scope": scope});
