@@ -249,18 +249,8 @@ async fn block_gives_up_with_overflow_at_its_timeout() {
     };
     let writer = Writer::start(sink, flood_config(policy)).unwrap();
     let handle = writer.handle();
-    gate.close();
-    // The first event goes into a batch whose commit waits at the gate...
-    handle
-        .record(event("first"), Durability::Async)
-        .await
-        .unwrap();
-    until(|| gate.waiting() == 1).await;
-    // ...so eight more fill the queue...
-    for i in 0..8 {
-        let tag = format!("queued-{i}");
-        handle.record(event(&tag), Durability::Async).await.unwrap();
-    }
+    // One event in a held commit, and eight more fill the queue...
+    hold_commit_and_queue(&handle, &gate, "queued", 8).await;
     // ...and the next one waits for room, then gives up.
     let started = Instant::now();
     let refused = handle.record(event("late"), Durability::Durable).await;
@@ -270,6 +260,23 @@ async fn block_gives_up_with_overflow_at_its_timeout() {
     let report = writer.shutdown(soon()).await;
     assert_eq!((report.flushed, report.rejected), (9, 1));
     assert!(!actions(&events(dir.path())).contains(&"late".to_owned()));
+}
+
+/// Holds the disk: closes the gate, records `first` and waits until its commit waits at the
+/// gate, then queues `n` Async events tagged `{prefix}-{i}` behind it.
+async fn hold_commit_and_queue(handle: &WriterHandle, gate: &Gate, prefix: &str, n: usize) {
+    gate.close();
+    handle
+        .record(event("first"), Durability::Async)
+        .await
+        .unwrap();
+    until(|| gate.waiting() == 1).await;
+    for i in 0..n {
+        handle
+            .record(event(&format!("{prefix}-{i}")), Durability::Async)
+            .await
+            .unwrap();
+    }
 }
 
 /// A writer whose disk is held at the gate, with one Durable event in the commit and
@@ -671,19 +678,7 @@ async fn batches_are_cut_by_count_and_gathered_by_linger() {
     let gate = sink.gate.clone();
     let config = WriterConfig::default().batch_max(4, 1 << 20);
     let writer = metrics::with_local_recorder(&recorder, || Writer::start(sink, config).unwrap());
-    let handle = writer.handle();
-    gate.close();
-    handle
-        .record(event("first"), Durability::Async)
-        .await
-        .unwrap();
-    until(|| gate.waiting() == 1).await;
-    for i in 0..10 {
-        handle
-            .record(event(&format!("counted-{i}")), Durability::Async)
-            .await
-            .unwrap();
-    }
+    hold_commit_and_queue(&writer.handle(), &gate, "counted", 10).await;
     gate.open();
     writer.shutdown(soon()).await;
     // start, first, 4, 4, 2, stop
