@@ -163,8 +163,7 @@ async fn reject_refuses_at_once_and_writes_no_gap() {
     assert_eq!(report.rejected, refused.len() as u64);
     assert_eq!(report.dropped, 0);
     assert!(gaps(&events).is_empty());
-    assert_schema_valid(dir.path());
-    verify(dir.path());
+    check_log(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,8 +201,7 @@ async fn drop_newest_records_every_loss_in_a_gap_record() {
         }
         other => panic!("last record is {other:?}"),
     }
-    assert_schema_valid(dir.path());
-    verify(dir.path());
+    check_log(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,8 +336,7 @@ async fn shutdown_with_a_full_queue_drains_it() {
     let events = events(dir.path());
     assert_eq!(events.len(), 67);
     assert_eq!(events[66].kind(), Kind::Stop);
-    assert_schema_valid(dir.path());
-    verify(dir.path());
+    check_log(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,8 +372,7 @@ async fn shutdown_deadline_records_what_it_could_not_write() {
         [Kind::Start, Kind::Http, Kind::Gap, Kind::Stop]
     );
     assert_eq!(gaps(&events), [(32, GAP_SHUTDOWN_DEADLINE.to_owned())]);
-    assert_schema_valid(dir.path());
-    verify(dir.path());
+    check_log(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,8 +521,7 @@ async fn an_unclean_stop_is_recorded_and_a_clean_one_is_not() {
         EventBody::Recovered(r) => assert_eq!(r.bytes_cut, 0),
         other => panic!("{other:?}"),
     }
-    assert_schema_valid(dir.path());
-    verify(dir.path());
+    check_log(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,6 +96,12 @@ pub fn assert_schema_valid(dir: &Path) {
     }
 }
 
+/// The log in `dir` verifies and each of its records is a schema-valid event at its index.
+pub fn check_log(dir: &Path) -> VerifyReport {
+    assert_schema_valid(dir);
+    verify(dir)
+}
+
 pub fn open_sink(dir: &Path) -> FileSink {
     FileSink::open(dir, signer(), LogOptions::default()).expect("open log")
 }
