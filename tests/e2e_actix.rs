@@ -243,7 +243,8 @@ async fn actix_events_match_the_tower_path_field_by_field() {
         let signer = NoteSigner::generate("audit.test/orders").unwrap();
         verifiers.push(signer.verifier());
         let writer = Writer::open(dir, signer, WriterConfig::default()).unwrap();
-        let engine = common::engine(writer.handle(), EvidenceMode::Fingerprint);
+        let watch = WatchCancelled::new(writer.handle());
+        let engine = common::engine(watch.clone(), EvidenceMode::Fingerprint);
         if is_actix {
             let probe = Arc::new(SlowProbe::default());
             let (addr, handle, thread) = serve_actix(engine, transfers_run.clone(), probe.clone());
@@ -254,13 +255,16 @@ async fn actix_events_match_the_tower_path_field_by_field() {
             tokio::task::spawn_blocking(move || thread.join().unwrap())
                 .await
                 .unwrap();
-            assert!(probe.dropped(), "stopping the server dropped the handler");
+            // actix drops the handler on its worker threads, which may finish after the
+            // system thread: wait for it.
+            probe.wait_dropped().await;
+            watch.wait().await;
         } else {
             let probe = Arc::new(SlowProbe::default());
             let addr = serve_axum(engine, probe.clone()).await;
             drive(addr, &cases, &probe).await;
             probe.wait_dropped().await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            watch.wait().await;
         }
         let report = writer
             .shutdown(Instant::now() + Duration::from_secs(5))

@@ -127,7 +127,8 @@ async fn run(
     let signer = NoteSigner::generate("audit.test/orders").unwrap();
     let verifier = signer.verifier();
     let writer = Writer::open(dir, signer, WriterConfig::default()).unwrap();
-    let engine = common::engine(writer.handle(), evidence);
+    let watch = WatchCancelled::new(writer.handle());
+    let engine = common::engine(watch.clone(), evidence);
     let probe = Arc::new(SlowProbe::default());
     let addr = serve(app(engine, Arc::default(), probe.clone())).await;
     let mut answers = Vec::new();
@@ -141,7 +142,7 @@ async fn run(
     // The server notices the hang-up and drops the request's future (the handler's first,
     // then the layer's, in the same drop).
     probe.wait_dropped().await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    watch.wait().await;
     let report = writer
         .shutdown(Instant::now() + Duration::from_secs(5))
         .await;

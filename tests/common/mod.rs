@@ -206,11 +206,6 @@ impl SlowProbe {
         panic!("the slow handler never {what}");
     }
 
-    /// Whether the server dropped the handler's future.
-    pub fn dropped(&self) -> bool {
-        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     /// Waits until the handler runs.
     pub async fn wait_started(&self) {
         Self::wait(&self.started, "started").await;
@@ -701,4 +696,55 @@ pub fn chunks() -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error
         tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(Bytes::from_static(c.as_bytes()))
     })
+}
+
+/// A recorder that passes every event on and notes when a `cancelled` event was handed over,
+/// so a test can wait for the layer's drop guard instead of sleeping.
+#[derive(Clone)]
+pub struct WatchCancelled<R> {
+    inner: R,
+    seen: std::sync::Arc<tokio::sync::Notify>,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<R: Recorder> WatchCancelled<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        WatchCancelled {
+            inner,
+            seen: Default::default(),
+            count: Default::default(),
+        }
+    }
+
+    /// Waits (up to 10 s) until a `cancelled` event has been recorded.
+    pub async fn wait(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            let notified = self.seen.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no cancelled event was recorded within 10 s");
+            }
+        }
+    }
+}
+
+impl<R: Recorder> Recorder for WatchCancelled<R> {
+    fn record(
+        &self,
+        event: AuditEvent,
+        durability: Durability,
+    ) -> veritrail_core::recorder::RecordFuture {
+        let cancelled = event.as_http().and_then(|http| http.outcome)
+            == Some(veritrail_core::event::Outcome::Cancelled);
+        let future = self.inner.record(event, durability);
+        if cancelled {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.seen.notify_waiters();
+        }
+        future
+    }
 }
