@@ -55,6 +55,7 @@ pub struct WriterConfig {
     pub(crate) batch_events: usize,
     pub(crate) batch_bytes: usize,
     pub(crate) linger: Duration,
+    pub(crate) async_sync_interval: Duration,
     pub(crate) overflow: OverflowPolicy,
     pub(crate) checkpoint_every: Option<u64>,
     pub(crate) checkpoint_interval: Option<Duration>,
@@ -63,7 +64,8 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     /// Queue of 65,536 events / 64 MiB; batches of at most 16,384 records / 8 MiB; no linger
-    /// (a batch is whatever queued up during the previous commit); `Block` for 100 ms;
+    /// (a batch is whatever queued up during the previous commit); batches of `Async` events
+    /// alone fsynced at least every 10 ms; `Block` for 100 ms;
     /// a checkpoint every 1,000,000 records and every 10 s (each one costs a few fsyncs, which
     /// the callers of the next batch wait for); dropping the writer waits up to 5 s for the
     /// queue to drain.
@@ -74,6 +76,7 @@ impl Default for WriterConfig {
             batch_events: 16_384,
             batch_bytes: 8 << 20,
             linger: Duration::ZERO,
+            async_sync_interval: Duration::from_millis(10),
             overflow: OverflowPolicy::default(),
             checkpoint_every: Some(1_000_000),
             checkpoint_interval: Some(Duration::from_secs(10)),
@@ -105,6 +108,16 @@ impl WriterConfig {
     /// batch, so batches grow with the load by themselves.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
+        self
+    }
+
+    /// How long records that no caller waits for (`Async` events, `gap` records) may stay
+    /// written but not yet fsynced. A batch with a `Durable` or `WriteAhead` caller is always
+    /// fsynced before they are answered, which also makes everything before it durable;
+    /// checkpoints and shutdown fsync too. Zero fsyncs every batch. A crash can lose up to
+    /// this much of the `Async` events — events nobody was told were durable.
+    pub fn async_sync_interval(mut self, interval: Duration) -> Self {
+        self.async_sync_interval = interval;
         self
     }
 

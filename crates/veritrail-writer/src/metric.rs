@@ -21,11 +21,12 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 pub const QUEUE_DEPTH: &str = "veritrail_writer_queue_depth";
 /// Gauge: serialized bytes waiting in the queue.
 pub const QUEUE_BYTES: &str = "veritrail_writer_queue_bytes";
-/// Histogram: records per committed batch.
+/// Histogram: records per batch written to the sink.
 pub const BATCH_RECORDS: &str = "veritrail_writer_batch_records";
-/// Histogram: bytes per committed batch.
+/// Histogram: bytes per batch written to the sink.
 pub const BATCH_BYTES: &str = "veritrail_writer_batch_bytes";
-/// Histogram: seconds to write and fsync one batch.
+/// Histogram: seconds per commit (the write and fsync of a batch somebody waits for, or the
+/// fsync of batches nobody waited for; see `WriterConfig::async_sync_interval`).
 pub const COMMIT_SECONDS: &str = "veritrail_writer_commit_seconds";
 /// Counter: events made durable.
 pub const EVENTS_WRITTEN: &str = "veritrail_writer_events_written_total";

@@ -417,6 +417,10 @@ struct WriterThread {
     flushed: u64,
     drained: u64,
     closing: bool,
+    /// Records written to the sink but not yet committed (no caller waited for them): since
+    /// when, and how long they may wait.
+    unsynced_since: Option<Instant>,
+    async_sync_interval: Duration,
 }
 
 impl WriterThread {
@@ -432,6 +436,8 @@ impl WriterThread {
             },
             checkpoint_every: config.checkpoint_every,
             checkpoint_interval: config.checkpoint_interval,
+            unsynced_since: None,
+            async_sync_interval: config.async_sync_interval,
             last_checkpoint_size: 0,
             last_checkpoint_at: Instant::now(),
             checkpoint: None,
@@ -449,7 +455,10 @@ impl WriterThread {
     fn run(mut self) -> Outcome {
         let mut error = None;
         loop {
-            let timer = self.checkpoint_timer();
+            let timer = match (self.checkpoint_timer(), self.sync_timer()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let next = self.shared.next_batch(&mut self.items, self.limits, timer);
             let result = match next {
                 Next::Batch { closing } => {
@@ -466,7 +475,9 @@ impl WriterThread {
                     result
                 }
             };
-            let result = result.and_then(|()| self.checkpoint_if_due());
+            let result = result
+                .and_then(|()| self.sync_if_due())
+                .and_then(|()| self.checkpoint_if_due());
             if let Err(e) = result {
                 error = Some(self.fail(e));
                 break;
@@ -505,7 +516,34 @@ impl WriterThread {
         Ok(())
     }
 
+    /// When records written without a commit must be committed.
+    fn sync_timer(&self) -> Option<Instant> {
+        self.unsynced_since.map(|t| t + self.async_sync_interval)
+    }
+
+    /// Commits records written without one, once they have waited long enough.
+    fn sync_if_due(&mut self) -> Result<(), SinkError> {
+        match self.sync_timer() {
+            Some(due) if Instant::now() >= due => self.sync_pending(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits records written without one, if any.
+    fn sync_pending(&mut self) -> Result<(), SinkError> {
+        if self.unsynced_since.take().is_some() {
+            let started = Instant::now();
+            self.sink.commit()?;
+            self.shared
+                .metrics
+                .commit_seconds
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
     fn sign_checkpoint(&mut self) -> Result<(), SinkError> {
+        self.sync_pending()?;
         if let Some(note) = self.sink.checkpoint()? {
             self.checkpoint = Some(note);
             self.shared.metrics.checkpoints.increment(1);
@@ -548,6 +586,11 @@ impl WriterThread {
             self.push_item(item, GAP_QUEUE_FULL);
         }
         self.items = items;
+        if self.acks.is_empty() && !self.closing && !self.async_sync_interval.is_zero() {
+            // Nobody waits for these records: write them now, fsync them within the interval
+            // (or with the next batch somebody waits for).
+            return self.write_batch();
+        }
         self.commit()
     }
 
@@ -601,15 +644,38 @@ impl WriterThread {
         if self.ends.is_empty() {
             return Ok(());
         }
-        let batch = Batch::new(self.next_index, &self.bytes, &self.ends);
-        let expected = batch.indexes();
         let started = Instant::now();
-        self.sink.append(&batch)?;
+        self.append_batch()?;
+        self.unsynced_since = None;
         self.sink.commit()?;
-        let metrics = &self.shared.metrics;
-        metrics
+        self.shared
+            .metrics
             .commit_seconds
             .record(started.elapsed().as_secs_f64());
+        self.batch_written();
+        for (index, ack) in self.acks.drain(..) {
+            let _ = ack.send(Ok(Receipt { index: Some(index) }));
+        }
+        Ok(())
+    }
+
+    /// One write for the batch being built, committed later (nobody waits for it).
+    fn write_batch(&mut self) -> Result<(), SinkError> {
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        self.append_batch()?;
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        self.batch_written();
+        Ok(())
+    }
+
+    /// Hands the batch being built to the sink and checks the indexes it took.
+    fn append_batch(&mut self) -> Result<(), SinkError> {
+        let batch = Batch::new(self.next_index, &self.bytes, &self.ends);
+        let expected = batch.indexes();
+        self.sink.append(&batch)?;
+        let metrics = &self.shared.metrics;
         metrics.batch_records.record(batch.len() as f64);
         metrics.batch_bytes.record(batch.byte_len() as f64);
         let size = self.sink.size();
@@ -620,18 +686,19 @@ impl WriterThread {
             });
         }
         self.next_index = expected.end;
+        Ok(())
+    }
+
+    /// Counts the batch just handed to the sink and empties the buffers.
+    fn batch_written(&mut self) {
         self.flushed += self.batch_events;
         if self.closing {
             self.drained += self.batch_events;
         }
-        metrics.written.increment(self.batch_events);
+        self.shared.metrics.written.increment(self.batch_events);
         self.batch_events = 0;
-        for (index, ack) in self.acks.drain(..) {
-            let _ = ack.send(Ok(Receipt { index: Some(index) }));
-        }
         self.bytes.clear();
         self.ends.clear();
-        Ok(())
     }
 
     /// Enters the failed state: the batch in flight and everything queued is answered with
