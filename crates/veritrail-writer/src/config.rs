@@ -56,6 +56,7 @@ pub struct WriterConfig {
     pub(crate) batch_bytes: usize,
     pub(crate) linger: Duration,
     pub(crate) async_sync_interval: Duration,
+    pub(crate) async_linger: Duration,
     pub(crate) overflow: OverflowPolicy,
     pub(crate) checkpoint_every: Option<u64>,
     pub(crate) checkpoint_interval: Option<Duration>,
@@ -65,7 +66,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     /// Queue of 65,536 events / 64 MiB; batches of at most 16,384 records / 8 MiB; no linger
     /// (a batch is whatever queued up during the previous commit); batches of `Async` events
-    /// alone fsynced at least every 10 ms; `Block` for 100 ms;
+    /// alone gathered for up to 1 ms and fsynced at least every 10 ms; `Block` for 100 ms;
     /// a checkpoint every 1,000,000 records and every 10 s (each one costs a few fsyncs, which
     /// the callers of the next batch wait for); dropping the writer waits up to 5 s for the
     /// queue to drain.
@@ -77,6 +78,7 @@ impl Default for WriterConfig {
             batch_bytes: 8 << 20,
             linger: Duration::ZERO,
             async_sync_interval: Duration::from_millis(10),
+            async_linger: Duration::from_millis(1),
             overflow: OverflowPolicy::default(),
             checkpoint_every: Some(1_000_000),
             checkpoint_interval: Some(Duration::from_secs(10)),
@@ -118,6 +120,15 @@ impl WriterConfig {
     /// this much of the `Async` events — events nobody was told were durable.
     pub fn async_sync_interval(mut self, interval: Duration) -> Self {
         self.async_sync_interval = interval;
+        self
+    }
+
+    /// How long the writer gathers events that no caller waits for (`Async`) before writing
+    /// them, so that a stream of them wakes the writer thread once per batch rather than once
+    /// per event (each wake-up costs the request thread a system call). An event whose caller
+    /// waits (`Durable`, `WriteAhead`) ends the wait at once. Zero writes at once.
+    pub fn async_linger(mut self, linger: Duration) -> Self {
+        self.async_linger = linger;
         self
     }
 

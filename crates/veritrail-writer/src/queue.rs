@@ -142,6 +142,10 @@ struct State {
     status: Status,
     /// `Some(n)` while the writer thread sleeps: wake it once `n` events are queued.
     writer_waits_for: Option<usize>,
+    /// Queued events whose caller waits for durability.
+    acks: usize,
+    /// The writer lingers over a batch nobody waits for: a caller who waits wakes it.
+    async_lingering: bool,
 }
 
 /// Counts kept for the shutdown report.
@@ -161,6 +165,8 @@ pub(crate) struct BatchLimits {
     pub(crate) events: usize,
     pub(crate) bytes: usize,
     pub(crate) linger: Duration,
+    /// How long the writer waits for more events when nobody waits for the queued ones.
+    pub(crate) async_linger: Duration,
 }
 
 /// Why `push` did not queue an event.
@@ -207,6 +213,8 @@ impl Shared {
                 bytes: 0,
                 status: Status::Open,
                 writer_waits_for: None,
+                acks: 0,
+                async_lingering: false,
             }),
             wake_writer: Condvar::new(),
             room: Notify::new(),
@@ -273,10 +281,13 @@ impl Shared {
             self.metrics.dropped.increment(1);
             return Err(PushError::Refused(RecordError::Overflow));
         }
+        let waits = ack.is_some();
         st.items.push_back(Item::Event { record, ack });
         st.events += 1;
         st.bytes += len;
-        let wake = st.writer_waits_for.is_some_and(|n| st.events >= n);
+        st.acks += usize::from(waits);
+        let wake =
+            st.writer_waits_for.is_some_and(|n| st.events >= n) || (waits && st.async_lingering);
         if wake {
             st.writer_waits_for = None;
         }
@@ -297,6 +308,7 @@ impl Shared {
     ) -> Next {
         let mut st = self.lock();
         let mut linger_until: Option<Instant> = None;
+        let mut async_until: Option<Instant> = None;
         loop {
             let deadline = match st.status {
                 Status::Closing { deadline } => Some(deadline),
@@ -306,6 +318,7 @@ impl Shared {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     items.extend(st.items.drain(..));
                     st.events = 0;
+                    st.acks = 0;
                     st.bytes = 0;
                     drop(st);
                     self.after_take(0, 0);
@@ -325,6 +338,30 @@ impl Shared {
                         continue;
                     }
                 }
+                // Nobody waits for what is queued: gather more before waking up again, so
+                // that a stream of `Async` events costs one wake-up per batch, not per event.
+                // A caller who waits for durability ends the wait at once.
+                if !limits.async_linger.is_zero()
+                    && deadline.is_none()
+                    && st.acks == 0
+                    && st.events < limits.events
+                {
+                    let until =
+                        *async_until.get_or_insert_with(|| Instant::now() + limits.async_linger);
+                    let now = Instant::now();
+                    if now < until {
+                        st.writer_waits_for = Some(limits.events.min(self.queue_events));
+                        st.async_lingering = true;
+                        st = self
+                            .wake_writer
+                            .wait_timeout(st, until - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                        st.writer_waits_for = None;
+                        st.async_lingering = false;
+                        continue;
+                    }
+                }
                 let (mut records, mut bytes) = (0usize, 0usize);
                 while let Some(item) = st.items.front() {
                     let len = item.byte_len();
@@ -332,8 +369,9 @@ impl Shared {
                         break;
                     }
                     let item = st.items.pop_front().expect("front exists");
-                    if matches!(item, Item::Event { .. }) {
+                    if let Item::Event { ack, .. } = &item {
                         st.events -= 1;
+                        st.acks -= usize::from(ack.is_some());
                     }
                     st.bytes -= len;
                     records += 1;
@@ -396,6 +434,7 @@ impl Shared {
         st.status = Status::Failed(why);
         let items: Vec<Item> = st.items.drain(..).collect();
         st.events = 0;
+        st.acks = 0;
         st.bytes = 0;
         drop(st);
         self.metrics.failed.set(1.0);

@@ -433,6 +433,7 @@ impl WriterThread {
                 events: config.batch_events,
                 bytes: config.batch_bytes,
                 linger: config.linger,
+                async_linger: config.async_linger,
             },
             checkpoint_every: config.checkpoint_every,
             checkpoint_interval: config.checkpoint_interval,
