@@ -309,6 +309,9 @@ impl Shared {
         let mut st = self.lock();
         let mut linger_until: Option<Instant> = None;
         let mut async_until: Option<Instant> = None;
+        // Set once the writer slept on an empty queue in this call: a busy writer (events
+        // already queued when it comes back) writes on without lingering.
+        let mut was_idle = false;
         loop {
             let deadline = match st.status {
                 Status::Closing { deadline } => Some(deadline),
@@ -338,10 +341,11 @@ impl Shared {
                         continue;
                     }
                 }
-                // Nobody waits for what is queued: gather more before waking up again, so
-                // that a stream of `Async` events costs one wake-up per batch, not per event.
-                // A caller who waits for durability ends the wait at once.
-                if !limits.async_linger.is_zero()
+                // Woken from idle and nobody waits for what is queued: gather more before
+                // writing, so that a trickle of `Async` events costs one wake-up per batch,
+                // not per event. A caller who waits for durability ends the wait at once.
+                if was_idle
+                    && !limits.async_linger.is_zero()
                     && deadline.is_none()
                     && st.acks == 0
                     && st.events < limits.events
@@ -389,6 +393,7 @@ impl Shared {
                 return Next::Drained;
             }
             st.writer_waits_for = Some(1);
+            was_idle = true;
             match timer {
                 Some(at) => {
                     let now = Instant::now();
