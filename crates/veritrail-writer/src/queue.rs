@@ -329,15 +329,8 @@ impl Shared {
                 }
                 if !limits.linger.is_zero() && deadline.is_none() && st.events < limits.events {
                     let until = *linger_until.get_or_insert_with(|| Instant::now() + limits.linger);
-                    let now = Instant::now();
-                    if now < until {
-                        st.writer_waits_for = Some(limits.events.min(self.queue_events));
-                        st = self
-                            .wake_writer
-                            .wait_timeout(st, until - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                        st.writer_waits_for = None;
+                    if Instant::now() < until {
+                        st = self.linger(st, until, limits, false);
                         continue;
                     }
                 }
@@ -352,17 +345,8 @@ impl Shared {
                 {
                     let until =
                         *async_until.get_or_insert_with(|| Instant::now() + limits.async_linger);
-                    let now = Instant::now();
-                    if now < until {
-                        st.writer_waits_for = Some(limits.events.min(self.queue_events));
-                        st.async_lingering = true;
-                        st = self
-                            .wake_writer
-                            .wait_timeout(st, until - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                        st.writer_waits_for = None;
-                        st.async_lingering = false;
+                    if Instant::now() < until {
+                        st = self.linger(st, until, limits, true);
                         continue;
                     }
                 }
@@ -411,6 +395,27 @@ impl Shared {
             }
             st.writer_waits_for = None;
         }
+    }
+
+    /// Sleeps (writer thread) until `until`, or until a full batch is queued — or, with
+    /// `ack_wakes`, until a caller who waits for durability queues an event.
+    fn linger<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        until: Instant,
+        limits: BatchLimits,
+        ack_wakes: bool,
+    ) -> MutexGuard<'a, State> {
+        st.writer_waits_for = Some(limits.events.min(self.queue_events));
+        st.async_lingering = ack_wakes;
+        let mut st = self
+            .wake_writer
+            .wait_timeout(st, until.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        st.writer_waits_for = None;
+        st.async_lingering = false;
+        st
     }
 
     fn after_take(&self, events: usize, bytes: usize) {
