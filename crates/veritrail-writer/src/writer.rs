@@ -645,14 +645,9 @@ impl WriterThread {
         if self.ends.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
         self.append_batch()?;
-        self.unsynced_since = None;
-        self.sink.commit()?;
-        self.shared
-            .metrics
-            .commit_seconds
-            .record(started.elapsed().as_secs_f64());
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        self.sync_pending()?;
         self.batch_written();
         for (index, ack) in self.acks.drain(..) {
             let _ = ack.send(Ok(Receipt { index: Some(index) }));
