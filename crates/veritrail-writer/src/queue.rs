@@ -23,42 +23,56 @@ pub(crate) type Ack = oneshot::Sender<Result<Receipt, RecordError>>;
 /// The digits `write_json` writes for index 0, with their delimiters.
 const INDEX_ZERO: &[u8] = b"\"index\":0,";
 
+/// Where `write_json` puts the index digit: after `{"v":1,"id":"<36-character uuid>","index":`.
+/// Checked for each record (a cheap comparison); a record laid out otherwise is searched.
+const INDEX_AT: usize = 59;
+
+/// Scratch buffers kept per thread for serialising records, up to this capacity.
+const SCRATCH_MAX: usize = 64 << 10;
+
 /// An event's record bytes, prepared on the caller's thread.
 #[derive(Debug)]
 pub(crate) enum Record {
     /// Written with index 0; the `0` at `index_at` is replaced by the real index.
-    Spliced { bytes: Box<[u8]>, index_at: usize },
+    Spliced { bytes: Vec<u8>, index_at: usize },
     /// An event whose layout did not show where the index goes: serialized by the writer.
     Event { event: Box<AuditEvent>, len: usize },
 }
 
 thread_local! {
-    /// The size of the last record this thread serialized: events of one service are much
-    /// alike, so this sizes the next buffer without growing it.
-    static SIZE_HINT: Cell<usize> = const { Cell::new(512) };
+    /// The buffer this thread serialises records into: its bytes are copied into the queue,
+    /// and the buffer comes back for the next record, so recording allocates nothing.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 impl Record {
     /// Serializes `event` at index 0 and remembers where the index digit is.
     pub(crate) fn new(event: AuditEvent) -> Record {
-        let mut bytes = Vec::with_capacity(SIZE_HINT.get() + 64);
+        let mut bytes = SCRATCH.take();
+        bytes.clear();
+        bytes.reserve(1024);
         event.write_json(0, &mut bytes);
-        SIZE_HINT.set(bytes.len());
+        let at_fixed = bytes.get(INDEX_AT + 2 - INDEX_ZERO.len()..INDEX_AT + 2) == Some(INDEX_ZERO);
         // `v` and `id` precede `index` and hold no caller text, so the first match is the
         // top-level field; the tests compare the splice with `write_json` byte for byte.
-        match bytes
-            .windows(INDEX_ZERO.len())
-            .position(|w| w == INDEX_ZERO)
-        {
-            Some(at) => Record::Spliced {
-                // Shrinks in place: the queue holds exactly the record's bytes.
-                bytes: bytes.into_boxed_slice(),
-                index_at: at + INDEX_ZERO.len() - 2,
-            },
-            None => Record::Event {
-                len: bytes.len(),
-                event: Box::new(event),
-            },
+        let index_at = if at_fixed {
+            Some(INDEX_AT)
+        } else {
+            bytes
+                .windows(INDEX_ZERO.len())
+                .position(|w| w == INDEX_ZERO)
+                .map(|at| at + INDEX_ZERO.len() - 2)
+        };
+        match index_at {
+            Some(index_at) => Record::Spliced { bytes, index_at },
+            None => {
+                let len = bytes.len();
+                recycle(bytes);
+                Record::Event {
+                    len,
+                    event: Box::new(event),
+                }
+            }
         }
     }
 
@@ -72,16 +86,68 @@ impl Record {
 
     /// Appends the record bytes at log index `index` to `out`: exactly what
     /// `AuditEvent::write_json(index, out)` writes.
+    #[cfg(test)]
     pub(crate) fn write(&self, index: u64, out: &mut Vec<u8>) {
         match self {
-            Record::Spliced { bytes, index_at } => {
-                out.extend_from_slice(&bytes[..*index_at]);
-                write_decimal(index, out);
-                out.extend_from_slice(&bytes[index_at + 1..]);
-            }
+            Record::Spliced { bytes, index_at } => splice(bytes, *index_at, index, out),
             Record::Event { event, .. } => event.write_json(index, out),
         }
     }
+}
+
+/// Gives a scratch buffer back to this thread.
+fn recycle(bytes: Vec<u8>) {
+    if bytes.capacity() <= SCRATCH_MAX {
+        SCRATCH.set(bytes);
+    }
+}
+
+/// Appends `bytes` with the index digit at `index_at` replaced by `index`.
+fn splice(bytes: &[u8], index_at: usize, index: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&bytes[..index_at]);
+    write_decimal(index, out);
+    out.extend_from_slice(&bytes[index_at + 1..]);
+}
+
+/// A queued event's bytes.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// `len` bytes in the queue's byte arena, from absolute offset `at`; the index digit is
+    /// `index_at` bytes in.
+    Arena {
+        at: u64,
+        len: usize,
+        index_at: usize,
+    },
+    /// Serialized by the writer.
+    Event { event: Box<AuditEvent>, len: usize },
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Arena { len, .. } | Payload::Event { len, .. } => *len,
+        }
+    }
+
+    /// Appends the record bytes at log index `index` to `out` (the arena bytes are in
+    /// `taken`, which [`Shared::next_batch`] filled with this payload's batch).
+    pub(crate) fn write(&self, taken: &Taken, index: u64, out: &mut Vec<u8>) {
+        match self {
+            Payload::Arena { at, len, index_at } => {
+                let start = usize::try_from(at - taken.base).expect("in the taken bytes");
+                splice(&taken.bytes[start..start + len], *index_at, index, out);
+            }
+            Payload::Event { event, .. } => event.write_json(index, out),
+        }
+    }
+}
+
+/// The arena bytes of the batch the writer took: `bytes` starts at absolute offset `base`.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    bytes: Vec<u8>,
+    base: u64,
 }
 
 /// Appends `n` in decimal, as serde_json writes a `u64`.
@@ -103,7 +169,7 @@ fn write_decimal(mut n: u64, out: &mut Vec<u8>) {
 #[derive(Debug)]
 pub(crate) enum Item {
     /// A caller's event, with its acknowledgement for `Durable` / `WriteAhead`.
-    Event { record: Record, ack: Option<Ack> },
+    Event { payload: Payload, ack: Option<Ack> },
     /// Events dropped by `DropNewest` at this point of the queue; becomes a `gap` record.
     Gap {
         dropped: u64,
@@ -115,7 +181,7 @@ pub(crate) enum Item {
 impl Item {
     fn byte_len(&self) -> usize {
         match self {
-            Item::Event { record, .. } => record.len(),
+            Item::Event { payload, .. } => payload.len(),
             Item::Gap { .. } => 0,
         }
     }
@@ -136,6 +202,10 @@ pub(crate) enum Status {
 #[derive(Debug)]
 struct State {
     items: VecDeque<Item>,
+    /// The bytes of the queued `Payload::Arena` events, back to back in queue order;
+    /// `arena[0]` is at absolute offset `arena_base`.
+    arena: Vec<u8>,
+    arena_base: u64,
     /// Queued events (gap markers not counted).
     events: usize,
     bytes: usize,
@@ -146,6 +216,34 @@ struct State {
     acks: usize,
     /// The writer lingers over a batch nobody waits for: a caller who waits wakes it.
     async_lingering: bool,
+}
+
+/// The arena's capacity kept when it is handed over empty: a burst may grow it to the queue's
+/// byte bound, which is given back afterwards.
+const ARENA_KEEP: usize = 8 << 20;
+
+impl State {
+    /// Moves the arena bytes of the items just taken into `taken`: all of them (`until:
+    /// None`), by swapping buffers, or those before absolute offset `until`.
+    fn take_arena(&mut self, taken: &mut Taken, until: Option<u64>) {
+        taken.bytes.clear();
+        taken.base = self.arena_base;
+        match until {
+            None => {
+                std::mem::swap(&mut taken.bytes, &mut self.arena);
+                if self.arena.capacity() > ARENA_KEEP {
+                    self.arena.shrink_to(ARENA_KEEP);
+                }
+            }
+            Some(until) => {
+                let n = usize::try_from(until.saturating_sub(self.arena_base))
+                    .expect("within the arena");
+                taken.bytes.extend_from_slice(&self.arena[..n]);
+                self.arena.drain(..n);
+            }
+        }
+        self.arena_base += taken.bytes.len() as u64;
+    }
 }
 
 /// Counts kept for the shutdown report.
@@ -209,6 +307,8 @@ impl Shared {
         Shared {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                arena: Vec::new(),
+                arena_base: 0,
                 events: 0,
                 bytes: 0,
                 status: Status::Open,
@@ -282,7 +382,15 @@ impl Shared {
             return Err(PushError::Refused(RecordError::Overflow));
         }
         let waits = ack.is_some();
-        st.items.push_back(Item::Event { record, ack });
+        let (payload, spare) = match record {
+            Record::Spliced { bytes, index_at } => {
+                let at = st.arena_base + st.arena.len() as u64;
+                st.arena.extend_from_slice(&bytes);
+                (Payload::Arena { at, len, index_at }, Some(bytes))
+            }
+            Record::Event { event, len } => (Payload::Event { event, len }, None),
+        };
+        st.items.push_back(Item::Event { payload, ack });
         st.events += 1;
         st.bytes += len;
         st.acks += usize::from(waits);
@@ -295,6 +403,9 @@ impl Shared {
         if wake {
             self.wake_writer.notify_one();
         }
+        if let Some(bytes) = spare {
+            recycle(bytes);
+        }
         Ok(())
     }
 
@@ -303,6 +414,7 @@ impl Shared {
     pub(crate) fn next_batch(
         &self,
         items: &mut Vec<Item>,
+        taken: &mut Taken,
         limits: BatchLimits,
         timer: Option<Instant>,
     ) -> Next {
@@ -323,6 +435,7 @@ impl Shared {
                     st.events = 0;
                     st.acks = 0;
                     st.bytes = 0;
+                    st.take_arena(taken, None);
                     drop(st);
                     self.after_take(0, 0);
                     return Next::Overdue;
@@ -351,21 +464,27 @@ impl Shared {
                     }
                 }
                 let (mut records, mut bytes) = (0usize, 0usize);
+                let mut arena_end = None;
                 while let Some(item) = st.items.front() {
                     let len = item.byte_len();
                     if records > 0 && (records >= limits.events || bytes + len > limits.bytes) {
                         break;
                     }
                     let item = st.items.pop_front().expect("front exists");
-                    if let Item::Event { ack, .. } = &item {
+                    if let Item::Event { ack, payload } = &item {
                         st.events -= 1;
                         st.acks -= usize::from(ack.is_some());
+                        if let Payload::Arena { at, len, .. } = payload {
+                            arena_end = Some(at + *len as u64);
+                        }
                     }
                     st.bytes -= len;
                     records += 1;
                     bytes += len;
                     items.push(item);
                 }
+                let all = st.items.is_empty();
+                st.take_arena(taken, (!all).then_some(arena_end.unwrap_or(0)));
                 let (events, bytes) = (st.events, st.bytes);
                 drop(st);
                 self.after_take(events, bytes);
@@ -446,6 +565,9 @@ impl Shared {
         st.events = 0;
         st.acks = 0;
         st.bytes = 0;
+        let arena = st.arena.len() as u64;
+        st.arena.clear();
+        st.arena_base += arena;
         drop(st);
         self.metrics.failed.set(1.0);
         self.after_take(0, 0);
@@ -508,6 +630,40 @@ mod tests {
         let mut out = Vec::new();
         record.write(7, &mut out);
         assert_eq!(out, direct);
+    }
+
+    #[test]
+    fn batches_cut_by_the_limits_take_their_own_arena_bytes() {
+        let shared = Shared::new(100, 1 << 20, Metrics::new("test"));
+        let events: Vec<AuditEvent> = (0..7).map(|i| sample(&format!("event-{i}"))).collect();
+        for event in &events {
+            shared
+                .push(Record::new(event.clone()), None, false)
+                .unwrap();
+        }
+        let limits = BatchLimits {
+            events: 3,
+            bytes: usize::MAX,
+            linger: Duration::ZERO,
+            async_linger: Duration::ZERO,
+        };
+        let (mut items, mut taken, mut index) = (Vec::new(), Taken::default(), 0u64);
+        for expected in [3, 3, 1] {
+            let next = shared.next_batch(&mut items, &mut taken, limits, None);
+            assert_eq!(next, Next::Batch { closing: false });
+            assert_eq!(items.len(), expected);
+            for item in items.drain(..) {
+                let Item::Event { payload, .. } = item else {
+                    panic!("an event")
+                };
+                let (mut spliced, mut direct) = (Vec::new(), Vec::new());
+                payload.write(&taken, index, &mut spliced);
+                events[index as usize].write_json(index, &mut direct);
+                assert_eq!(spliced, direct, "event {index}");
+                index += 1;
+            }
+        }
+        assert_eq!(shared.queued(), 0);
     }
 
     #[test]

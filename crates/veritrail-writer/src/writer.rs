@@ -14,7 +14,7 @@ use veritrail_log::{LogOptions, NoteSigner};
 use crate::config::{OverflowPolicy, WriterConfig};
 use crate::file::FileSink;
 use crate::metric::Metrics;
-use crate::queue::{Ack, BatchLimits, Item, Next, PushError, Record, Shared, Status};
+use crate::queue::{Ack, BatchLimits, Item, Next, PushError, Record, Shared, Status, Taken};
 use crate::sink::{Batch, Sink, SinkError};
 
 /// How long `shutdown` and `Drop` wait past the deadline for the final `stop` record and
@@ -412,6 +412,8 @@ struct WriterThread {
     ends: Vec<usize>,
     acks: Vec<(u64, Ack)>,
     items: Vec<Item>,
+    /// The queue bytes of `items`.
+    taken: Taken,
     /// Events (not system records) in the batch being built.
     batch_events: u64,
     flushed: u64,
@@ -446,6 +448,7 @@ impl WriterThread {
             ends: Vec::with_capacity(config.batch_events.min(1 << 16)),
             acks: Vec::new(),
             items: Vec::new(),
+            taken: Taken::default(),
             batch_events: 0,
             flushed: 0,
             drained: 0,
@@ -460,7 +463,9 @@ impl WriterThread {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let next = self.shared.next_batch(&mut self.items, self.limits, timer);
+            let next = self
+                .shared
+                .next_batch(&mut self.items, &mut self.taken, self.limits, timer);
             let result = match next {
                 Next::Batch { closing } => {
                     self.closing |= closing;
@@ -563,9 +568,9 @@ impl WriterThread {
 
     fn push_item(&mut self, item: Item, gap_reason: &str) {
         match item {
-            Item::Event { record, ack } => {
+            Item::Event { payload, ack } => {
                 let index = self.next_index + self.ends.len() as u64;
-                record.write(index, &mut self.bytes);
+                payload.write(&self.taken, index, &mut self.bytes);
                 self.ends.push(self.bytes.len());
                 self.batch_events += 1;
                 if let Some(ack) = ack {
