@@ -49,6 +49,16 @@ pub enum FullTokenRefused {
     UnreadableHeader,
 }
 
+impl FullTokenRefused {
+    /// The stable name written in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FullTokenRefused::HmacAlg => "hmac_alg",
+            FullTokenRefused::UnreadableHeader => "unreadable_header",
+        }
+    }
+}
+
 /// Which [`TokenEvidence`] to capture (a configuration value).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -63,6 +63,16 @@ pub enum Phase {
     Complete,
 }
 
+impl Phase {
+    /// The stable name written in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Intent => "intent",
+            Phase::Complete => "complete",
+        }
+    }
+}
+
 /// Who made the request: the verified token's claims.
 ///
 /// Plain data; the authenticator converts its identity into it. Times are seconds since the
@@ -160,6 +170,17 @@ pub enum AuthnDecision {
     Anonymous,
 }
 
+impl AuthnDecision {
+    /// The stable name written in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthnDecision::Allowed => "allowed",
+            AuthnDecision::Denied => "denied",
+            AuthnDecision::Anonymous => "anonymous",
+        }
+    }
+}
+
 /// The authorization decision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authz {
@@ -184,6 +205,16 @@ pub enum AuthzDecision {
     Allowed,
     /// The policy refused the request.
     Denied,
+}
+
+impl AuthzDecision {
+    /// The stable name written in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthzDecision::Allowed => "allowed",
+            AuthzDecision::Denied => "denied",
+        }
+    }
 }
 
 /// How a request ended.

@@ -50,6 +50,7 @@
 
 mod evidence;
 mod http;
+mod json;
 pub mod protect;
 pub mod system;
 mod time_format;
@@ -305,6 +306,9 @@ impl AuditEvent {
     ///
     /// `index` replaces whatever `self.index` holds.
     pub fn write_json(&self, index: u64, out: &mut Vec<u8>) {
+        if let EventBody::Http(http) = &self.body {
+            return json::write_http(out, &self.id, index, &self.time, http);
+        }
         let wire = Wire {
             v: VERSION,
             id: &self.id,
