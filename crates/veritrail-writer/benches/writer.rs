@@ -304,6 +304,29 @@ fn bytes_per_queued_event(events: usize) -> f64 {
     (after.saturating_sub(before)) as f64 / events as f64
 }
 
+/// Events per side per round of [`async_rounds`].
+const ROUND_EVENTS: u64 = 50_000;
+
+/// `rounds` alternating runs of the two `async` sides with the same events, each side's time
+/// per round, and the ratio (tracing-appender's time / veritrail's): on a shared machine the
+/// load changes between criterion's two groups, while one round's two halves see about the
+/// same machine. Returns each round's (veritrail, tracing-appender) times.
+fn async_rounds(rounds: usize) -> Vec<(Duration, Duration)> {
+    (0..rounds)
+        .map(|_| (veritrail_async(ROUND_EVENTS), tracing_async(ROUND_EVENTS)))
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i] as f64 / 1e6
@@ -321,6 +344,15 @@ fn main() {
     bench_durable(&mut criterion);
     bench_fdatasync(&mut criterion);
     criterion.final_summary();
+    // The alternating rounds run unless the arguments name other benchmarks only.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-') && a != "--bench");
+    let rounds = match filter {
+        Some(f) if !(f.starts_with("async") || "async".starts_with(f.as_str())) => Vec::new(),
+        _ if std::env::args().any(|a| a == "--profile-time" || a == "--list") => Vec::new(),
+        _ => async_rounds(11),
+    };
 
     println!();
     println!("== veritrail-writer summary (this run) ==");
@@ -340,6 +372,9 @@ fn main() {
     println!("| producers | durable acks: p50 ms | p99 ms | max ms | samples |");
     println!("| --- | --- | --- | --- | --- |");
     for (producers, mut samples) in LATENCIES.lock().unwrap().drain(..) {
+        if samples.is_empty() {
+            continue; // filtered out
+        }
         samples.sort_unstable();
         println!(
             "| {producers} | {:.3} | {:.3} | {:.3} | {} |",
@@ -353,4 +388,30 @@ fn main() {
         "memory: {per_event:.0} B of resident set per queued event (200,000 queued, record {} B)",
         record_len()
     );
+    if !rounds.is_empty() {
+        println!("async, alternating rounds of {ROUND_EVENTS} events per side:");
+        println!("| round | veritrail events/s | tracing-appender events/s | ratio |");
+        println!("| --- | --- | --- | --- |");
+        let rate = |d: &Duration| ROUND_EVENTS as f64 / d.as_secs_f64();
+        for (i, (ours, theirs)) in rounds.iter().enumerate() {
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} |",
+                i + 1,
+                rate(ours),
+                rate(theirs),
+                theirs.as_secs_f64() / ours.as_secs_f64()
+            );
+        }
+        println!(
+            "| median | {:.0} | {:.0} | {:.2} |",
+            median(rounds.iter().map(|(o, _)| rate(o)).collect()),
+            median(rounds.iter().map(|(_, t)| rate(t)).collect()),
+            median(
+                rounds
+                    .iter()
+                    .map(|(o, t)| t.as_secs_f64() / o.as_secs_f64())
+                    .collect()
+            )
+        );
+    }
 }
