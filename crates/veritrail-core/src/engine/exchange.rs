@@ -459,7 +459,7 @@ impl Exchange {
                         (Ok(identity), EvidenceMode::Fingerprint) => {
                             match identity.token_sha256() {
                                 Some(digest) => TokenEvidence::Fingerprint {
-                                    sha256: hex::encode(digest),
+                                    sha256: crate::event::digest_hex(&digest),
                                     full_refused: None,
                                 },
                                 None => TokenEvidence::fingerprint(&token),

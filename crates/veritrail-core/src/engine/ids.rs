@@ -21,7 +21,8 @@ pub fn incoming_request_id<'a>(req: &'a dyn RequestView, header: &str) -> Option
 
 /// A fresh request id: a UUID v7 (time-ordered), hyphenated.
 pub fn new_request_id() -> String {
-    fresh_uuid().to_string()
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    fresh_uuid().hyphenated().encode_lower(&mut buf).to_owned()
 }
 
 /// A UUID v7 (time-ordered) without a system call for randomness: its 74 "random" bits are a

@@ -126,7 +126,7 @@ impl TokenEvidence {
 }
 
 fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    digest_hex(&Sha256::digest(token.as_bytes()).into())
 }
 
 /// Reads the `alg` of a compact JWS header; refuses HMAC and anything unreadable.
@@ -157,4 +157,12 @@ fn full_refusal(token: &str) -> Option<FullTokenRefused> {
     } else {
         None
     }
+}
+
+/// Lower-case hex of a SHA-256 digest (what `hex::encode` gives, without its per-character
+/// string building).
+pub(crate) fn digest_hex(digest: &[u8; 32]) -> String {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(digest, &mut buf).expect("64 bytes for 32");
+    String::from_utf8(buf.to_vec()).expect("hex is ASCII")
 }
