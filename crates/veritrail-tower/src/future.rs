@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use veritrail_core::engine::{AuditContext, EngineFuture, Exchange, Rejection};
-use veritrail_core::recorder::RecordError;
+use veritrail_core::recorder::{Durability, RecordError};
 
 use crate::response::{rejection_response, set_record_info, set_request_id};
 
@@ -98,14 +98,22 @@ where
                 StateProj::Authenticating { check, request } => {
                     match ready!(check.as_mut().poll(cx)) {
                         Ok(()) => {
-                            let (mut req, service) = request.take().expect("polled after ready");
+                            let (mut req, mut service) =
+                                request.take().expect("polled after ready");
                             let exchange = this.exchange.as_ref().expect("exchange present");
                             if let Some(identity) = exchange.identity() {
                                 req.extensions_mut().insert(identity);
                             }
-                            State::WritingAhead {
-                                check: exchange.context().write_ahead(),
-                                request: Some((req, service)),
+                            if exchange.durability() == Durability::WriteAhead {
+                                State::WritingAhead {
+                                    check: exchange.context().write_ahead(),
+                                    request: Some((req, service)),
+                                }
+                            } else {
+                                // Nothing to record before the handler: call it at once.
+                                State::Calling {
+                                    future: service.call(req),
+                                }
                             }
                         }
                         Err(rejection) => reject(this.exchange, rejection),

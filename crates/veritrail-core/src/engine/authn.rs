@@ -6,7 +6,6 @@ use crate::event::Actor;
 
 pub use crate::auth::{Authenticator, Identity};
 
-use super::exchange::EngineFuture;
 use super::rejection::{Rejection, RejectionKind};
 use super::view::RequestView;
 
@@ -31,19 +30,6 @@ pub(super) fn find_token(
     auth.find_token(&Tokens(req))
         .map(|found| found.map(|f| f.token))
         .map_err(|e| rejection(&e, realm))
-}
-
-/// Verifies `token` (with a static key source and a cache hit, ready on the first poll);
-/// hands the token back for the event's evidence.
-pub(super) fn verify(
-    auth: &Authenticator,
-    token: String,
-) -> EngineFuture<(String, Result<Identity, AuthError>)> {
-    let auth = auth.clone();
-    Box::pin(async move {
-        let result = auth.verify(&token).await;
-        (token, result)
-    })
 }
 
 /// The event's actor, with the allow-listed custom claims.

@@ -14,7 +14,7 @@ use crate::event::{
     Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, EvidenceMode,
     HttpEvent, Outcome, Phase, Request, Text, TokenEvidence,
 };
-use crate::recorder::{Durability, RecordError, RecordFuture};
+use crate::recorder::{Durability, RecordError};
 
 use super::Engine;
 use super::authn::{self, Identity};
@@ -22,6 +22,13 @@ use super::ids::{self, TraceParent};
 use super::policy::{AuthMode, RoutePolicy, RouteRequirements};
 use super::rejection::{Rejection, RejectionKind};
 use crate::auth::{AuthError, bearer_challenge};
+
+/// The current time, to the microsecond (the event's `time` holds microseconds).
+pub(super) fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
 
 /// A boxed, `Send` future the engine returns for its asynchronous steps.
 pub type EngineFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -147,7 +154,11 @@ impl AuditContext {
 
     /// Records the final `event`; once the recorder took it, [`record_info`](Self::record_info)
     /// tells about it.
-    fn record_final(&self, event: AuditEvent, durability: Durability) -> RecordFuture {
+    fn record_final(
+        &self,
+        event: AuditEvent,
+        durability: Durability,
+    ) -> impl Future<Output = Result<crate::recorder::Receipt, RecordError>> + Send + 'static {
         let http = event.as_http();
         let plain = |t: Option<&Text>| t.and_then(Text::as_plain).map(str::to_owned);
         let info = AuditRecordInfo {
@@ -159,14 +170,14 @@ impl AuditContext {
         };
         let record = self.shared.engine.inner.recorder.record(event, durability);
         let ctx = self.clone();
-        Box::pin(async move {
+        async move {
             let receipt = record.await?;
             ctx.lock().recorded = Some(AuditRecordInfo {
                 index: receipt.index,
                 ..info
             });
             Ok(receipt)
-        })
+        }
     }
 
     /// The action named so far.
@@ -302,7 +313,7 @@ impl AuditContext {
             outcome,
         };
         AuditEvent {
-            id: ids::fresh_uuid(),
+            id: ids::fresh_uuid_at(ids::unix_millis(self.shared.time)),
             index: None,
             time: self.shared.time,
             body: EventBody::Http(Box::new(http)),
@@ -339,6 +350,7 @@ impl std::fmt::Debug for Exchange {
 impl Exchange {
     pub(super) fn new(
         engine: Engine,
+        time: OffsetDateTime,
         request: Request,
         request_id: String,
         policy: Arc<RoutePolicy>,
@@ -351,12 +363,7 @@ impl Exchange {
         let shared = Shared {
             engine,
             start: Instant::now(),
-            time: {
-                // The event's `time` holds microseconds.
-                let now = OffsetDateTime::now_utc();
-                now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-                    .unwrap_or(now)
-            },
+            time,
             request_id,
             state: Mutex::new(State {
                 request,
@@ -449,9 +456,8 @@ impl Exchange {
                 Box::pin(std::future::ready(Err(rejection)))
             }
             (Some(token), _) => {
-                let verify = authn::verify(&engine.inner.authenticator, token);
                 Box::pin(async move {
-                    let (token, result) = verify.await;
+                    let result = engine.inner.authenticator.verify(&token).await;
                     let mut s = ctx.lock();
                     let mode = engine.inner.evidence;
                     s.evidence = Some(match (&result, mode) {

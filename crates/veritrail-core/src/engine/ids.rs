@@ -21,8 +21,17 @@ pub fn incoming_request_id<'a>(req: &'a dyn RequestView, header: &str) -> Option
 
 /// A fresh request id: a UUID v7 (time-ordered), hyphenated.
 pub fn new_request_id() -> String {
+    request_id_from(fresh_uuid())
+}
+
+pub(crate) fn request_id_from(id: uuid::Uuid) -> String {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    fresh_uuid().hyphenated().encode_lower(&mut buf).to_owned()
+    id.hyphenated().encode_lower(&mut buf).to_owned()
+}
+
+/// Unix milliseconds of `t` (0 before 1970).
+pub(crate) fn unix_millis(t: time::OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// A UUID v7 (time-ordered) without a system call for randomness: its 74 "random" bits are a
@@ -30,6 +39,15 @@ pub fn new_request_id() -> String {
 /// with overwhelming probability, across processes. They identify events; they are not
 /// secrets.
 pub(crate) fn fresh_uuid() -> uuid::Uuid {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    fresh_uuid_at(millis)
+}
+
+/// [`fresh_uuid`] with the time already read (Unix milliseconds): one clock read serves a
+/// request's time, its request id and its event id.
+pub(crate) fn fresh_uuid_at(millis: u64) -> uuid::Uuid {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEED: OnceLock<[u8; 10]> = OnceLock::new();
@@ -40,9 +58,6 @@ pub(crate) fn fresh_uuid() -> uuid::Uuid {
         bytes[6..].try_into().expect("10 bytes")
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut random = [0u8; 10];
     random[..2].copy_from_slice(&seed[..2]);
     let mixed = u64::from_le_bytes(seed[2..10].try_into().expect("8 bytes")) ^ n;

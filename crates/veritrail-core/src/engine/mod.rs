@@ -158,11 +158,16 @@ impl Engine {
     pub fn start(&self, req: &dyn RequestView) -> Exchange {
         let inner = &self.inner;
         let policy = Arc::clone(inner.routes.resolve_shared(req));
+        // One clock read: the event's time, and the time part of the ids made for it.
+        let now = exchange::now_micros();
         let request_id = inner
             .trust_request_id
             .then(|| incoming_request_id(req, &inner.request_id_header))
             .flatten()
-            .map_or_else(new_request_id, str::to_owned);
+            .map_or_else(
+                || ids::request_id_from(ids::fresh_uuid_at(ids::unix_millis(now))),
+                str::to_owned,
+            );
         let trace = TraceParent::from_request(req);
         let request = Request {
             method: req.method().to_owned(),
@@ -183,7 +188,7 @@ impl Engine {
             AuthMode::Public => Ok(None),
             _ => authn::find_token(&inner.authenticator, req, inner.realm.as_deref()),
         };
-        Exchange::new(self.clone(), request, request_id, policy, token)
+        Exchange::new(self.clone(), now, request, request_id, policy, token)
     }
 }
 
