@@ -9,86 +9,23 @@
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::hint::black_box;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::Path as UrlPath;
-use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use support::{Discard, app, engine};
 use tower::ServiceExt;
-use veritrail_core::auth::{Authenticator, Issuer, KeySet};
-use veritrail_core::engine::{Engine, RoutePolicy};
-use veritrail_core::event::AuditEvent;
-use veritrail_core::recorder::{Durability, Receipt, RecordFuture, Recorder};
 use veritrail_log::NoteSigner;
 use veritrail_writer::{Writer, WriterConfig};
 
-async fn order(UrlPath(id): UrlPath<u64>) -> String {
-    format!("{{\"order\":{id},\"state\":\"shipped\"}}")
-}
-
-struct Discard;
-
-impl Recorder for Discard {
-    fn record(&self, _: AuditEvent, _: Durability) -> RecordFuture {
-        Box::pin(std::future::ready(Ok(Receipt { index: None })))
-    }
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
-    std::fs::read(dir.join(name)).expect("fixture")
-}
-
-fn tokens() -> Vec<String> {
-    let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
-    let now = jsonwebtoken::get_current_timestamp();
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa1".into());
-    (0..1000)
-        .map(|i| {
-            let claims = serde_json::json!({"iss": "https://idp.bench", "aud": "orders",
-                "sub": format!("user-{i}"), "jti": format!("t-{i}"), "iat": now,
-                "exp": now + 3600, "scope": "orders:read"});
-            format!("Bearer {}", encode(&header, &claims, &key).unwrap())
-        })
-        .collect()
-}
-
-fn app() -> Router {
-    Router::new().route("/orders/{id}", get(order))
-}
-
-fn layered(recorder: impl Recorder) -> Router {
-    let keys = KeySet::from_pem(
-        &fixture("rsa.pub.pem"),
-        Algorithm::RS256,
-        Some("rsa1".into()),
-    )
-    .unwrap();
-    let auth = Authenticator::builder()
-        .issuer(
-            Issuer::new("https://idp.bench")
-                .keys(keys)
-                .audience("orders"),
-        )
-        .build()
-        .unwrap();
-    let engine = Engine::builder(auth, recorder)
-        .route(
-            "/orders/{id}",
-            RoutePolicy::authenticated().scope("orders:read"),
-        )
-        .build();
-    app().layer(veritrail_axum::layer(engine))
-}
-
 fn bench(c: &mut Criterion) {
-    let tokens = tokens();
+    let tokens: Vec<String> = support::tokens()
+        .into_iter()
+        .map(|t| format!("Bearer {t}"))
+        .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,8 +39,14 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let routers = [
         ("plain", app()),
-        ("discard", layered(Discard)),
-        ("writer", layered(writer.handle())),
+        (
+            "discard",
+            app().layer(veritrail_axum::layer(engine(Discard))),
+        ),
+        (
+            "writer",
+            app().layer(veritrail_axum::layer(engine(writer.handle()))),
+        ),
     ];
     let mut g = c.benchmark_group("layer");
     for (name, router) in routers {

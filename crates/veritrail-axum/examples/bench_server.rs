@@ -6,90 +6,38 @@
 //! in `plain` mode it only listens. `veritrail-nolog` hands events to a recorder that drops
 //! them (a diagnostic: the layer's cost without the log's).
 
-use std::net::SocketAddr;
-use std::path::Path;
+#[path = "../benches/support/mod.rs"]
+mod support;
 
-use axum::Router;
-use axum::extract::Path as UrlPath;
-use axum::routing::get;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use veritrail_core::auth::{Authenticator, Issuer, KeySet};
-use veritrail_core::engine::{Engine, RoutePolicy};
-use veritrail_core::event::AuditEvent;
-use veritrail_core::recorder::{Durability, Receipt, RecordFuture, Recorder};
+use std::net::SocketAddr;
+
+use support::{Discard, app, engine};
 use veritrail_log::NoteSigner;
 use veritrail_writer::{Writer, WriterConfig};
-
-async fn order(UrlPath(id): UrlPath<u64>) -> String {
-    format!("{{\"order\":{id},\"state\":\"shipped\"}}")
-}
-
-/// A recorder that drops every event (the `veritrail-nolog` diagnostic).
-struct Discard;
-
-impl Recorder for Discard {
-    fn record(&self, _: AuditEvent, _: Durability) -> RecordFuture {
-        Box::pin(std::future::ready(Ok(Receipt { index: None })))
-    }
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
-    std::fs::read(dir.join(name)).expect("fixture")
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, port, token_file, log_dir] = args.as_slice() else {
         return Err("usage: bench_server plain|veritrail PORT TOKEN_FILE LOG_DIR".into());
     };
-    let app = Router::new().route("/orders/{id}", get(order));
+    let app = app();
     let mut writer = None;
     let app = match mode.as_str() {
         "plain" => app,
         "veritrail" | "veritrail-nolog" => {
-            let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem"))?;
-            let now = jsonwebtoken::get_current_timestamp();
-            let mut header = Header::new(Algorithm::RS256);
-            header.kid = Some("rsa1".into());
-            let tokens = (0..1000)
-                .map(|i| {
-                    let claims = serde_json::json!({"iss": "https://idp.bench", "aud": "orders",
-                        "sub": format!("user-{i}"), "jti": format!("t-{i}"), "iat": now,
-                        "exp": now + 3600, "scope": "orders:read"});
-                    encode(&header, &claims, &key)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            std::fs::write(token_file, tokens.join("\n") + "\n")?;
-            let keys = KeySet::from_pem(
-                &fixture("rsa.pub.pem"),
-                Algorithm::RS256,
-                Some("rsa1".into()),
-            )?;
-            let auth = Authenticator::builder()
-                .issuer(
-                    Issuer::new("https://idp.bench")
-                        .keys(keys)
-                        .audience("orders"),
-                )
-                .build()?;
+            std::fs::write(token_file, support::tokens().join("\n") + "\n")?;
             let engine = if mode == "veritrail" {
                 let w = Writer::open(
                     log_dir,
                     NoteSigner::generate("bench/orders")?,
                     WriterConfig::default(),
                 )?;
-                let builder = Engine::builder(auth, w.handle());
+                let engine = engine(w.handle());
                 writer = Some(w);
-                builder
+                engine
             } else {
-                Engine::builder(auth, Discard)
-            }
-            .route(
-                "/orders/{id}",
-                RoutePolicy::authenticated().scope("orders:read"),
-            )
-            .build();
+                engine(Discard)
+            };
             app.layer(veritrail_axum::layer(engine))
         }
         other => return Err(format!("unknown mode {other}").into()),

@@ -61,7 +61,7 @@ pub(super) fn write_http(
     }
     o.opt_str("action", http.action.as_deref());
     o.opt_text("target", http.target.as_ref());
-    o.map("extra", &http.extra, |out, v| serde_value(out, v));
+    o.map("extra", &http.extra, serde_value);
     if let Some(status) = http.status {
         o.key("status");
         o.int(u64::from(status));
@@ -89,7 +89,7 @@ fn write_actor(out: &mut Vec<u8>, a: &Actor) {
     o.opt_str("alg", a.alg.as_deref());
     o.list("scopes", &a.scopes);
     o.list("roles", &a.roles);
-    o.map("claims", &a.claims, |out, v| serde_value(out, v));
+    o.map("claims", &a.claims, serde_value);
     o.close();
 }
 
@@ -360,9 +360,8 @@ mod tests {
             for pos in 0..8 {
                 let mut word = [b'a'; 8];
                 word[pos] = b;
-                assert_eq!(
+                assert!(
                     any_escaped(u64::from_le_bytes(word)) || !escaped(b),
-                    true,
                     "byte {b:#x} at {pos}"
                 );
             }
