@@ -1,8 +1,11 @@
 //! The bounded queue between the callers and the writer thread.
 //!
-//! Callers serialize their event (at index 0) on their own thread and push the bytes; the
-//! writer thread only splices the real index in. That keeps the writer thread's work per
-//! event to a copy, a hash and a frame, and makes the queue's byte bound exact.
+//! Callers serialize their event (at index 0) on their own thread, into a scratch buffer the
+//! thread keeps, and the queue copies the bytes into one byte arena under its lock. The writer
+//! thread takes the arena whole (a buffer swap) with its batch and only splices the real index
+//! in. So recording allocates nothing per event, nothing allocated by a caller is freed by the
+//! writer thread, the writer's work per event is a copy, a hash and a frame, and the queue's
+//! byte bound is exact.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
