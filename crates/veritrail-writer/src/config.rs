@@ -90,7 +90,8 @@ impl Default for WriterConfig {
 impl WriterConfig {
     /// Bounds the queue: at most `events` queued events and `bytes` bytes of serialized
     /// records (an event larger than `bytes` is still taken when the queue is empty). Memory
-    /// held by the queue is about `bytes` plus 64 bytes per event. Values below 1 count as 1.
+    /// held by the queue is at most about `bytes` plus 64 bytes per event; the writer thread
+    /// holds up to as much again for the batch it is writing. Values below 1 count as 1.
     pub fn queue_capacity(mut self, events: usize, bytes: usize) -> Self {
         self.queue_events = events.max(1);
         self.queue_bytes = bytes.max(1);

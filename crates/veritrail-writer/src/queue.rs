@@ -388,6 +388,14 @@ impl Shared {
         let (payload, spare) = match record {
             Record::Spliced { bytes, index_at } => {
                 let at = st.arena_base + st.arena.len() as u64;
+                let need = st.arena.len() + len;
+                if need > st.arena.capacity() {
+                    // Doubling, but never past the byte bound (or this one record): the
+                    // arena's memory stays within the queue's capacity.
+                    let target = (2 * st.arena.capacity()).clamp(need, need.max(self.queue_bytes));
+                    let extra = target - st.arena.len();
+                    st.arena.reserve_exact(extra);
+                }
                 st.arena.extend_from_slice(&bytes);
                 (Payload::Arena { at, len, index_at }, Some(bytes))
             }
@@ -667,6 +675,23 @@ mod tests {
             }
         }
         assert_eq!(shared.queued(), 0);
+    }
+
+    #[test]
+    fn the_arena_never_grows_past_the_byte_bound() {
+        let bound = 20_000;
+        let shared = Shared::new(1_000, bound, Metrics::new("test"));
+        let mut pushed = 0;
+        while shared
+            .push(Record::new(sample(&format!("e{pushed}"))), None, false)
+            .is_ok()
+        {
+            pushed += 1;
+        }
+        let st = shared.lock();
+        assert!(pushed > 10, "{pushed} events fit");
+        assert!(st.arena.len() <= bound);
+        assert!(st.arena.capacity() <= bound, "capacity {}", st.arena.capacity());
     }
 
     #[test]
