@@ -691,7 +691,11 @@ mod tests {
         let st = shared.lock();
         assert!(pushed > 10, "{pushed} events fit");
         assert!(st.arena.len() <= bound);
-        assert!(st.arena.capacity() <= bound, "capacity {}", st.arena.capacity());
+        assert!(
+            st.arena.capacity() <= bound,
+            "capacity {}",
+            st.arena.capacity()
+        );
     }
 
     #[test]
