@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::event::{
-    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, EvidenceMode,
-    HttpEvent, Outcome, Phase, Request, Text, TokenEvidence,
+    Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, HttpEvent, Outcome,
+    Phase, Request, Text, TokenEvidence,
 };
 use crate::recorder::{Durability, RecordError};
 
@@ -22,13 +22,6 @@ use super::ids::{self, TraceParent};
 use super::policy::{AuthMode, RoutePolicy, RouteRequirements};
 use super::rejection::{Rejection, RejectionKind};
 use crate::auth::{AuthError, bearer_challenge};
-
-/// The current time, to the microsecond (the event's `time` holds microseconds).
-pub(super) fn now_micros() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
-}
 
 /// A boxed, `Send` future the engine returns for its asynchronous steps.
 pub type EngineFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -460,19 +453,9 @@ impl Exchange {
                     let result = engine.inner.authenticator.verify(&token).await;
                     let mut s = ctx.lock();
                     let mode = engine.inner.evidence;
-                    s.evidence = Some(match (&result, mode) {
-                        // The cache already hashed the token: reuse its fingerprint.
-                        (Ok(identity), EvidenceMode::Fingerprint) => {
-                            match identity.token_sha256() {
-                                Some(digest) => TokenEvidence::Fingerprint {
-                                    sha256: crate::event::digest_hex(&digest),
-                                    full_refused: None,
-                                },
-                                None => TokenEvidence::fingerprint(&token),
-                            }
-                        }
-                        _ => TokenEvidence::capture(mode, &token),
-                    });
+                    // The authenticator's cache already hashed the token: reuse its digest.
+                    let digest = result.as_ref().ok().and_then(Identity::token_sha256);
+                    s.evidence = Some(TokenEvidence::capture_hashed(mode, &token, digest));
                     match result {
                         Ok(identity) => {
                             s.actor = Some(authn::actor(&identity, &engine.inner.actor_claims));

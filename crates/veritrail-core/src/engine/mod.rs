@@ -159,7 +159,7 @@ impl Engine {
         let inner = &self.inner;
         let policy = Arc::clone(inner.routes.resolve_shared(req));
         // One clock read: the event's time, and the time part of the ids made for it.
-        let now = exchange::now_micros();
+        let now = crate::event::now();
         let request_id = inner
             .trust_request_id
             .then(|| incoming_request_id(req, &inner.request_id_header))

@@ -75,34 +75,45 @@ pub enum EvidenceMode {
 impl TokenEvidence {
     /// Captures evidence of the compact `token` in the given mode.
     pub fn capture(mode: EvidenceMode, token: &str) -> Self {
+        Self::capture_hashed(mode, token, None)
+    }
+
+    /// [`capture`](Self::capture) with the token's SHA-256 already computed (by the
+    /// verified-token cache), when it was.
+    pub(crate) fn capture_hashed(
+        mode: EvidenceMode,
+        token: &str,
+        digest: Option<[u8; 32]>,
+    ) -> Self {
+        let sha256 = || digest_hex(&digest.unwrap_or_else(|| Sha256::digest(token).into()));
         match mode {
-            EvidenceMode::Fingerprint => Self::fingerprint(token),
-            EvidenceMode::Full => Self::full(token),
+            EvidenceMode::Fingerprint => TokenEvidence::Fingerprint {
+                sha256: sha256(),
+                full_refused: None,
+            },
+            EvidenceMode::Full => match full_refusal(token) {
+                Some(reason) => TokenEvidence::Fingerprint {
+                    sha256: sha256(),
+                    full_refused: Some(reason),
+                },
+                None => TokenEvidence::Full {
+                    sha256: sha256(),
+                    jwt: Text::Plain(token.to_owned()),
+                },
+            },
             EvidenceMode::None => TokenEvidence::None,
         }
     }
 
     /// The SHA-256 fingerprint of the compact `token`.
     pub fn fingerprint(token: &str) -> Self {
-        TokenEvidence::Fingerprint {
-            sha256: sha256_hex(token),
-            full_refused: None,
-        }
+        Self::capture(EvidenceMode::Fingerprint, token)
     }
 
     /// The full compact `token` — unless its header says it is HMAC-signed or cannot be read,
     /// in which case the fingerprint, with the reason in `full_refused`.
     pub fn full(token: &str) -> Self {
-        match full_refusal(token) {
-            Some(reason) => TokenEvidence::Fingerprint {
-                sha256: sha256_hex(token),
-                full_refused: Some(reason),
-            },
-            None => TokenEvidence::Full {
-                sha256: sha256_hex(token),
-                jwt: Text::Plain(token.to_owned()),
-            },
-        }
+        Self::capture(EvidenceMode::Full, token)
     }
 
     /// The mode this evidence is in.
@@ -123,10 +134,6 @@ impl TokenEvidence {
             TokenEvidence::None => None,
         }
     }
-}
-
-fn sha256_hex(token: &str) -> String {
-    digest_hex(&Sha256::digest(token.as_bytes()).into())
 }
 
 /// Reads the `alg` of a compact JWS header; refuses HMAC and anything unreadable.
@@ -161,7 +168,7 @@ fn full_refusal(token: &str) -> Option<FullTokenRefused> {
 
 /// Lower-case hex of a SHA-256 digest (what `hex::encode` gives, without its per-character
 /// string building).
-pub(crate) fn digest_hex(digest: &[u8; 32]) -> String {
+fn digest_hex(digest: &[u8; 32]) -> String {
     let mut buf = [0u8; 64];
     hex::encode_to_slice(digest, &mut buf).expect("64 bytes for 32");
     String::from_utf8(buf.to_vec()).expect("hex is ASCII")

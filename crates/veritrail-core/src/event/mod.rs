@@ -59,7 +59,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub(crate) use evidence::digest_hex;
 pub use evidence::{EvidenceMode, FullTokenRefused, TokenEvidence};
 pub use http::{
     Actor, Authn, AuthnDecision, Authz, AuthzDecision, HttpEvent, HttpEventBuilder, Outcome, Phase,
