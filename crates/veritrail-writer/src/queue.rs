@@ -153,19 +153,9 @@ pub(crate) struct Taken {
     base: u64,
 }
 
-/// Appends `n` in decimal, as serde_json writes a `u64`.
-fn write_decimal(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+/// Appends `n` in decimal, as serde_json writes a `u64` (with the same `itoa`).
+fn write_decimal(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// One queue entry.

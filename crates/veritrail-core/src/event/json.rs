@@ -202,7 +202,7 @@ impl<'a> Obj<'a> {
         self.out.push(b'"');
     }
 
-    fn int(&mut self, n: u64) {
+    fn int(&mut self, n: impl itoa::Integer) {
         self.out
             .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
@@ -229,8 +229,7 @@ impl<'a> Obj<'a> {
     fn opt_int(&mut self, name: &str, value: Option<i64>) {
         if let Some(n) = value {
             self.key(name);
-            self.out
-                .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            self.int(n);
         }
     }
 
