@@ -29,10 +29,7 @@ pub(super) fn write_http(
     o.int(index);
     o.key("time");
     let mut buf = [0u8; 27];
-    o.out.push(b'"');
-    o.out
-        .extend_from_slice(time_format::format(time, &mut buf).as_bytes());
-    o.out.push(b'"');
+    o.raw_str(time_format::format(time, &mut buf));
     o.key("kind");
     o.raw_str("http");
     o.key("phase");
