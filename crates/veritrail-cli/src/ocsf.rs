@@ -85,7 +85,7 @@ impl Common {
             "log_provider": "veritrail",
             "original_time": rfc3339(event.time),
         });
-        let actor = http.actor.as_ref();
+        let actor = http.actor.as_deref();
         Common {
             time_ms: i64::try_from(event.time.unix_timestamp_nanos() / 1_000_000)
                 .unwrap_or(i64::MAX),

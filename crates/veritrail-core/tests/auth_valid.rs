@@ -115,6 +115,15 @@ fn identity_carries_claims_scopes_and_roles() {
     assert_eq!(actor.roles, ["auditor", "admin", "user"]);
     assert_eq!(actor.claims.keys().collect::<Vec<_>>(), ["tenant"]);
     assert!(Actor::from(&id).claims.is_empty());
+    // The shared actor is built once per identity and allow-list, and equals the copy.
+    let shared = id.shared_actor(&["tenant", "absent"]);
+    assert_eq!(*shared, actor);
+    assert!(Arc::ptr_eq(
+        &shared,
+        &id.clone().shared_actor(&["tenant", "absent"])
+    ));
+    let other = id.shared_actor::<&str>(&[]);
+    assert!(other.claims.is_empty() && !Arc::ptr_eq(&shared, &other));
     // Debug shows who, never the claims.
     assert!(!format!("{id:?}").contains("acme"));
 }

@@ -92,7 +92,7 @@ prop_compose! {
         intent_id in proptest::option::of(any::<u128>()),
     ) -> AuditEvent {
         let EventBody::Http(http) = &mut event.body else { unreachable!() };
-        let actor = http.actor.get_or_insert_with(Actor::default);
+        let actor = std::sync::Arc::make_mut(http.actor.get_or_insert_with(Default::default));
         actor.iss = strings[0].clone();
         actor.jti = strings[1].clone().map(Text::Plain);
         actor.kid = strings[2].clone();

@@ -168,7 +168,16 @@ fn encryption_uses_fresh_nonces() {
     let mut b = a.clone();
     protection.apply(&mut a).unwrap();
     protection.apply(&mut b).unwrap();
-    let sub = |e: &AuditEvent| e.as_http().unwrap().actor.clone().unwrap().sub.unwrap();
+    let sub = |e: &AuditEvent| {
+        e.as_http()
+            .unwrap()
+            .actor
+            .as_ref()
+            .unwrap()
+            .sub
+            .clone()
+            .unwrap()
+    };
     assert_ne!(sub(&a), sub(&b));
 }
 

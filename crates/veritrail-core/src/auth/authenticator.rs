@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
@@ -513,5 +513,6 @@ fn build_identity(
         roles,
         claims: serde_json::Value::Object(claims),
         token_sha256: digest,
+        actor: OnceLock::new(),
     }))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
@@ -35,6 +35,8 @@ pub(crate) struct IdentityInner {
     /// Always a JSON object.
     pub(crate) claims: Value,
     pub(crate) token_sha256: Option<[u8; 32]>,
+    /// The audit actor, built on first use, with the claim allow-list it was built for.
+    pub(crate) actor: OnceLock<(Vec<String>, Arc<Actor>)>,
 }
 
 impl fmt::Debug for Identity {
@@ -161,6 +163,34 @@ impl Identity {
                     Some((k.to_owned(), self.claim(k)?.clone()))
                 })
                 .collect::<BTreeMap<_, _>>(),
+        }
+    }
+}
+
+impl Identity {
+    /// [`to_actor`](Self::to_actor), shared: the first call builds the actor and keeps it in
+    /// the identity, so every event of a cached token points at the same one instead of
+    /// copying its strings. A call with another claim allow-list than the first builds a
+    /// fresh actor.
+    pub fn shared_actor<S: AsRef<str>>(&self, allowed_claims: &[S]) -> Arc<Actor> {
+        let same = |kept: &[String]| {
+            kept.len() == allowed_claims.len()
+                && kept
+                    .iter()
+                    .zip(allowed_claims)
+                    .all(|(a, b)| a == b.as_ref())
+        };
+        let (kept, actor) = self.0.actor.get_or_init(|| {
+            let kept = allowed_claims
+                .iter()
+                .map(|s| s.as_ref().to_owned())
+                .collect();
+            (kept, Arc::new(self.to_actor(allowed_claims)))
+        });
+        if same(kept) {
+            actor.clone()
+        } else {
+            Arc::new(self.to_actor(allowed_claims))
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The seam between the engine and [`crate::auth`]: finding the token through the engine's
 //! request view, verifying it, and turning an [`AuthError`] into a [`Rejection`].
 
+use std::sync::Arc;
+
 use crate::auth::{AuthError, TokenRequest};
 use crate::event::Actor;
 
@@ -33,8 +35,8 @@ pub(super) fn find_token(
 }
 
 /// The event's actor, with the allow-listed custom claims.
-pub(super) fn actor(identity: &Identity, claims: &[String]) -> Actor {
-    identity.to_actor(claims)
+pub(super) fn actor(identity: &Identity, claims: &[String]) -> Arc<Actor> {
+    identity.shared_actor(claims)
 }
 
 /// The refusal for an authentication failure: the authenticator's status, reason code,

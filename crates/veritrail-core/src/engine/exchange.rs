@@ -69,7 +69,7 @@ struct State {
     token: Option<String>,
     evidence: Option<TokenEvidence>,
     identity: Option<Identity>,
-    actor: Option<Actor>,
+    actor: Option<Arc<Actor>>,
     authn: Option<Authn>,
     authz: Option<Authz>,
     /// Set once the request was refused by the engine (its event is recorded with that).

@@ -1,6 +1,7 @@
 //! The `http` event: who, what, from where, under what authority, with what result.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,10 @@ pub struct HttpEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_id: Option<Uuid>,
     /// Who made the request (absent when anonymous or refused before the token was read).
+    /// Shared: every event of a cached token points at the same actor (field protection
+    /// copies it before changing it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Actor>,
+    pub actor: Option<Arc<Actor>>,
     /// What of the bearer token is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenEvidence>,
@@ -412,7 +415,7 @@ impl HttpEventBuilder {
     }
 
     /// Sets the actor.
-    pub fn actor(mut self, actor: impl Into<Actor>) -> Self {
+    pub fn actor(mut self, actor: impl Into<Arc<Actor>>) -> Self {
         self.event.actor = Some(actor.into());
         self
     }

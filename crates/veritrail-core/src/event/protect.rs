@@ -389,9 +389,9 @@ impl FieldPath {
     fn slot<'a>(&self, event: &'a mut HttpEvent) -> Option<Slot<'a>> {
         use FieldPath::*;
         Some(match self {
-            ActorSub => Slot::Text(event.actor.as_mut()?.sub.as_mut()?),
-            ActorJti => Slot::Text(event.actor.as_mut()?.jti.as_mut()?),
-            ActorClaim(n) => Slot::Value(event.actor.as_mut()?.claims.get_mut(n)?),
+            ActorSub => Slot::Text(Arc::make_mut(event.actor.as_mut()?).sub.as_mut()?),
+            ActorJti => Slot::Text(Arc::make_mut(event.actor.as_mut()?).jti.as_mut()?),
+            ActorClaim(n) => Slot::Value(Arc::make_mut(event.actor.as_mut()?).claims.get_mut(n)?),
             TokenJwt => match event.token.as_mut()? {
                 TokenEvidence::Full { jwt, .. } => Slot::Text(jwt),
                 _ => return None,
