@@ -962,9 +962,11 @@ fn hash_records(records: &[&[u8]]) -> Vec<(Hash, u32)> {
             .collect()
     };
     let bytes: usize = records.iter().map(|r| r.len()).sum();
-    let parallel = bytes >= PARALLEL_HASH_BYTES
-        && records.len() >= 2
-        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    // Asked once: the answer takes several system calls (affinity, cgroup quota).
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores =
+        || *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let parallel = bytes >= PARALLEL_HASH_BYTES && records.len() >= 2 && cores() > 1;
     if !parallel {
         return hash(records);
     }

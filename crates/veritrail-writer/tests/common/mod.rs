@@ -29,18 +29,22 @@ pub fn signer() -> NoteSigner {
     NoteSigner::from_text(text).expect("key text")
 }
 
-/// A ~500-byte HTTP event whose `action` carries `tag`.
+/// A ~500-byte HTTP event whose `action` carries `tag`. Its actor is shared, as the engine
+/// shares a cached token's actor between that token's events.
 pub fn event(tag: &str) -> AuditEvent {
-    let actor = Actor {
-        sub: Some("user-7f3a9c".into()),
-        iss: Some("https://idp.example.com/realms/main".into()),
-        aud: vec!["orders-api".into()],
-        jti: Some("6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b".into()),
-        kid: Some("key-2026-11".into()),
-        alg: Some("ES256".into()),
-        scopes: vec!["orders:read".into(), "orders:write".into()],
-        ..Actor::default()
-    };
+    static ACTOR: std::sync::LazyLock<Arc<Actor>> = std::sync::LazyLock::new(|| {
+        Arc::new(Actor {
+            sub: Some("user-7f3a9c".into()),
+            iss: Some("https://idp.example.com/realms/main".into()),
+            aud: vec!["orders-api".into()],
+            jti: Some("6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b".into()),
+            kid: Some("key-2026-11".into()),
+            alg: Some("ES256".into()),
+            scopes: vec!["orders:read".into(), "orders:write".into()],
+            ..Actor::default()
+        })
+    });
+    let actor = ACTOR.clone();
     AuditEvent::http("POST", "/orders/12345/items")
         .route("/orders/{id}/items")
         .client_address("203.0.113.9")
