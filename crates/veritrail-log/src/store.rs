@@ -28,9 +28,9 @@
 //! the hashes and offsets of those records (without syncing them: they are derived data,
 //! rebuilt from the records when needed) — once 4,096 records' worth have accumulated, so that
 //! a sync of a small batch is one write and one fdatasync; until then reads find them in
-//! memory. A segment rotation and a checkpoint are barriers
-//! that also fdatasync the hash and offset files, so every hash of a sealed segment, and of
-//! every signed checkpoint, is durable.
+//! memory. A segment rotation and a checkpoint are barriers that also fdatasync the hash and
+//! offset files, so every hash of a sealed segment, and of every signed checkpoint, is
+//! durable.
 //!
 //! [`Log::open`] therefore trusts the stored hashes up to the newest segment (which makes
 //! opening O(log n) in the log's size, plus one pass over the newest segment), re-reads the
@@ -91,11 +91,11 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 const WRITE_THRESHOLD: usize = 256 << 10;
 /// Buffered records beyond which [`Log::append`] syncs (keeps the hash buffers bounded).
 const SYNC_THRESHOLD_RECORDS: usize = 128 << 10;
-/// Offset bytes (8 per record) buffered beyond which [`Log::sync`] writes the buffered hashes
-/// and offsets; below it they wait for a later sync (they are rebuilt from the newest segment
-/// on open, and every barrier writes them), so that a sync of a small batch costs one write
-/// and one fdatasync instead of a write per tree level as well.
-const HASH_WRITE_THRESHOLD: usize = 4096 * 8;
+/// Buffered records beyond which [`Log::sync`] writes their hashes and offsets; below it they
+/// wait for a later sync (they are rebuilt from the newest segment on open, and every barrier
+/// writes them), so that a sync of a small batch costs one write and one fdatasync instead of
+/// a write per tree level as well.
+const HASH_WRITE_RECORDS: usize = 4096;
 /// Batches with at least this many record bytes are hashed on two threads.
 const PARALLEL_HASH_BYTES: usize = 256 << 10;
 
@@ -424,7 +424,8 @@ impl Log {
     }
 
     /// Writes buffered records and fdatasyncs the segment; then writes their hashes and
-    /// offsets, once 4,096 records' worth are buffered (barriers and `close` write them all). Signs a checkpoint when [`LogOptions::checkpoint_every`] or
+    /// offsets, once 4,096 records' worth are buffered (barriers and `close` write them all).
+    /// Signs a checkpoint when [`LogOptions::checkpoint_every`] or
     /// [`LogOptions::checkpoint_interval`] says one is due.
     ///
     /// After an I/O or fsync error the log is failed: this and every later write returns
@@ -876,16 +877,23 @@ impl Log {
         }
         // Hashes and offsets only after their records are durable: a stored hash always
         // describes a record that reached the disk.
-        if !barrier && self.offsets.pending_len() < HASH_WRITE_THRESHOLD {
+        if !barrier && self.offsets.pending_len() < HASH_WRITE_RECORDS * 8 {
             return Ok(());
         }
-        self.offsets.write_pending(faults)?;
-        self.tree.write_pending(faults)?;
+        self.write_hashes()?;
         if barrier {
+            let faults = &mut self.faults;
             self.offsets.sync(faults)?;
             self.tree.sync(faults)?;
         }
         Ok(())
+    }
+
+    /// Writes the buffered hashes and offsets (no sync); their records must be durable.
+    fn write_hashes(&mut self) -> io::Result<()> {
+        let faults = &mut self.faults;
+        self.offsets.write_pending(faults)?;
+        self.tree.write_pending(faults)
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -962,12 +970,9 @@ impl Drop for Log {
     /// buffered (errors are ignored here; call `sync` or `close` to see them).
     fn drop(&mut self) {
         if !self.closed && self.signer.is_some() && self.failed.is_none() {
-            let _ = self.flush(false).and_then(|()| {
-                let faults = &mut self.faults;
-                let r = self.offsets.write_pending(faults);
-                r.and_then(|()| self.tree.write_pending(faults))
-                    .map_err(LogError::Io)
-            });
+            let _ = self
+                .flush(false)
+                .and_then(|()| self.write_hashes().map_err(LogError::Io));
         }
     }
 }
