@@ -165,21 +165,12 @@ impl Identity {
                 .collect::<BTreeMap<_, _>>(),
         }
     }
-}
 
-impl Identity {
     /// [`to_actor`](Self::to_actor), shared: the first call builds the actor and keeps it in
     /// the identity, so every event of a cached token points at the same one instead of
     /// copying its strings. A call with another claim allow-list than the first builds a
     /// fresh actor.
     pub fn shared_actor<S: AsRef<str>>(&self, allowed_claims: &[S]) -> Arc<Actor> {
-        let same = |kept: &[String]| {
-            kept.len() == allowed_claims.len()
-                && kept
-                    .iter()
-                    .zip(allowed_claims)
-                    .all(|(a, b)| a == b.as_ref())
-        };
         let (kept, actor) = self.0.actor.get_or_init(|| {
             let kept = allowed_claims
                 .iter()
@@ -187,7 +178,11 @@ impl Identity {
                 .collect();
             (kept, Arc::new(self.to_actor(allowed_claims)))
         });
-        if same(kept) {
+        if kept
+            .iter()
+            .map(String::as_str)
+            .eq(allowed_claims.iter().map(AsRef::as_ref))
+        {
             actor.clone()
         } else {
             Arc::new(self.to_actor(allowed_claims))
