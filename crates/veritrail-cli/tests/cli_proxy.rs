@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,26 +26,16 @@ use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
-use veritrail_core::auth::KeySet;
 use veritrail_log::NoteVerifier;
 use veritrail_log::verify::{VerifyOptions, verify_dir_with};
 
-use common::Env;
+use common::{Env, fixture, jwks};
 
 const ISSUER: &str = "https://idp.proxy.test";
 const AUDIENCE: &str = "orders-api";
 /// A chunk of the streamed bodies; several of them are far larger than any buffer.
 const CHUNK: usize = 64 * 1024;
 const CHUNKS: usize = 32;
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn token(scope: &str, exp_in: i64) -> String {
     signed(
@@ -69,18 +58,6 @@ fn signed(iss: &str, scope: &str, exp_in: i64, alg: Algorithm, key: &EncodingKey
         header.kid = Some("rsa1".into());
     }
     jsonwebtoken::encode(&header, &claims, key).unwrap()
-}
-
-/// The fixture's public RSA key as a JWKS document.
-fn jwks() -> String {
-    KeySet::from_pem(
-        &fixture("rsa.pub.pem"),
-        Algorithm::RS256,
-        Some("rsa1".into()),
-    )
-    .unwrap()
-    .to_public_jwks()
-    .to_string()
 }
 
 /// What the upstream saw and can be told.

@@ -11,22 +11,12 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use veritrail_core::auth::KeySet;
 
-use common::{Env, stderr, stdout};
+use common::{Env, fixture, jwks, stderr, stdout};
 
 const ISSUER: &str = "https://idp.token.test";
 const AUDIENCE: &str = "orders-api";
 const SECRET: &str = "hs-secret-that-must-never-leak-0123456789abcdef";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../veritrail-core/tests/fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn rsa(file: &str) -> EncodingKey {
     EncodingKey::from_rsa_pem(&fixture(file)).unwrap()
@@ -57,18 +47,6 @@ fn rs256(iss: &str) -> String {
         Algorithm::RS256,
         &rsa("rsa.pem"),
     )
-}
-
-/// The fixture's public RSA key as a JWKS document (kid `rsa1`).
-fn jwks() -> String {
-    KeySet::from_pem(
-        &fixture("rsa.pub.pem"),
-        Algorithm::RS256,
-        Some("rsa1".into()),
-    )
-    .unwrap()
-    .to_public_jwks()
-    .to_string()
 }
 
 /// An environment holding `jwks.json` and the shared secret in `secret`.

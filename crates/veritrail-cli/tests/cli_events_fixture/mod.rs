@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -13,6 +13,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use veritrail_core::auth::{Authenticator, Issuer, KeySet, ManualClock};
+
+use crate::common::fixture;
 use veritrail_core::event::{Actor, AuditEvent, Authz, AuthzDecision};
 use veritrail_log::{Log, LogOptions, NoteSigner};
 
@@ -77,20 +79,6 @@ pub(crate) struct TestKey {
     pub(crate) kid: String,
     encoding: EncodingKey,
     public_pem: Vec<u8>,
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "veritrail-core",
-        "tests",
-        "fixtures",
-        name,
-    ]
-    .iter()
-    .collect();
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 impl TestKey {

@@ -10,6 +10,26 @@ pub(crate) struct Env {
     dir: tempfile::TempDir,
 }
 
+/// A test-only key file from veritrail-core's fixtures.
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../veritrail-core/tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The fixture's public RSA key (`rsa.pub.pem`) as a JWKS document (kid `rsa1`).
+pub(crate) fn jwks() -> String {
+    veritrail_core::auth::KeySet::from_pem(
+        &fixture("rsa.pub.pem"),
+        jsonwebtoken::Algorithm::RS256,
+        Some("rsa1".into()),
+    )
+    .unwrap()
+    .to_public_jwks()
+    .to_string()
+}
+
 /// The name `Env::keygen` gives the key.
 pub(crate) const KEY_NAME: &str = "test.example/log";
 
