@@ -139,15 +139,8 @@ async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
         .route("/admin/headers", any(headers))
         .route("/upload", post(upload))
         .route("/download", get(download))
-        .route("/slow", get(slow))
-        .route("/jwks.json", get(|| async { jwks() }))
-        .route(
-            "/.well-known/openid-configuration",
-            get(|headers: HeaderMap| async move {
-                let base = format!("http://{}", headers["host"].to_str().unwrap());
-                json!({"issuer": base, "jwks_uri": format!("{base}/jwks.json")}).to_string()
-            }),
-        )
+        .route("/slow", get(slow));
+    let app = common::identity_provider(app)
         .route(
             "/too-slow",
             get(|| async {

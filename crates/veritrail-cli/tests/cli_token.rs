@@ -7,8 +7,6 @@ mod common;
 use std::process::Output;
 
 use axum::Router;
-use axum::http::HeaderMap;
-use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -234,15 +232,7 @@ fn the_token_can_come_from_stdin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_from_a_jwks_url_and_oidc_discovery() {
-    let app = Router::new()
-        .route("/jwks.json", get(|| async { jwks() }))
-        .route(
-            "/.well-known/openid-configuration",
-            get(|headers: HeaderMap| async move {
-                let base = format!("http://{}", headers["host"].to_str().unwrap());
-                json!({"issuer": base, "jwks_uri": format!("{base}/jwks.json")}).to_string()
-            }),
-        );
+    let app = common::identity_provider(Router::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

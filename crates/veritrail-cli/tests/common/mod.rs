@@ -30,6 +30,22 @@ pub(crate) fn jwks() -> String {
     .to_string()
 }
 
+/// `router` serving, as an identity provider would, [`jwks`] at `/jwks.json` and an OpenID
+/// discovery document (issuer: the server's own `http://host`) pointing at it.
+pub(crate) fn identity_provider<S>(router: axum::Router<S>) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use axum::routing::get;
+    router.route("/jwks.json", get(|| async { jwks() })).route(
+        "/.well-known/openid-configuration",
+        get(|headers: axum::http::HeaderMap| async move {
+            let base = format!("http://{}", headers["host"].to_str().unwrap());
+            serde_json::json!({"issuer": base, "jwks_uri": format!("{base}/jwks.json")}).to_string()
+        }),
+    )
+}
+
 /// The name `Env::keygen` gives the key.
 pub(crate) const KEY_NAME: &str = "test.example/log";
 
