@@ -239,12 +239,72 @@ fn malformed_json_is_refused() {
         code(&auth, &format!("{}.{bad_payload}.{}", parts[0], parts[2])),
         "token_malformed"
     );
-    // A header that repeats `alg` is refused rather than read by "last one wins".
-    let dup = b64(br#"{"alg":"none","alg":"RS256","kid":"k1"}"#);
-    assert_eq!(
-        code(&auth, &format!("{dup}.{}.{}", parts[1], parts[2])),
-        "token_malformed"
+}
+
+/// Signs exactly these header and claims texts (which a `Value` could not hold: repeated
+/// names) with the RSA fixture key.
+fn rs256_raw(header: &str, claims: &str) -> String {
+    let message = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let key = encoding_key(Algorithm::RS256, "rsa.pem");
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+#[test]
+fn repeated_claim_names_are_refused_not_read_last_wins() {
+    // Validly signed, so only the repeated name can refuse it. serde_json keeps the last `sub`,
+    // a first-wins parser upstream the first: the two would see different subjects.
+    let auth = rsa_authenticator();
+    let header = r#"{"alg":"RS256","kid":"k1"}"#;
+    let base = format!(
+        r#""iss":"{ISS}","aud":"{AUD}","iat":{},"exp":{},"jti":"t-1""#,
+        NOW - 10,
+        NOW + 300
     );
+    let control = format!(r#"{{{base},"sub":"alice"}}"#);
+    assert_eq!(code(&auth, &rs256_raw(header, &control)), "ok");
+    for claims in [
+        format!(r#"{{{base},"sub":"admin","sub":"alice"}}"#),
+        format!(r#"{{"sub":"admin",{base},"sub":"alice"}}"#),
+        // The same name in another spelling: names compare after unescaping.
+        format!(r#"{{{base},"sub":"admin","s\u0075b":"alice"}}"#),
+        format!(r#"{{{base},"sub":"alice","exp":1}}"#),
+        format!(r#"{{"iss":"https://evil.example",{base},"sub":"alice"}}"#),
+        // Inside a claim's value (`act`, `cnf`, custom objects) as well.
+        format!(r#"{{{base},"sub":"alice","act":{{"sub":"admin","sub":"alice"}}}}"#),
+        format!(r#"{{{base},"sub":"alice","roles":[{{"r":"a","r":"admin"}}]}}"#),
+    ] {
+        let t = rs256_raw(header, &claims);
+        let err = block_on(auth.verify(&t)).unwrap_err();
+        assert_eq!(
+            (err.code(), err.status()),
+            ("duplicate_name", 401),
+            "{claims}"
+        );
+        assert!(!err.to_string().contains("admin"), "{err}");
+    }
+}
+
+#[test]
+fn repeated_header_parameter_names_are_refused() {
+    let auth = rsa_authenticator();
+    let claims = claims().to_string();
+    assert_eq!(
+        code(&auth, &rs256_raw(r#"{"alg":"RS256","kid":"k1"}"#, &claims)),
+        "ok"
+    );
+    for header in [
+        // `alg` first `none`, then a real one: refused rather than read by "last one wins".
+        r#"{"alg":"none","alg":"RS256","kid":"k1"}"#,
+        r#"{"alg":"RS256","kid":"k2","kid":"k1"}"#,
+        r#"{"alg":"RS256","typ":"JWT","typ":"at+jwt","kid":"k1"}"#,
+        // Names this crate does not read, and names spelled with escapes.
+        r#"{"alg":"RS256","kid":"k1","x-tenant":"a","x-tenant":"b"}"#,
+        r#"{"alg":"RS256","k\u0069d":"k2","kid":"k1"}"#,
+    ] {
+        let t = rs256_raw(header, &claims);
+        assert_eq!(code(&auth, &t), "duplicate_name", "{header}");
+    }
 }
 
 #[test]

@@ -110,6 +110,43 @@ async fn public_ignores_tokens_optional_checks_them() {
 }
 
 #[tokio::test]
+async fn a_token_with_a_repeated_claim_is_refused_and_audited() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    veritrail_core::auth::backend::install_default_provider();
+    let exp = jsonwebtoken::get_current_timestamp() + 60;
+    let message = format!(
+        "{}.{}",
+        b64(r#"{"alg":"HS256"}"#),
+        b64(&format!(
+            r#"{{"iss":"https://idp.test","aud":"api","sub":"admin","sub":"bob","exp":{exp}}}"#
+        ))
+    );
+    let key = EncodingKey::from_secret(SECRET);
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+    let recorder = MemoryRecorder::new();
+    let engine = engine(&recorder);
+    let req = SimpleRequest::new("GET", "/x")
+        .header("authorization", &format!("Bearer {message}.{signature}"));
+    let exchange = engine.start(&req);
+    let rejection = exchange.authenticate().await.unwrap_err();
+    assert_eq!(
+        (rejection.status(), rejection.code()),
+        (401, "duplicate_name")
+    );
+    exchange.reject(rejection).await;
+    let event = only(&recorder);
+    let h = event.as_http().unwrap();
+    let authn = h.authn.as_ref().unwrap();
+    assert_eq!(
+        (authn.decision, authn.reason.as_deref()),
+        (AuthnDecision::Denied, Some("duplicate_name"))
+    );
+    assert_eq!(h.outcome, Some(Outcome::Denied));
+    assert_eq!(h.actor, None, "no subject from a refused token");
+}
+
+#[tokio::test]
 async fn business_outcome_and_its_limits() {
     let recorder = MemoryRecorder::new();
     let engine = engine(&recorder);

@@ -37,6 +37,11 @@ pub enum AuthError {
     /// The token is not a well-formed JWS compact serialization with a JSON object payload.
     #[error("malformed token: {0}")]
     Malformed(&'static str),
+    /// The JOSE header (`"header"`) or the claims (`"claims"`) repeat a member name, at any
+    /// depth. RFC 7515 and RFC 7519 require unique names; parsers disagree on which of two
+    /// equal names wins, so a token that has them means different things to different readers.
+    #[error("a member name is repeated in the token's {0}")]
+    DuplicateName(&'static str),
     /// `alg` is `none`: unsigned tokens are never accepted.
     #[error("unsigned tokens (alg none) are not accepted")]
     AlgNone,
@@ -166,6 +171,7 @@ impl AuthError {
             AuthError::TokenTooLarge { .. } => "token_too_large",
             AuthError::HeaderTooLarge { .. } => "header_too_large",
             AuthError::Malformed(_) => "token_malformed",
+            AuthError::DuplicateName(_) => "duplicate_name",
             AuthError::AlgNone => "alg_none",
             AuthError::AlgUnsupported => "alg_unsupported",
             AuthError::AlgMismatch => "alg_mismatch",

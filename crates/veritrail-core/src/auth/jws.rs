@@ -4,15 +4,17 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
+use std::fmt;
+
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::error::AuthError;
 use super::keyset::parse_alg;
 
-/// The JOSE header members this crate reads. Unknown members are ignored; a repeated member
-/// that is read here is an error (serde refuses duplicate fields).
+/// The JOSE header members this crate reads. Unknown members are ignored (a repeated name,
+/// read here or not, is refused before this struct is filled: see [`unique_object`]).
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
@@ -78,8 +80,9 @@ pub(crate) fn parse(token: &str, limits: SizeLimits) -> Result<UnverifiedToken<'
         });
     }
     let header_json = b64(header, "the header is not base64url")?;
-    let raw: RawHeader = serde_json::from_slice(&header_json)
-        .map_err(|_| AuthError::Malformed("the header is not a valid JOSE header object"))?;
+    let not_a_header = || AuthError::Malformed("the header is not a valid JOSE header object");
+    let members = unique_object(&header_json, "header").ok_or_else(not_a_header)??;
+    let raw = RawHeader::deserialize(Value::Object(members)).map_err(|_| not_a_header())?;
     if raw.alg.eq_ignore_ascii_case("none") {
         return Err(AuthError::AlgNone);
     }
@@ -100,11 +103,8 @@ pub(crate) fn parse(token: &str, limits: SizeLimits) -> Result<UnverifiedToken<'
     }
     let alg = parse_alg(&raw.alg).ok_or(AuthError::AlgUnsupported)?;
     let payload_json = b64(payload, "the payload is not base64url")?;
-    let claims = match serde_json::from_slice::<Value>(&payload_json) {
-        Ok(Value::Object(claims)) => claims,
-        Ok(_) => return Err(AuthError::Malformed("the payload is not a JSON object")),
-        Err(_) => return Err(AuthError::Malformed("the payload is not JSON")),
-    };
+    let claims = unique_object(&payload_json, "claims")
+        .ok_or(AuthError::Malformed("the payload is not a JSON object"))??;
     if signature.is_empty() {
         return Err(AuthError::Malformed("the signature is empty"));
     }
@@ -117,6 +117,92 @@ pub(crate) fn parse(token: &str, limits: SizeLimits) -> Result<UnverifiedToken<'
         signature,
         claims,
     })
+}
+
+/// Parses `json` as one JSON object in which no object, at any depth, repeats a member name.
+/// `None`: not JSON, or not an object; `Some(Err)`: a repeated name.
+///
+/// RFC 7515 §4 and RFC 7519 §4 require unique header parameter and claim names, and
+/// serde_json's own maps keep the last of two equal names while other parsers keep the first:
+/// an upstream reading the token again could see another subject than the one verified here.
+/// Names are compared after JSON unescaping (`"s\u0075b"` is `"sub"`).
+fn unique_object(json: &[u8], part: &'static str) -> Option<Result<Map<String, Value>, AuthError>> {
+    match serde_json::from_slice::<UniqueNames>(json) {
+        Ok(UniqueNames(Value::Object(map))) => Some(Ok(map)),
+        Ok(_) => None,
+        // Syntax errors are `Syntax`/`Eof`; the only data error [`UniqueNames`] raises is a
+        // repeated name.
+        Err(e) if e.is_data() => Some(Err(AuthError::DuplicateName(part))),
+        Err(_) => None,
+    }
+}
+
+/// A JSON value whose objects (at every depth) have unique member names.
+struct UniqueNames(Value);
+
+impl<'de> Deserialize<'de> for UniqueNames {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueNamesVisitor)
+            .map(UniqueNames)
+    }
+}
+
+struct UniqueNamesVisitor;
+
+impl<'de> Visitor<'de> for UniqueNamesVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueNames(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            let UniqueNames(value) = access.next_value()?;
+            if map.insert(name, value).is_some() {
+                return Err(de::Error::custom("a member name is repeated"));
+            }
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// Decodes the signature part.
@@ -185,6 +271,41 @@ mod tests {
             Some(AuthError::Malformed(_))
         ));
         assert_eq!(err(r#"{"alg":"RS256"}"#), None);
+    }
+
+    #[test]
+    fn repeated_names_are_refused_at_every_depth_and_spelling() {
+        let dup = |h: &str, p: &str| parse(&tok(h, p), LIMITS).err();
+        let ok = r#"{"alg":"RS256"}"#;
+        assert_eq!(
+            dup(ok, r#"{"sub":"a","x":{"sub":1,"y":[{"sub":2}]}}"#),
+            None
+        );
+        for (header, claims, part) in [
+            (ok, r#"{"sub":"a","sub":"b"}"#, "claims"),
+            (ok, r#"{"sub":"a","s\u0075b":"b"}"#, "claims"),
+            (ok, r#"{"act":{"sub":"a","sub":"b"}}"#, "claims"),
+            (ok, r#"{"l":[{"k":1,"k":1}]}"#, "claims"),
+            (r#"{"alg":"RS256","alg":"RS256"}"#, "{}", "header"),
+            (r#"{"alg":"RS256","kid":"a","kid":"b"}"#, "{}", "header"),
+            (r#"{"alg":"RS256","x":1,"x":2}"#, "{}", "header"),
+            (r#"{"alg":"RS256","\u0078":1,"x":2}"#, "{}", "header"),
+        ] {
+            assert_eq!(
+                dup(header, claims),
+                Some(AuthError::DuplicateName(part)),
+                "{header} {claims}"
+            );
+        }
+        // Not JSON and repeating: refused, for the first problem the parser meets.
+        assert_eq!(
+            dup(ok, r#"{"sub":"a","sub":"b""#),
+            Some(AuthError::DuplicateName("claims"))
+        );
+        assert!(matches!(
+            dup(ok, r#"{"sub":"a","sub":}"#),
+            Some(AuthError::Malformed(_))
+        ));
     }
 
     #[test]
