@@ -15,7 +15,7 @@ use crate::cli::EventsArgs;
 use crate::filter::Filter;
 use crate::lines::Lines;
 use crate::logdir;
-use crate::output::plural;
+use crate::output::{for_terminal, plural};
 use crate::progress::{self, Results};
 
 /// Lists the selected events of a log.
@@ -55,8 +55,9 @@ impl Scan {
     pub(crate) fn report(&self, log: &str) {
         if let Some((index, why)) = &self.first_not_event {
             eprintln!(
-                "note: {} of {log} not shown: not v1 audit events (the first, index {index}: {why})",
+                "note: {} of {log} not shown: not v1 audit events (the first, index {index}: {})",
                 plural(self.not_events, "record"),
+                for_terminal(why, false),
             );
         }
     }
@@ -92,7 +93,9 @@ pub(crate) fn for_each_event(
     Ok(())
 }
 
-/// Prints one selected event: its stored bytes (`json`) or its table row.
+/// Prints one selected event: its stored bytes (`json`) or its table row, with the characters
+/// a terminal would act on escaped ([`for_terminal`]: paths, claims and names come from
+/// requests and tokens).
 pub(crate) fn print(
     out: &mut Lines,
     json: bool,
@@ -103,7 +106,7 @@ pub(crate) fn print(
     if json {
         out.line(record)
     } else {
-        out.line(row(index, event).as_bytes())
+        out.line(for_terminal(&row(index, event), false).as_bytes())
     }
 }
 

@@ -78,7 +78,8 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = exit::code_for(&err);
             if !err.is::<exit::Reported>() {
-                eprintln!("error: {err:#}");
+                // Errors quote paths, origins and reasons found in logs and tokens.
+                eprintln!("error: {}", output::for_terminal(&format!("{err:#}"), true));
             }
             ExitCode::from(code)
         }

@@ -12,7 +12,7 @@ use veritrail_core::auth::explain;
 use crate::cli::{TokenArgs, TokenCommand, TokenVerifyArgs};
 use crate::exit::{INVALID, Reported};
 use crate::keysource::{self, KeySource};
-use crate::output::write_stdout;
+use crate::output::{for_terminal, write_stdout};
 
 /// Runs a `token` subcommand.
 pub(crate) fn run(args: &TokenArgs) -> Result<()> {
@@ -54,7 +54,8 @@ fn verify(args: &TokenVerifyArgs) -> Result<()> {
             let claims = serde_json::to_string_pretty(identity.claims())?;
             text.push_str(&format!("{claims}\n"));
         }
-        text
+        // The claims are the token's: shown escaped, exact only in --json.
+        for_terminal(&text, true).into_owned()
     };
     write_stdout(text.as_bytes())?;
     if explanation.exit_code() == 0 {

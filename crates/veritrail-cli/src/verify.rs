@@ -16,7 +16,7 @@ use crate::cli::{VerifyArgs, VerifyProofArgs};
 use crate::exit::{INVALID, Reported, invalid};
 use crate::keys;
 use crate::logdir::require_dir;
-use crate::output::{plural, write_stdout};
+use crate::output::{for_terminal, plural, write_stdout};
 use crate::progress::{self, Results};
 use crate::tokens::{TokenAudit, TokenRules};
 
@@ -69,7 +69,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
                 if let Some(audit) = &tokens {
                     text.push_str(&audit.human());
                 }
-                text
+                for_terminal(&text, true).into_owned()
             };
             write_stdout(text.as_bytes())?;
             match &tokens {
@@ -92,7 +92,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
                 if args.tokens {
                     text.push_str("tokens: not checked (the records themselves are not trusted)\n");
                 }
-                text
+                for_terminal(&text, true).into_owned()
             };
             write_stdout(text.as_bytes())?;
             Err(Reported(INVALID).into())

@@ -246,6 +246,94 @@ fn json_prints_the_stored_bytes_exactly() {
     );
 }
 
+/// Text an attacker controls (a path, a claim, a header) with every kind of character a
+/// terminal acts on: ANSI sequences (ESC and the C1 CSI), bidi overrides and isolates, a
+/// newline that would start a fake row, DEL.
+const HOSTILE: &str = "x\u{1b}[2J\u{1b}[31m\u{9b}1m\u{202e}nimda\u{2066}\u{200f}\u{7f}\nFAKE ROW";
+
+/// What [`HOSTILE`] must look like in human output.
+const HOSTILE_SHOWN: &str =
+    r"x\x1b[2J\x1b[31m\u{9b}1m\u{202e}nimda\u{2066}\u{200f}\x7f\x0aFAKE ROW";
+
+/// A log whose paths, subject, action and system records carry [`HOSTILE`].
+fn hostile_log(env: &Env) -> AuditLog {
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(
+        &AuditEvent::http("GET", format!("/files/{HOSTILE}"))
+            .actor(actor(HOSTILE))
+            .authn_allowed()
+            .action(HOSTILE)
+            .status(200)
+            .build(),
+    );
+    log.append(&AuditEvent::start(HOSTILE));
+    log.append(&AuditEvent::recovered(HOSTILE, 24, 1));
+    log.commit();
+    log
+}
+
+/// No character a terminal would act on is left in `text` (newlines end lines).
+fn assert_inert(text: &str) {
+    let bad = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(
+                c,
+                '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    assert!(
+        !text.contains(bad),
+        "raw control or bidi characters: {text:?}"
+    );
+}
+
+#[test]
+fn control_and_bidi_characters_are_escaped_in_the_table_and_exact_in_json() {
+    let env = Env::new();
+    let log = hostile_log(&env);
+    let text = stdout(&env.ok(&["events", "log"], b""));
+    assert_inert(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and one row per record: {text}");
+    assert!(!lines.iter().any(|l| l.starts_with("FAKE")), "{text}");
+    assert!(
+        lines[1].contains(&format!("GET /files/{HOSTILE_SHOWN}"))
+            && lines[1].contains(&format!("{HOSTILE_SHOWN}  "))
+            && lines[1].ends_with(HOSTILE_SHOWN),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains(HOSTILE_SHOWN) && lines[3].contains(HOSTILE_SHOWN));
+
+    // --json prints the stored bytes: exact, escaped only as JSON escapes them.
+    let json = stdout(&env.ok(&["events", "log", "--json"], b""));
+    let expected: Vec<String> = (0..3).map(|i| log.text(i)).collect();
+    assert_eq!(json.lines().collect::<Vec<_>>(), expected);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["request"]["path"], format!("/files/{HOSTILE}"));
+}
+
+#[test]
+fn a_record_that_is_not_an_event_is_named_escaped() {
+    let env = Env::new();
+    let mut log = AuditLog::create(&env.path("log"));
+    let record = format!(
+        r#"{{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8057","index":0,"time":"2026-01-01T00:00:00.000000Z","kind":"{}"}}"#,
+        "\\u001b[2J\u{202e}"
+    );
+    log.append_raw(record.as_bytes());
+    log.commit();
+    let out = env.ok(&["events", "log"], b"");
+    assert_inert(&stderr(&out));
+    assert!(
+        stderr(&out).contains(r"\x1b[2J\u{202e}"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn records_that_are_not_audit_events_are_counted_not_shown() {
     let env = Env::new();

@@ -117,6 +117,22 @@ fn tail_prints_rows_for_records_appended_after_it_started() {
 }
 
 #[test]
+fn rows_show_control_and_bidi_characters_escaped() {
+    let env = Env::new();
+    let mut log = AuditLog::create(&env.path("log"));
+    log.append(&request("eve\u{1b}[2J\u{202e}\nFAKE", 0));
+    log.commit();
+    let tail = Tail::start(&env.path("log"), &["--from-start"]);
+    assert!(tail.next().starts_with("TIME"));
+    let row = tail.next();
+    assert!(row.contains(r"eve\x1b[2J\u{202e}\x0aFAKE"), "{row:?}");
+    assert!(!row.contains(['\u{1b}', '\u{202e}']), "{row:?}");
+    log.append(&request("bob", 1));
+    log.commit();
+    assert_eq!(index_of(&tail.next()), 1, "no fake row in between");
+}
+
+#[test]
 fn json_from_the_start_prints_stored_bytes_then_follows_with_filters() {
     let env = Env::new();
     let mut log = AuditLog::create(&env.path("log"));

@@ -115,6 +115,42 @@ fn a_valid_token_prints_its_claims_and_json_parses() {
     assert_eq!(json["scopes"], json!(["orders:read"]));
 }
 
+#[test]
+fn claims_are_shown_escaped_and_exact_only_in_json() {
+    // Bidi overrides, an ANSI sequence, DEL and a C1 CSI in the subject, a custom claim and a
+    // key id: the human output shows them escaped; --json keeps them exact.
+    let env = env();
+    let hostile = "adm\u{202e}nimda\u{2066}\u{1b}[2J\u{9b}31m\u{7f}\u{200e}";
+    let mut c = claims(ISSUER, AUDIENCE, 300);
+    c["sub"] = json!(hostile);
+    c["note"] = json!(hostile);
+    let token = mint(&c, Algorithm::RS256, &rsa("rsa.pem"));
+    let text = stdout(&verify_file(&env, 0, &token, &[]));
+    assert!(
+        !text.contains(|ch: char| (ch.is_control() && ch != '\n')
+            || ('\u{202a}'..='\u{202e}').contains(&ch)
+            || ('\u{2066}'..='\u{2069}').contains(&ch)
+            || ch == '\u{200e}'),
+        "{text:?}"
+    );
+    let shown = r"adm\u{202e}nimda\u{2066}\x1b[2J\u{9b}31m\x7f\u{200e}";
+    assert!(
+        text.starts_with(&format!("accepted: sub={shown} iss=")),
+        "{text}"
+    );
+    // In the claims, JSON's own escape for ESC comes first; ours shows its backslash.
+    assert!(
+        text.contains(r#""note": "adm\u{202e}nimda\u{2066}\\u001b[2J"#),
+        "{text}"
+    );
+    let json: Value =
+        serde_json::from_str(&stdout(&verify_file(&env, 0, &token, &["--json"]))).unwrap();
+    assert_eq!(
+        (&json["claims"]["sub"], &json["claims"]["note"]),
+        (&json!(hostile), &json!(hostile))
+    );
+}
+
 /// The payload of `token`, decoded here independently of veritrail.
 fn claims_of(token: &str) -> Value {
     use base64::Engine as _;
