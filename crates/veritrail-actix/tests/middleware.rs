@@ -7,11 +7,15 @@ use veritrail_actix::{AuditContext, AuditMiddleware, Claims, Identity, require_r
 use veritrail_core::auth::{Authenticator, Issuer, KeySet};
 use veritrail_core::engine::{Engine, RoutePolicy};
 use veritrail_core::event::{Outcome, Phase};
-use veritrail_core::recorder::{Durability, MemoryRecorder, MemoryRecorderState};
+use veritrail_core::recorder::{Durability, MemoryRecorder, MemoryRecorderState, Recorder};
 
 const SECRET: &[u8] = b"actix-middleware-test-secret-0123456789";
 
 fn engine(recorder: &MemoryRecorder) -> Engine {
+    engine_with(recorder.clone())
+}
+
+fn engine_with(recorder: impl Recorder) -> Engine {
     let auth = Authenticator::builder()
         .issuer(
             Issuer::new("https://idp.test")
@@ -21,7 +25,7 @@ fn engine(recorder: &MemoryRecorder) -> Engine {
         )
         .build()
         .unwrap();
-    Engine::builder(auth, recorder.clone())
+    Engine::builder(auth, recorder)
         .realm("api")
         .route("/maybe", RoutePolicy::optional())
         .route(
@@ -157,4 +161,106 @@ async fn write_ahead_records_intent_first_and_refuses_when_it_cannot() {
     let res = test::call_service(&app, req()).await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers().get("retry-after").unwrap(), "1");
+}
+
+/// An in-memory sink whose disk fills up: the append of batch `fail_at` (1 = the writer's
+/// `start` record) and every later one fail with ENOSPC.
+struct DiskFillsUp {
+    size: u64,
+    batches: u64,
+    fail_at: u64,
+}
+
+impl veritrail_writer::Sink for DiskFillsUp {
+    fn origin(&self) -> &str {
+        "actix.test/audit"
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn append(
+        &mut self,
+        batch: &veritrail_writer::Batch<'_>,
+    ) -> Result<(), veritrail_writer::SinkError> {
+        self.batches += 1;
+        if self.batches >= self.fail_at {
+            let full =
+                std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device");
+            return Err(veritrail_writer::SinkError::Other(Box::new(full)));
+        }
+        self.size += batch.len() as u64;
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), veritrail_writer::SinkError> {
+        Ok(())
+    }
+}
+
+/// Hole 4: once the writer has failed, no route runs its handler — `Async` ones included
+/// (they used to run and lose their event) — and each answers 503 with `Retry-After`.
+#[actix_web::test]
+async fn a_failed_writer_refuses_every_route_before_the_handler_runs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use veritrail_writer::{Writer, WriterConfig};
+
+    let sink = DiskFillsUp {
+        size: 0,
+        batches: 0,
+        fail_at: 3,
+    };
+    let writer = Writer::start(sink, WriterConfig::default()).unwrap();
+    let handle = writer.handle();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let app = test::init_service(
+        App::new()
+            .wrap(AuditMiddleware::new(engine_with(writer.handle())))
+            .default_service(web::to(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { HttpResponse::Ok().body("ran") }
+            })),
+    )
+    .await;
+    let req = |method: actix_web::http::Method, path: &str| {
+        test::TestRequest::default()
+            .method(method)
+            .uri(path)
+            .insert_header(("authorization", bearer(serde_json::json!({}))))
+            .to_request()
+    };
+    // Async requests run until the disk fills up under their events.
+    for _ in 0..500 {
+        if handle.health().is_err() {
+            break;
+        }
+        let _ = test::call_service(&app, req(actix_web::http::Method::GET, "/x")).await;
+        actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(handle.health().is_err(), "the writer failed");
+    let ran = calls.load(Ordering::SeqCst);
+    for (method, path) in [
+        (actix_web::http::Method::GET, "/x"),
+        (actix_web::http::Method::GET, "/maybe"),
+        (actix_web::http::Method::POST, "/ahead"),
+    ] {
+        let res = test::call_service(&app, req(method, path)).await;
+        assert_eq!(res.status(), 503, "{path}");
+        assert_eq!(res.headers().get("retry-after").unwrap(), "1", "{path}");
+        let body = test::read_body(res).await;
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "audit_unavailable", "{path}");
+        assert!(!String::from_utf8_lossy(&body).contains("space"));
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        ran,
+        "the handler ran after the writer had failed"
+    );
+    let report = writer
+        .shutdown(std::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    assert!(report.error.unwrap().contains("no space"));
+    assert!(report.lost >= 1, "the failed batch's events are counted");
 }

@@ -48,6 +48,10 @@
 //! /// policy). Durable / WriteAhead: resolves when the batch holding it is fsynced.
 //! pub trait Recorder: Send + Sync + 'static {
 //!     fn record(&self, event: crate::event::AuditEvent, durability: Durability) -> RecordFuture;
+//!     /// Non-waiting Async record (queued, or counted into a gap); default polls `record` once.
+//!     fn try_record(&self, event: crate::event::AuditEvent) -> Result<Receipt, RecordError> { .. }
+//!     /// Err(Failed) / Err(Closed) once the recorder can take nothing more; default Ok.
+//!     fn health(&self) -> Result<(), RecordError> { Ok(()) }
 //! }
 //! impl<R: Recorder + ?Sized> Recorder for std::sync::Arc<R> { .. }
 //! ```
@@ -109,11 +113,45 @@ pub type RecordFuture =
 pub trait Recorder: Send + Sync + 'static {
     /// Hands one event over with the given durability.
     fn record(&self, event: AuditEvent, durability: Durability) -> RecordFuture;
+
+    /// Hands one `Async` event over without waiting, for callers that cannot wait (a request
+    /// dropped unfinished records its `cancelled` event from `Drop`). The event is either
+    /// queued, or — when there is no room — counted as lost where the log shows it (the writer
+    /// counts it into a `gap` record, whatever its overflow policy); `Err` says which refusal
+    /// it was. It never blocks.
+    ///
+    /// The default polls [`record`](Self::record) once: enough for recorders whose `Async`
+    /// answer is immediate. A recorder whose `Async` future can wait (a bounded queue that
+    /// blocks for room) must override it, or the event is lost without a trace.
+    fn try_record(&self, event: AuditEvent) -> Result<Receipt, RecordError> {
+        let mut future = self.record(event, Durability::Async);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => Err(RecordError::Overflow),
+        }
+    }
+
+    /// Whether the recorder can still take events: `Err(Failed)` once it has failed for good
+    /// (an I/O or fsync error), `Err(Closed)` once it is shut down. A full queue is not a
+    /// health problem (it is answered per event by the overflow policy). The engine checks it
+    /// before running a request: a request whose event cannot be recorded is refused (503)
+    /// rather than run unaudited. Called for every request: keep it cheap. The default is
+    /// always `Ok`.
+    fn health(&self) -> Result<(), RecordError> {
+        Ok(())
+    }
 }
 
 impl<R: Recorder + ?Sized> Recorder for Arc<R> {
     fn record(&self, event: AuditEvent, durability: Durability) -> RecordFuture {
         (**self).record(event, durability)
+    }
+    fn try_record(&self, event: AuditEvent) -> Result<Receipt, RecordError> {
+        (**self).try_record(event)
+    }
+    fn health(&self) -> Result<(), RecordError> {
+        (**self).health()
     }
 }
 
@@ -212,5 +250,15 @@ impl Recorder for MemoryRecorder {
             MemoryRecorderState::Closed => Err(RecordError::Closed),
         };
         Box::pin(std::future::ready(result))
+    }
+
+    /// `Failed` and `Closed` as set with [`set_state`](MemoryRecorder::set_state); `Ok`
+    /// otherwise (`Overflow` is per event, not a health problem).
+    fn health(&self) -> Result<(), RecordError> {
+        match &self.lock().state {
+            MemoryRecorderState::Failed(msg) => Err(RecordError::Failed(msg.clone())),
+            MemoryRecorderState::Closed => Err(RecordError::Closed),
+            MemoryRecorderState::Open | MemoryRecorderState::Overflow => Ok(()),
+        }
     }
 }

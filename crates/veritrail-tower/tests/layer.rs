@@ -5,18 +5,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use veritrail_core::engine::{AuditContext, Engine, RoutePolicy};
 use veritrail_core::event::{AuthnDecision, AuthzDecision, Outcome, Phase};
-use veritrail_core::recorder::{Durability, MemoryRecorder, MemoryRecorderState};
+use veritrail_core::recorder::{Durability, MemoryRecorder, MemoryRecorderState, Recorder};
 use veritrail_tower::{AuditLayer, require_scope};
 
 mod support;
 use support::{authenticator, token};
 
 fn engine(recorder: &MemoryRecorder) -> Engine {
-    Engine::builder(authenticator(), recorder.clone())
+    engine_with(recorder.clone())
+}
+
+fn engine_with(recorder: impl Recorder) -> Engine {
+    Engine::builder(authenticator(), recorder)
         .realm("orders")
         .route("/health", RoutePolicy::public())
         .route("/maybe", RoutePolicy::optional())
@@ -281,4 +285,95 @@ async fn inner_error_records_error() {
     let events = recorder.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].as_http().unwrap().outcome, Some(Outcome::Error));
+}
+
+/// An in-memory sink whose disk fills up: the append of batch `fail_at` (1 = the writer's
+/// `start` record) and every later one fail with ENOSPC.
+struct DiskFillsUp {
+    size: u64,
+    batches: u64,
+    fail_at: u64,
+}
+
+impl veritrail_writer::Sink for DiskFillsUp {
+    fn origin(&self) -> &str {
+        "tower.test/audit"
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn append(
+        &mut self,
+        batch: &veritrail_writer::Batch<'_>,
+    ) -> Result<(), veritrail_writer::SinkError> {
+        self.batches += 1;
+        if self.batches >= self.fail_at {
+            let full =
+                std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device");
+            return Err(veritrail_writer::SinkError::Other(Box::new(full)));
+        }
+        self.size += batch.len() as u64;
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), veritrail_writer::SinkError> {
+        Ok(())
+    }
+}
+
+/// Hole 4: once the writer has failed, no route runs its handler — `Async` ones included
+/// (they used to run and lose their event) — and each answers 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_writer_refuses_every_route_before_the_handler_runs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use veritrail_writer::{Writer, WriterConfig};
+
+    let sink = DiskFillsUp {
+        size: 0,
+        batches: 0,
+        fail_at: 3,
+    };
+    let writer = Writer::start(sink, WriterConfig::default()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine_with(writer.handle())))
+        .service(service_fn(move |req| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            handler(req)
+        }));
+    let t = token(&[]);
+    // Async requests run until the disk fills up under their events.
+    let handle = writer.handle();
+    for _ in 0..500 {
+        if handle.health().is_err() {
+            break;
+        }
+        let _ = svc.clone().oneshot(get("/x", Some(&t))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(handle.health().is_err(), "the writer failed");
+    let ran = calls.load(Ordering::SeqCst);
+    for path in ["/x", "/health", "/maybe", "/durable", "/ahead"] {
+        let res = svc.clone().oneshot(get(path, Some(&t))).await.unwrap();
+        assert_eq!(res.status(), 503, "{path}");
+        assert_eq!(res.headers()["retry-after"], "1", "{path}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "audit_unavailable", "{path}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("space"),
+            "no internals in the answer"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        ran,
+        "the handler ran after the writer had failed"
+    );
+    let report = writer
+        .shutdown(std::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    assert!(report.error.unwrap().contains("no space"));
+    assert!(report.lost >= 1, "the failed batch's events are counted");
 }

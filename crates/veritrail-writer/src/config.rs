@@ -33,6 +33,10 @@ impl Default for OverflowPolicy {
     }
 }
 
+/// Called once, on the writer's thread, when the writer enters its failed state, with the
+/// reason (see [`WriterConfig::on_failure`]).
+pub type FailureHook = std::sync::Arc<dyn Fn(&str) + Send + Sync + 'static>;
+
 /// The writer's settings, built with chained setters from [`WriterConfig::default`]:
 ///
 /// ```
@@ -48,7 +52,7 @@ impl Default for OverflowPolicy {
 ///     .checkpoint_interval(Some(Duration::from_secs(5)));
 /// assert_eq!(config.overflow_policy(), OverflowPolicy::DropNewest);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WriterConfig {
     pub(crate) queue_events: usize,
     pub(crate) queue_bytes: usize,
@@ -61,6 +65,26 @@ pub struct WriterConfig {
     pub(crate) checkpoint_every: Option<u64>,
     pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) drop_timeout: Duration,
+    pub(crate) on_failure: Option<FailureHook>,
+}
+
+impl std::fmt::Debug for WriterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field("queue_events", &self.queue_events)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("batch_events", &self.batch_events)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("linger", &self.linger)
+            .field("async_sync_interval", &self.async_sync_interval)
+            .field("async_linger", &self.async_linger)
+            .field("overflow", &self.overflow)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("drop_timeout", &self.drop_timeout)
+            .field("on_failure", &self.on_failure.is_some())
+            .finish()
+    }
 }
 
 impl Default for WriterConfig {
@@ -83,6 +107,7 @@ impl Default for WriterConfig {
             checkpoint_every: Some(1_000_000),
             checkpoint_interval: Some(Duration::from_secs(10)),
             drop_timeout: Duration::from_secs(5),
+            on_failure: None,
         }
     }
 }
@@ -155,6 +180,15 @@ impl WriterConfig {
     /// queue to drain and the `stop` record to be written.
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
         self.drop_timeout = timeout;
+        self
+    }
+
+    /// Calls `hook` once, on the writer's thread, with the reason when the writer enters its
+    /// failed state (a write, fsync or checkpoint error, or a panic) — for a service to say
+    /// so at once (on stderr, in its log) rather than at shutdown. Keep it short: the writer
+    /// thread runs it.
+    pub fn on_failure(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(std::sync::Arc::new(hook));
         self
     }
 

@@ -44,7 +44,9 @@
 //!
 //! The queue is bounded in events and bytes ([`WriterConfig::queue_capacity`]). When it is
 //! full, [`OverflowPolicy`] decides: `Block` up to a timeout then `Overflow`, `Reject` at once,
-//! or `DropNewest`, which counts the loss and writes a `gap` record in its place. No event is
+//! or `DropNewest`, which counts the loss and writes a `gap` record in its place. A caller that
+//! cannot wait ([`Recorder::try_record`](veritrail_core::recorder::Recorder::try_record): a
+//! request dropped unfinished) gets the `DropNewest` treatment under every policy. No event is
 //! ever dropped without either its caller or the log knowing.
 //!
 //! # Checkpoints, start and stop
@@ -61,8 +63,14 @@
 //! # Failure
 //!
 //! A write or fsync error is final: the writer enters its failed state, every waiting and
-//! later `Durable` / `WriteAhead` caller gets `Failed` at once (the middleware answers 503),
-//! and nothing is written any more. Restart the service to reopen the log.
+//! later caller gets `Failed` at once, and nothing is written any more (the sink is never
+//! called again: after a failed fsync a retry could falsely succeed). The handle's
+//! [`health`](veritrail_core::recorder::Recorder::health) turns `Failed`, so the engine refuses
+//! every request with 503 before running it. Events accepted but never made durable — queued,
+//! in the failed batch, or written but not yet fsynced — are counted as `lost`, events refused
+//! afterwards as `refused_after_failure` (in the [`ShutdownReport`] and the metrics); the
+//! reason goes to [`WriterConfig::on_failure`] when it happens. Restart the service to reopen
+//! the log.
 //!
 //! # Sinks
 //!
@@ -80,7 +88,7 @@ mod queue;
 pub mod sink;
 mod writer;
 
-pub use config::{OverflowPolicy, WriterConfig};
+pub use config::{FailureHook, OverflowPolicy, WriterConfig};
 pub use file::FileSink;
 pub use sink::{Batch, Sink, SinkError};
 pub use writer::{

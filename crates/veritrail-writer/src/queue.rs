@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -246,8 +246,11 @@ pub(crate) struct Counters {
     pub(crate) rejected: AtomicU64,
     /// Dropped and recorded in a gap record (DropNewest, shutdown deadline).
     pub(crate) dropped: AtomicU64,
-    /// Accepted but lost because the writer failed.
+    /// Accepted but lost because the writer failed: queued, in the batch that failed, or
+    /// written but not yet fsynced when an fsync failed.
     pub(crate) lost: AtomicU64,
+    /// Refused with `Failed` because the writer had already failed.
+    pub(crate) refused_after_failure: AtomicU64,
 }
 
 /// The limits a batch is cut to.
@@ -282,10 +285,17 @@ pub(crate) enum Next {
     Overdue,
 }
 
+/// [`Shared::health`] values: the status without taking the lock.
+const HEALTH_OPEN: u8 = 0;
+const HEALTH_CLOSING: u8 = 1;
+const HEALTH_FAILED: u8 = 2;
+
 /// State shared by the handles and the writer thread.
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The status's kind, readable without the lock (checked for every request).
+    health: AtomicU8,
     wake_writer: Condvar,
     /// Signalled when room frees up or the status changes (for `Block` waiters).
     pub(crate) room: Notify,
@@ -309,6 +319,7 @@ impl Shared {
                 acks: 0,
                 async_lingering: false,
             }),
+            health: AtomicU8::new(HEALTH_OPEN),
             wake_writer: Condvar::new(),
             room: Notify::new(),
             queue_events,
@@ -326,6 +337,19 @@ impl Shared {
     /// The writer's status.
     pub(crate) fn status(&self) -> Status {
         self.lock().status.clone()
+    }
+
+    /// `Ok` while the writer takes events; `Failed` or `Closed` once it does not. Lock-free
+    /// while open.
+    pub(crate) fn health(&self) -> Result<(), RecordError> {
+        match self.health.load(Ordering::Acquire) {
+            HEALTH_OPEN => Ok(()),
+            _ => match self.status() {
+                Status::Open => Ok(()),
+                Status::Closing { .. } => Err(RecordError::Closed),
+                Status::Failed(why) => Err(RecordError::Failed(why.to_string())),
+            },
+        }
     }
 
     /// Queued events.
@@ -347,7 +371,13 @@ impl Shared {
             Status::Open => {}
             Status::Closing { .. } => return Err(PushError::Refused(RecordError::Closed)),
             Status::Failed(why) => {
-                return Err(PushError::Refused(RecordError::Failed(why.to_string())));
+                let why = why.to_string();
+                drop(st);
+                self.counters
+                    .refused_after_failure
+                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.refused_after_failure.increment(1);
+                return Err(PushError::Refused(RecordError::Failed(why)));
             }
         }
         let fits =
@@ -551,6 +581,7 @@ impl Shared {
         let open = matches!(st.status, Status::Open);
         if open {
             st.status = Status::Closing { deadline };
+            self.health.store(HEALTH_CLOSING, Ordering::Release);
         }
         drop(st);
         self.wake_writer.notify_one();
@@ -562,6 +593,7 @@ impl Shared {
     pub(crate) fn fail(&self, why: Arc<str>) -> Vec<Item> {
         let mut st = self.lock();
         st.status = Status::Failed(why);
+        self.health.store(HEALTH_FAILED, Ordering::Release);
         let items: Vec<Item> = st.items.drain(..).collect();
         st.events = 0;
         st.acks = 0;

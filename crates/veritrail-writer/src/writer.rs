@@ -11,7 +11,7 @@ use veritrail_core::event::AuditEvent;
 use veritrail_core::recorder::{Durability, Receipt, RecordError, RecordFuture, Recorder};
 use veritrail_log::{LogOptions, NoteSigner};
 
-use crate::config::{OverflowPolicy, WriterConfig};
+use crate::config::{FailureHook, OverflowPolicy, WriterConfig};
 use crate::file::FileSink;
 use crate::metric::Metrics;
 use crate::queue::{Ack, BatchLimits, Item, Next, PushError, Record, Shared, Status, Taken};
@@ -44,14 +44,21 @@ pub struct ShutdownReport {
     pub flushed: u64,
     /// Of those, the events that were still queued when shutdown began.
     pub drained: u64,
-    /// Events dropped, each counted in a `gap` record: by `DropNewest`, or still queued at the
-    /// shutdown deadline (their `Durable` callers got `Closed`).
+    /// Events dropped, each counted in a `gap` record: by `DropNewest`, events handed over
+    /// without waiting ([`Recorder::try_record`]) that found the queue full, or events still
+    /// queued at the shutdown deadline (their `Durable` callers got `Closed`).
     pub dropped: u64,
     /// Events refused with `Overflow` by `Reject` or a `Block` timeout (their callers knew).
     pub rejected: u64,
-    /// Events accepted but not written because the writer failed (their `Durable` callers got
-    /// `Failed`; `Async` callers had been answered on enqueue).
+    /// Events accepted but never made durable because the writer failed: queued, in the batch
+    /// that failed, or written but not yet fsynced when an fsync failed (their `Durable`
+    /// callers got `Failed`; `Async` callers had been answered on enqueue — their requests
+    /// were answered, their events are not in the log).
     pub lost: u64,
+    /// Events refused with `Failed` because the writer had already failed (the engine
+    /// refuses requests before running them once it sees the failure; these are mostly the
+    /// records of those refusals, and of requests that were already running).
+    pub refused_after_failure: u64,
     /// The log size when the writer stopped.
     pub size: u64,
     /// The last checkpoint signed (a C2SP signed note), if the sink signs checkpoints.
@@ -182,6 +189,7 @@ impl Writer {
             metrics,
         ));
         let mut thread = WriterThread::new(Box::new(sink), shared.clone(), &config);
+        let on_failure = config.on_failure.clone();
         let mut opening = vec![AuditEvent::start(thread.sink.origin())];
         if let Some(recovered) = thread.sink.recovered() {
             opening.push(AuditEvent::new(recovered));
@@ -197,6 +205,7 @@ impl Writer {
                 let mut guard = PanicGuard {
                     shared: thread.shared.clone(),
                     finished: done,
+                    on_failure,
                     armed: true,
                 };
                 let outcome = thread.run();
@@ -252,6 +261,7 @@ impl Writer {
             dropped: counters.dropped.load(Ordering::Relaxed),
             rejected: counters.rejected.load(Ordering::Relaxed),
             lost: counters.lost.load(Ordering::Relaxed),
+            refused_after_failure: counters.refused_after_failure.load(Ordering::Relaxed),
             size: outcome.size,
             checkpoint: outcome.checkpoint,
             error: outcome.error,
@@ -275,6 +285,12 @@ impl Drop for Writer {
 impl Recorder for Writer {
     fn record(&self, event: AuditEvent, durability: Durability) -> RecordFuture {
         self.handle.record(event, durability)
+    }
+    fn try_record(&self, event: AuditEvent) -> Result<Receipt, RecordError> {
+        self.handle.try_record(event)
+    }
+    fn health(&self) -> Result<(), RecordError> {
+        self.handle.health()
     }
 }
 
@@ -370,6 +386,22 @@ impl Recorder for WriterHandle {
             },
         }
     }
+
+    /// Queues the event as `Async`, or — when the queue is full, whatever the overflow
+    /// policy — drops it into the `gap` record at the queue's tail (counted in `dropped`), as
+    /// `DropNewest` does. Never waits.
+    fn try_record(&self, event: AuditEvent) -> Result<Receipt, RecordError> {
+        match self.shared.push(Record::new(event), None, true) {
+            Ok(()) => Ok(Receipt { index: None }),
+            Err(PushError::Refused(e)) => Err(e),
+            // `push` drops rather than hands back when told to.
+            Err(PushError::Full(..)) => Err(RecordError::Overflow),
+        }
+    }
+
+    fn health(&self) -> Result<(), RecordError> {
+        self.shared.health()
+    }
 }
 
 /// Marks the writer failed if its thread unwinds, so callers are not left waiting on a queue
@@ -377,6 +409,7 @@ impl Recorder for WriterHandle {
 struct PanicGuard {
     shared: Arc<Shared>,
     finished: Arc<Finished>,
+    on_failure: Option<FailureHook>,
     armed: bool,
 }
 
@@ -384,9 +417,19 @@ impl Drop for PanicGuard {
     fn drop(&mut self) {
         if self.armed {
             let why: Arc<str> = "the audit writer thread panicked".into();
-            let lost = self.shared.fail(why.clone());
+            let queued = self.shared.fail(why.clone());
+            let lost = queued
+                .iter()
+                .filter(|item| matches!(item, Item::Event { .. }))
+                .count() as u64;
+            self.shared.counters.lost.fetch_add(lost, Ordering::Relaxed);
+            self.shared.metrics.lost.increment(lost);
+            self.shared.metrics.failure("panic");
             // Dropping the acknowledgements answers their callers with `Failed`.
-            drop(lost);
+            drop(queued);
+            if let Some(hook) = &self.on_failure {
+                hook(&why);
+            }
             self.finished.set(Outcome {
                 error: Some(why.to_string()),
                 ..Outcome::default()
@@ -416,6 +459,9 @@ struct WriterThread {
     taken: Taken,
     /// Events (not system records) in the batch being built.
     batch_events: u64,
+    /// Events handed to the sink but not yet committed: durable (counted in `flushed`) only
+    /// once a commit succeeds, lost if it fails.
+    unsynced_events: u64,
     flushed: u64,
     drained: u64,
     closing: bool,
@@ -423,11 +469,15 @@ struct WriterThread {
     /// when, and how long they may wait.
     unsynced_since: Option<Instant>,
     async_sync_interval: Duration,
+    on_failure: Option<FailureHook>,
+    /// Where the sink failed (the `stage` label of the failure metric).
+    failed_at: &'static str,
 }
 
 impl WriterThread {
     fn new(sink: Box<dyn Sink>, shared: Arc<Shared>, config: &WriterConfig) -> Self {
         WriterThread {
+            on_failure: config.on_failure.clone(),
             next_index: sink.size(),
             sink,
             shared,
@@ -441,6 +491,7 @@ impl WriterThread {
             checkpoint_interval: config.checkpoint_interval,
             unsynced_since: None,
             async_sync_interval: config.async_sync_interval,
+            failed_at: "write",
             last_checkpoint_size: 0,
             last_checkpoint_at: Instant::now(),
             checkpoint: None,
@@ -450,6 +501,7 @@ impl WriterThread {
             items: Vec::new(),
             taken: Taken::default(),
             batch_events: 0,
+            unsynced_events: 0,
             flushed: 0,
             drained: 0,
             closing: false,
@@ -539,18 +591,27 @@ impl WriterThread {
     fn sync_pending(&mut self) -> Result<(), SinkError> {
         if self.unsynced_since.take().is_some() {
             let started = Instant::now();
-            self.sink.commit()?;
+            if let Err(e) = self.sink.commit() {
+                self.failed_at = "fsync";
+                return Err(e);
+            }
             self.shared
                 .metrics
                 .commit_seconds
                 .record(started.elapsed().as_secs_f64());
+            self.flushed += self.unsynced_events;
+            self.shared.metrics.written.increment(self.unsynced_events);
+            self.unsynced_events = 0;
         }
         Ok(())
     }
 
     fn sign_checkpoint(&mut self) -> Result<(), SinkError> {
         self.sync_pending()?;
-        if let Some(note) = self.sink.checkpoint()? {
+        let note = self.sink.checkpoint().inspect_err(|_| {
+            self.failed_at = "checkpoint";
+        })?;
+        if let Some(note) = note {
             self.checkpoint = Some(note);
             self.shared.metrics.checkpoints.increment(1);
         }
@@ -640,7 +701,10 @@ impl WriterThread {
     /// The `stop` record and the final checkpoint.
     fn finish(&mut self) -> Result<(), SinkError> {
         let dropped = self.shared.counters.dropped.load(Ordering::Relaxed);
-        self.write_system_records(&[AuditEvent::stop(self.flushed, dropped)])?;
+        // Events written but not yet fsynced are made durable by the commit that makes the
+        // `stop` record durable: if that fails, neither counts.
+        let flushed = self.flushed + self.unsynced_events;
+        self.write_system_records(&[AuditEvent::stop(flushed, dropped)])?;
         self.sign_checkpoint()
     }
 
@@ -652,8 +716,8 @@ impl WriterThread {
         }
         self.append_batch()?;
         self.unsynced_since.get_or_insert_with(Instant::now);
-        self.sync_pending()?;
         self.batch_written();
+        self.sync_pending()?;
         for (index, ack) in self.acks.drain(..) {
             let _ = ack.send(Ok(Receipt { index: Some(index) }));
         }
@@ -675,12 +739,16 @@ impl WriterThread {
     fn append_batch(&mut self) -> Result<(), SinkError> {
         let batch = Batch::new(self.next_index, &self.bytes, &self.ends);
         let expected = batch.indexes();
-        self.sink.append(&batch)?;
+        if let Err(e) = self.sink.append(&batch) {
+            self.failed_at = "write";
+            return Err(e);
+        }
         let metrics = &self.shared.metrics;
         metrics.batch_records.record(batch.len() as f64);
         metrics.batch_bytes.record(batch.byte_len() as f64);
         let size = self.sink.size();
         if size != expected.end {
+            self.failed_at = "write";
             return Err(SinkError::IndexMismatch {
                 expected,
                 got: self.next_index..size,
@@ -690,25 +758,26 @@ impl WriterThread {
         Ok(())
     }
 
-    /// Counts the batch just handed to the sink and empties the buffers.
+    /// Counts the batch just handed to the sink (durable at the next successful commit) and
+    /// empties the buffers.
     fn batch_written(&mut self) {
-        self.flushed += self.batch_events;
+        self.unsynced_events += self.batch_events;
         if self.closing {
             self.drained += self.batch_events;
         }
-        self.shared.metrics.written.increment(self.batch_events);
         self.batch_events = 0;
         self.bytes.clear();
         self.ends.clear();
     }
 
     /// Enters the failed state: the batch in flight and everything queued is answered with
-    /// `Failed`; nothing is written any more.
+    /// `Failed`; nothing is written any more. Events written but not yet committed count as
+    /// lost: after a failed fsync nobody knows whether they reached the disk.
     fn fail(&mut self, error: SinkError) -> String {
         let why = error.to_string();
         let shared_why: Arc<str> = why.as_str().into();
         let queued = self.shared.fail(shared_why);
-        let mut lost = self.batch_events;
+        let mut lost = self.batch_events + std::mem::take(&mut self.unsynced_events);
         let failed = || Err(RecordError::Failed(why.clone()));
         for (_, ack) in self.acks.drain(..) {
             let _ = ack.send(failed());
@@ -722,9 +791,14 @@ impl WriterThread {
             }
         }
         self.shared.counters.lost.fetch_add(lost, Ordering::Relaxed);
+        self.shared.metrics.lost.increment(lost);
+        self.shared.metrics.failure(self.failed_at);
         self.batch_events = 0;
         self.bytes.clear();
         self.ends.clear();
+        if let Some(hook) = &self.on_failure {
+            hook(&why);
+        }
         why
     }
 }

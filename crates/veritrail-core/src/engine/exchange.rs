@@ -416,8 +416,16 @@ impl Exchange {
     /// Authenticates the token found by [`Engine::start`] (if the route looks at tokens) and
     /// authorises the caller against the route's policy. On `Err`, answer the rejection and
     /// pass it to [`reject`](Self::reject).
+    ///
+    /// A recorder that can take nothing more ([`Recorder::health`](crate::recorder::Recorder::health):
+    /// failed or shut down) fails it with a 503 `audit_unavailable` before anything else — and
+    /// again after a token check that had to wait — so that no request runs whose event
+    /// cannot be recorded, whatever the route's durability.
     pub fn authenticate(&self) -> EngineFuture<Result<(), Rejection>> {
         let ctx = self.ctx.clone();
+        if let Some(rejection) = ctx.shared.engine.recorder_unavailable() {
+            return Box::pin(std::future::ready(Err(rejection)));
+        }
         let (token, mode) = {
             let mut s = ctx.lock();
             if let Some(rejection) = s.token_error.take() {
@@ -464,7 +472,9 @@ impl Exchange {
                                 reason: None,
                             });
                             s.identity = Some(identity);
-                            engine.authorize(&mut s)
+                            engine.authorize(&mut s)?;
+                            // The key fetch may have taken a while: look again.
+                            engine.recorder_unavailable().map_or(Ok(()), Err)
                         }
                         Err(err) => {
                             let rejection = authn::rejection(&err, engine.inner.realm.as_deref());
@@ -558,20 +568,25 @@ impl Drop for Exchange {
             let mut s = self.ctx.lock();
             self.ctx.build(&mut s, None, Some(outcome), false)
         };
-        // Recorders accept `Async` events when `record` is called; the future only reports the
-        // queue's answer, which nobody is left to hear.
-        drop(
-            self.ctx
-                .shared
-                .engine
-                .inner
-                .recorder
-                .record(event, Durability::Async),
-        );
+        // Nobody is left to wait: hand the event over without waiting. A full queue counts it
+        // into a `gap` record (a `Block` queue's waiting future, dropped here, would have lost
+        // it without a trace); a failed writer counts it as refused.
+        let _ = self.ctx.shared.engine.inner.recorder.try_record(event);
     }
 }
 
 impl Engine {
+    /// 503 `audit_unavailable` when the recorder can take nothing more (it failed, or it is
+    /// shut down): the request must not run, since its event could not be recorded. The
+    /// recorder's reason (a path, an OS error) is not sent to the client.
+    fn recorder_unavailable(&self) -> Option<Rejection> {
+        let err = self.inner.recorder.health().err()?;
+        Some(Rejection::audit_unavailable(format!(
+            "the request was not run because {}: nothing can be recorded until it is restarted",
+            record_error_summary(&err)
+        )))
+    }
+
     /// 401 for a route that requires a token when none was sent (RFC 6750 §3.1: no error
     /// code).
     pub(super) fn missing_token(&self) -> Rejection {

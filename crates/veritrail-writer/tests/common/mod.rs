@@ -204,3 +204,163 @@ impl Sink for TestSink {
         self.inner.recovered()
     }
 }
+
+/// A storage fault a [`FaultySink`] injects at the `Sink` boundary, as the OS would report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkFault {
+    /// `append` fails with ENOSPC (`StorageFull`); nothing of the batch is taken.
+    NoSpace,
+    /// `append` fails with EIO; nothing of the batch is taken.
+    WriteEio,
+    /// `append` takes the batch, then `commit` (the fsync) fails with EIO: the records may or
+    /// may not be on disk.
+    SyncEio,
+    /// `append` takes only the first half of the batch and fails with `WriteZero`, as a write
+    /// that came up short and could not go on.
+    ShortWrite,
+    /// `append` takes only the first half of the batch and says `Ok`: a sink that lies.
+    SilentShortWrite,
+}
+
+impl SinkFault {
+    pub const ALL: [SinkFault; 5] = [
+        SinkFault::NoSpace,
+        SinkFault::WriteEio,
+        SinkFault::SyncEio,
+        SinkFault::ShortWrite,
+        SinkFault::SilentShortWrite,
+    ];
+
+    /// The `stage` label the writer's failure metric gets.
+    pub fn stage(self) -> &'static str {
+        match self {
+            SinkFault::SyncEio => "fsync",
+            _ => "write",
+        }
+    }
+}
+
+/// What a [`FaultySink`] saw, shared with the test.
+#[derive(Debug, Default)]
+pub struct FaultLog {
+    /// The fault fired.
+    pub fired: std::sync::atomic::AtomicBool,
+    /// Calls into the sink after the fault fired (the writer must make none).
+    pub calls_after: std::sync::atomic::AtomicU64,
+    /// The log size at the last successful commit: every acknowledged index is below it.
+    pub committed_size: std::sync::atomic::AtomicU64,
+}
+
+/// A file sink that injects `fault` at batch number `at` (1 = the `start` record's batch)
+/// and records whether the writer calls it again afterwards.
+pub struct FaultySink {
+    pub inner: FileSink,
+    fault: SinkFault,
+    at: u64,
+    batches: u64,
+    pub log: Arc<FaultLog>,
+    /// While closed, appends wait at it (to fill the queue behind a held batch).
+    pub gate: Gate,
+}
+
+impl FaultySink {
+    pub fn new(dir: &Path, fault: SinkFault, at: u64) -> Self {
+        FaultySink {
+            inner: open_sink(dir),
+            fault,
+            at,
+            batches: 0,
+            log: Arc::default(),
+            gate: Gate::default(),
+        }
+    }
+
+    fn after_fault(&self) {
+        if self.log.fired.load(std::sync::atomic::Ordering::SeqCst) {
+            self.log
+                .calls_after
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn fire(&self, error: std::io::Error) -> SinkError {
+        self.log
+            .fired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        SinkError::Other(Box::new(error))
+    }
+}
+
+impl Sink for FaultySink {
+    fn origin(&self) -> &str {
+        self.inner.origin()
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        use std::io::{Error, ErrorKind};
+        self.after_fault();
+        self.gate.pass();
+        self.batches += 1;
+        if self.batches != self.at {
+            return self.inner.append(batch);
+        }
+        match self.fault {
+            SinkFault::NoSpace => Err(self.fire(Error::new(
+                ErrorKind::StorageFull,
+                "injected: no space left on device",
+            ))),
+            SinkFault::WriteEio => Err(self.fire(Error::other("injected: EIO on write"))),
+            SinkFault::SyncEio => self.inner.append(batch),
+            SinkFault::ShortWrite | SinkFault::SilentShortWrite => {
+                let keep = batch.len() / 2;
+                let mut bytes = Vec::new();
+                let mut ends = Vec::new();
+                for record in batch.records().take(keep) {
+                    bytes.extend_from_slice(record);
+                    ends.push(bytes.len());
+                }
+                let first = batch.indexes().start;
+                self.inner.append(&Batch::new(first, &bytes, &ends))?;
+                if self.fault == SinkFault::SilentShortWrite {
+                    // Lies: the writer must notice by the size.
+                    self.log
+                        .fired
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(self.fire(Error::new(
+                    ErrorKind::WriteZero,
+                    format!(
+                        "injected: short write, {keep} of {} records written",
+                        batch.len()
+                    ),
+                )))
+            }
+        }
+    }
+    fn commit(&mut self) -> Result<(), SinkError> {
+        self.after_fault();
+        if self.fault == SinkFault::SyncEio
+            && self.batches >= self.at
+            && !self.log.fired.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // The first fsync covering batch `at` fails; a retried one would wrongly succeed
+            // ("fsyncgate"): the writer must not retry.
+            return Err(self.fire(std::io::Error::other("injected: EIO on fsync")));
+        }
+        self.inner.commit()?;
+        self.log
+            .committed_size
+            .store(self.inner.size(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn checkpoint(&mut self) -> Result<Option<String>, SinkError> {
+        self.after_fault();
+        self.inner.checkpoint()
+    }
+    fn recovered(&self) -> Option<veritrail_core::event::RecoveredRecord> {
+        self.inner.recovered()
+    }
+}
