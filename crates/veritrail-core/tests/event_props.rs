@@ -43,6 +43,7 @@ prop_compose! {
     fn arb_event()(
         method in "[A-Z]{1,7}",
         path in any::<String>(),
+        raw_path in proptest::option::of(any::<String>()),
         route in proptest::option::of(any::<String>()),
         sub in proptest::option::of(any::<String>()),
         aud in proptest::collection::vec(any::<String>(), 0..3),
@@ -64,6 +65,7 @@ prop_compose! {
             .time(time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_us) * 1000).unwrap())
             .actor(Actor { sub: sub.map(Into::into), aud, iat, claims, ..Actor::default() });
         if let Some(route) = route { b = b.route(route); }
+        if let Some(raw) = raw_path { b = b.raw_path(raw); }
         for (k, v) in query { b = b.query(k, v); }
         for (k, v) in headers { b = b.header(k, v); }
         if let Some(c) = client { b = b.client_address(c); }
@@ -194,6 +196,10 @@ proptest! {
         keys().reveal(&mut read).unwrap();
         let (got, want) = (read.as_http().unwrap(), event.as_http().unwrap());
         prop_assert_eq!(&got.request.path, &want.request.path);
+        // The path as sent is protected along with the canonical one.
+        let stored = protected.as_http().unwrap();
+        prop_assert!(stored.request.raw_path.as_ref().is_none_or(|raw| raw.is_protected()));
+        prop_assert_eq!(&got.request.raw_path, &want.request.raw_path);
         prop_assert_eq!(&got.token, &want.token);
         prop_assert_eq!(
             got.actor.as_ref().unwrap().sub.as_ref(),

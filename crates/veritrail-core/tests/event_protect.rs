@@ -360,6 +360,40 @@ fn configuration_errors_are_caught_up_front() {
 }
 
 #[test]
+fn the_path_as_sent_is_protected_with_the_canonical_path() {
+    let original = AuditEvent::http("GET", "/patients/17")
+        .raw_path("//patients/x/../17")
+        .build();
+    let mut protected = original.clone();
+    Protection::new(keys())
+        .encrypt("request.path", "k1")
+        .unwrap()
+        .apply(&mut protected)
+        .unwrap();
+    let text = record(&protected);
+    assert!(!text.contains("patients"), "{text}");
+    let mut read = AuditEvent::from_json(text.as_bytes()).unwrap();
+    assert_eq!(keys().reveal(&mut read).unwrap(), 2);
+    assert_eq!(
+        read.as_http().unwrap().request,
+        original.as_http().unwrap().request
+    );
+
+    // A rule of its own wins.
+    let mut protected = original.clone();
+    Protection::new(keys())
+        .encrypt("request.path", "k1")
+        .unwrap()
+        .pseudonymise("request.raw_path", "k2")
+        .unwrap()
+        .apply(&mut protected)
+        .unwrap();
+    let request = &protected.as_http().unwrap().request;
+    assert!(matches!(request.path, Text::Encrypted(_)));
+    assert!(matches!(request.raw_path, Some(Text::Pseudonym(_))));
+}
+
+#[test]
 fn paths_parse_and_print_the_same() {
     for path in [
         "actor.sub",
@@ -367,6 +401,7 @@ fn paths_parse_and_print_the_same() {
         "actor.claims.email",
         "token.jwt",
         "request.path",
+        "request.raw_path",
         "request.client_address",
         "request.user_agent",
         "request.query.q",

@@ -74,6 +74,8 @@ struct State {
     authz: Option<Authz>,
     /// Set once the request was refused by the engine (its event is recorded with that).
     token_error: Option<Rejection>,
+    /// A refusal decided before any token is read (a path without a canonical form).
+    refusal: Option<Rejection>,
     intent_id: Option<Uuid>,
     action: Option<String>,
     target: Option<String>,
@@ -368,6 +370,7 @@ impl Exchange {
                 authn: None,
                 authz: None,
                 token_error,
+                refusal: None,
                 intent_id: None,
                 action: None,
                 target: None,
@@ -382,6 +385,13 @@ impl Exchange {
             },
             finished: false,
         }
+    }
+
+    /// Makes [`authenticate`](Self::authenticate) refuse the request with `rejection` before
+    /// any token is looked at; the event records it as an authorization decision (`denied`,
+    /// reason: the rejection's code).
+    pub(super) fn refuse(&self, rejection: Rejection) {
+        self.ctx.lock().refusal = Some(rejection);
     }
 
     /// The handle handlers use; put it into the request's extensions.
@@ -428,6 +438,15 @@ impl Exchange {
         }
         let (token, mode) = {
             let mut s = ctx.lock();
+            if let Some(rejection) = s.refusal.take() {
+                s.authz = Some(Authz {
+                    decision: AuthzDecision::Denied,
+                    required_scopes: Vec::new(),
+                    required_roles: Vec::new(),
+                    reason: Some(rejection.code().to_owned()),
+                });
+                return Box::pin(std::future::ready(Err(rejection)));
+            }
             if let Some(rejection) = s.token_error.take() {
                 s.authn = Some(Authn {
                     decision: AuthnDecision::Denied,

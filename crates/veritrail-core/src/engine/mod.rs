@@ -66,6 +66,7 @@ mod capture;
 mod client;
 mod exchange;
 mod ids;
+mod path;
 mod policy;
 mod rejection;
 mod view;
@@ -77,6 +78,7 @@ pub use capture::{CaptureRules, NEVER_RECORDED_HEADERS, NEVER_RECORDED_QUERY};
 pub use client::{IpNetwork, NetworkParseError, TrustedProxies};
 pub use exchange::{AuditContext, AuditRecordInfo, EngineFuture, Exchange};
 pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
+pub use path::{PathError, canonical_path, path_is_under};
 pub use policy::{AuthMode, Denied, RoutePolicy, RouteRequirements, RouteTable};
 pub use rejection::{Rejection, RejectionKind};
 pub use view::{RequestView, SimpleRequest};
@@ -148,16 +150,22 @@ impl Engine {
         &self.inner.authenticator
     }
 
-    /// The policy the route table gives this request.
+    /// The policy the route table gives this request (matched on its canonical path when the
+    /// framework names no route template).
     pub fn policy_for(&self, req: &dyn RequestView) -> &RoutePolicy {
         self.inner.routes.resolve(req)
     }
 
-    /// Begins a request: resolves its policy, client address, ids and captured fields, and
-    /// finds its token (unless the route is public). Nothing is recorded yet.
+    /// Begins a request: canonicalises its path, resolves its policy, client address, ids and
+    /// captured fields, and finds its token (unless the route is public). Nothing is recorded
+    /// yet. A path without a canonical form (see [`canonical_path`]) makes
+    /// [`Exchange::authenticate`] refuse the request with `400 invalid_path`.
     pub fn start(&self, req: &dyn RequestView) -> Exchange {
         let inner = &self.inner;
-        let policy = Arc::clone(inner.routes.resolve_shared(req));
+        let raw_path = req.path();
+        let path = target_path(req);
+        let key = req.route().or(path.as_deref().ok());
+        let policy = Arc::clone(inner.routes.lookup(req.method(), key));
         // One clock read: the event's time, and the time part of the ids made for it.
         let now = crate::event::now();
         let request_id = inner
@@ -172,7 +180,12 @@ impl Engine {
         let request = Request {
             method: req.method().to_owned(),
             route: req.route().map(str::to_owned),
-            path: Text::Plain(req.path().to_owned()),
+            // A refused path is recorded as it was sent: it has no canonical form.
+            path: Text::Plain(path.as_deref().unwrap_or(raw_path).to_owned()),
+            raw_path: match &path {
+                Ok(canonical) if canonical != raw_path => Some(Text::Plain(raw_path.to_owned())),
+                _ => None,
+            },
             query: into_text(inner.capture.query(req)),
             client_address: inner
                 .proxies
@@ -184,12 +197,43 @@ impl Engine {
             span_id: trace.map(|t| t.span_id),
             headers: into_text(inner.capture.headers(req)),
         };
-        let token = match policy.auth {
-            AuthMode::Public => Ok(None),
+        let token = match (&path, policy.auth) {
+            // Refused before any token is looked at.
+            (Err(_), _) | (_, AuthMode::Public) => Ok(None),
             _ => authn::find_token(&inner.authenticator, req, inner.realm.as_deref()),
         };
-        Exchange::new(self.clone(), now, request, request_id, policy, token)
+        let exchange = Exchange::new(self.clone(), now, request, request_id, policy, token);
+        if let Err(rejection) = path {
+            exchange.refuse(rejection);
+        }
+        exchange
     }
+}
+
+/// The request's canonical path, or the `400 invalid_path` refusal. An absolute-form target
+/// (`GET http://host/x HTTP/1.1`) must already be canonical and name the authority its `Host`
+/// header names: a client that spells one request two ways is refused, not interpreted.
+fn target_path(req: &dyn RequestView) -> Result<std::borrow::Cow<'_, str>, Rejection> {
+    let raw = req.path();
+    let canonical = canonical_path(raw).map_err(|e| Rejection::invalid_path(e.to_string()))?;
+    if let Some(authority) = req.absolute_form_authority() {
+        if canonical != raw {
+            return Err(Rejection::invalid_path(
+                "an absolute-form request target (`GET http://host/path`) must carry its path in \
+                 canonical form",
+            ));
+        }
+        let mut other_host = false;
+        req.for_each_header("host", &mut |host| {
+            other_host |= !host.eq_ignore_ascii_case(authority);
+        });
+        if other_host {
+            return Err(Rejection::invalid_path(
+                "the authority of the absolute-form request target differs from the Host header",
+            ));
+        }
+    }
+    Ok(canonical)
 }
 
 fn into_text(

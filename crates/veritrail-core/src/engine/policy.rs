@@ -204,18 +204,18 @@ impl RouteTable {
         entries.push((method, Arc::new(policy)));
     }
 
-    /// The policy for this request.
+    /// The policy for this request: by its route template, else by its canonical path (see
+    /// [`canonical_path`](super::canonical_path)); the default policy when there is neither.
     pub fn resolve(&self, req: &dyn RequestView) -> &RoutePolicy {
-        self.resolve_shared(req)
+        let path = super::canonical_path(req.path());
+        self.lookup(req.method(), req.route().or(path.as_deref().ok()))
     }
 
-    /// The policy for this request, shared.
-    pub(crate) fn resolve_shared(&self, req: &dyn RequestView) -> &Arc<RoutePolicy> {
-        let key = req.route().unwrap_or_else(|| req.path());
-        let Some(entries) = self.routes.get(key) else {
+    /// The policy for `method` on route (template or canonical path) `key`, shared.
+    pub(crate) fn lookup(&self, method: &str, key: Option<&str>) -> &Arc<RoutePolicy> {
+        let Some(entries) = key.and_then(|key| self.routes.get(key)) else {
             return &self.default;
         };
-        let method = req.method();
         entries
             .iter()
             .find(|(m, _)| m.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(method)))

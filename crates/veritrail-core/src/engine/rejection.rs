@@ -12,6 +12,9 @@ pub enum RejectionKind {
     Authorization,
     /// The event could not be recorded with the durability the route asks for (503).
     AuditUnavailable,
+    /// The request path has no canonical form, so no route policy can be matched to it
+    /// (400 `invalid_path`; see [`canonical_path`](super::canonical_path)).
+    InvalidPath,
 }
 
 /// A refusal, ready to render: status, `WWW-Authenticate` challenge, `Retry-After`, and a
@@ -76,6 +79,16 @@ impl Rejection {
             500,
             "audit_layer_missing",
             setup,
+        )
+    }
+
+    /// 400 `invalid_path`: the request path has no canonical form (`detail` says why).
+    pub fn invalid_path(detail: impl Into<String>) -> Self {
+        Rejection::new(
+            RejectionKind::InvalidPath,
+            400,
+            super::PathError::CODE,
+            detail,
         )
     }
 

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 pub trait RequestView {
     /// The method, e.g. `GET`.
     fn method(&self) -> &str;
-    /// The path, without the query string.
+    /// The path as the client sent it (not decoded or normalised), without the query string.
+    /// The engine canonicalises it (see [`canonical_path`](super::canonical_path)).
     fn path(&self) -> &str;
     /// The raw query string without `?`, if any.
     fn query(&self) -> Option<&str>;
@@ -22,6 +23,14 @@ pub trait RequestView {
     fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str));
     /// The address of the connection's peer (the nearest hop), if known.
     fn peer_addr(&self) -> Option<IpAddr>;
+    /// The authority (`host[:port]`) of an HTTP/1 request target sent in absolute form
+    /// (`GET http://host/x HTTP/1.1`); `None` for the usual origin form (`GET /x`), and for
+    /// HTTP/2, whose `:authority` is not a second spelling of the target. The engine refuses
+    /// an absolute-form target whose path is not canonical or whose authority is not the
+    /// `Host` header's.
+    fn absolute_form_authority(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl<V: RequestView + ?Sized> RequestView for &V {
@@ -46,6 +55,9 @@ impl<V: RequestView + ?Sized> RequestView for &V {
     fn peer_addr(&self) -> Option<IpAddr> {
         (**self).peer_addr()
     }
+    fn absolute_form_authority(&self) -> Option<&str> {
+        (**self).absolute_form_authority()
+    }
 }
 
 /// A request held in plain owned fields: for tests, and for callers whose request type is
@@ -54,8 +66,11 @@ impl<V: RequestView + ?Sized> RequestView for &V {
 pub struct SimpleRequest {
     /// The method.
     pub method: String,
-    /// The path, without the query string.
+    /// The path as sent, without the query string.
     pub path: String,
+    /// The authority of an absolute-form target (see
+    /// [`RequestView::absolute_form_authority`]).
+    pub authority: Option<String>,
     /// The raw query string, without `?`.
     pub query: Option<String>,
     /// The matched route template.
@@ -67,15 +82,27 @@ pub struct SimpleRequest {
 }
 
 impl SimpleRequest {
-    /// A request with this method and target (`/path?query`).
+    /// A request with this method and target: `/path?query`, or the absolute form
+    /// `http://host/path?query`.
     pub fn new(method: &str, target: &str) -> Self {
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (target.to_owned(), None),
+        let (target, query) = match target.split_once('?') {
+            Some((t, q)) => (t, Some(q.to_owned())),
+            None => (target, None),
+        };
+        let absolute = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| target.strip_prefix(scheme));
+        let (authority, path) = match absolute {
+            Some(rest) => match rest.find('/') {
+                Some(slash) => (Some(&rest[..slash]), &rest[slash..]),
+                None => (Some(rest), "/"),
+            },
+            None => (None, target),
         };
         SimpleRequest {
             method: method.to_owned(),
-            path,
+            path: path.to_owned(),
+            authority: authority.map(str::to_owned),
             query,
             ..Self::default()
         }
@@ -128,5 +155,8 @@ impl RequestView for SimpleRequest {
     }
     fn peer_addr(&self) -> Option<IpAddr> {
         self.peer
+    }
+    fn absolute_form_authority(&self) -> Option<&str> {
+        self.authority.as_deref()
     }
 }

@@ -125,8 +125,16 @@ pub struct Request {
     /// The route template, e.g. `/orders/{id}`, when the router knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
-    /// The path as requested (without the query); protectable as `request.path`.
+    /// The canonical path (without the query): what the route policy was matched against
+    /// and, in `veritrail proxy`, what the upstream got (see
+    /// [`canonical_path`](crate::engine::canonical_path)). For a request refused as
+    /// `invalid_path`, which has none, the path as sent. Protectable as `request.path`.
     pub path: Text,
+    /// The path exactly as the client sent it, only when it differs from the canonical `path`
+    /// (`//admin/../x` for `/x`). Protected along with `request.path` (or on its own as
+    /// `request.raw_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_path: Option<Text>,
     /// Allow-listed query parameters; protectable as `request.query.<name>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, Text>,
@@ -371,6 +379,12 @@ impl HttpEventBuilder {
     /// Sets the route template, e.g. `/orders/{id}`.
     pub fn route(mut self, route: impl Into<String>) -> Self {
         self.event.request.route = Some(route.into());
+        self
+    }
+
+    /// Sets the path as the client sent it, when it differs from the canonical path.
+    pub fn raw_path(mut self, raw: impl Into<Text>) -> Self {
+        self.event.request.raw_path = Some(raw.into());
         self
     }
 

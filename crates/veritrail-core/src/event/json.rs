@@ -97,6 +97,7 @@ fn write_request(out: &mut Vec<u8>, r: &Request) {
     o.opt_str("route", r.route.as_deref());
     o.key("path");
     write_text(o.out, &r.path);
+    o.opt_text("raw_path", r.raw_path.as_ref());
     o.map("query", &r.query, write_text);
     o.opt_text("client_address", r.client_address.as_ref());
     o.opt_text("user_agent", r.user_agent.as_ref());

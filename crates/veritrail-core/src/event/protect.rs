@@ -19,8 +19,10 @@
 //!   for scalar values: a JSON object's pseudonym depends on its member order as serialised.
 //!
 //! Fields that can be protected (paths): `actor.sub`, `actor.jti`, `actor.claims.<name>`,
-//! `token.jwt`, `request.path`, `request.client_address`, `request.user_agent`,
-//! `request.query.<name>`, `request.headers.<name>`, `target`, `extra.<name>`.
+//! `token.jwt`, `request.path`, `request.raw_path`, `request.client_address`,
+//! `request.user_agent`, `request.query.<name>`, `request.headers.<name>`, `target`,
+//! `extra.<name>`. A rule for `request.path` covers `request.raw_path` too (the same path as
+//! sent), unless `request.raw_path` has a rule of its own.
 //!
 //! Keys are zeroized when dropped and never shown by `Debug`, `Display` or errors.
 //!
@@ -312,6 +314,8 @@ pub enum FieldPath {
     TokenJwt,
     /// `request.path`
     RequestPath,
+    /// `request.raw_path` (protected along with `request.path` unless it has its own rule)
+    RequestRawPath,
     /// `request.client_address`
     RequestClientAddress,
     /// `request.user_agent`
@@ -340,6 +344,7 @@ impl std::str::FromStr for FieldPath {
             "actor.jti" => FieldPath::ActorJti,
             "token.jwt" => FieldPath::TokenJwt,
             "request.path" => FieldPath::RequestPath,
+            "request.raw_path" => FieldPath::RequestRawPath,
             "request.client_address" => FieldPath::RequestClientAddress,
             "request.user_agent" => FieldPath::RequestUserAgent,
             "target" => FieldPath::Target,
@@ -368,6 +373,7 @@ impl fmt::Display for FieldPath {
             FieldPath::ActorClaim(n) => write!(f, "actor.claims.{n}"),
             FieldPath::TokenJwt => f.write_str("token.jwt"),
             FieldPath::RequestPath => f.write_str("request.path"),
+            FieldPath::RequestRawPath => f.write_str("request.raw_path"),
             FieldPath::RequestClientAddress => f.write_str("request.client_address"),
             FieldPath::RequestUserAgent => f.write_str("request.user_agent"),
             FieldPath::RequestQuery(n) => write!(f, "request.query.{n}"),
@@ -397,6 +403,7 @@ impl FieldPath {
                 _ => return None,
             },
             RequestPath => Slot::Text(&mut event.request.path),
+            RequestRawPath => Slot::Text(event.request.raw_path.as_mut()?),
             RequestClientAddress => Slot::Text(event.request.client_address.as_mut()?),
             RequestUserAgent => Slot::Text(event.request.user_agent.as_mut()?),
             RequestQuery(n) => Slot::Text(event.request.query.get_mut(n)?),
@@ -410,6 +417,9 @@ impl FieldPath {
     fn present(event: &HttpEvent) -> Vec<FieldPath> {
         use FieldPath::*;
         let mut paths = vec![RequestPath];
+        if event.request.raw_path.is_some() {
+            paths.push(RequestRawPath);
+        }
         if let Some(actor) = &event.actor {
             if actor.sub.is_some() {
                 paths.push(ActorSub);
@@ -749,7 +759,14 @@ impl Protection {
         let Some(http) = event.as_http_mut() else {
             return Ok(());
         };
-        for (path, treatment) in &self.rules {
+        // The path as sent is the same information as the canonical path.
+        let raw_path = match self.rules.get(&FieldPath::RequestPath) {
+            Some(t) if !self.rules.contains_key(&FieldPath::RequestRawPath) => {
+                Some((&FieldPath::RequestRawPath, t))
+            }
+            _ => None,
+        };
+        for (path, treatment) in self.rules.iter().chain(raw_path) {
             let Some(slot) = path.slot(http) else {
                 continue;
             };
