@@ -45,4 +45,11 @@ impl RequestView for ActixView<'_> {
     fn peer_addr(&self) -> Option<IpAddr> {
         self.req.peer_addr().map(|a| a.ip())
     }
+    fn absolute_form_authority(&self) -> Option<&str> {
+        // HTTP/2 always carries `:authority` in the URI: only HTTP/1 has an absolute form.
+        (self.req.version() < actix_web::http::Version::HTTP_2)
+            .then(|| self.req.uri().authority())
+            .flatten()
+            .map(|a| a.as_str())
+    }
 }

@@ -59,4 +59,11 @@ impl<B> RequestView for HttpView<'_, B> {
     fn peer_addr(&self) -> Option<IpAddr> {
         self.peer
     }
+    fn absolute_form_authority(&self) -> Option<&str> {
+        // HTTP/2 always carries `:authority` in the URI: only HTTP/1 has an absolute form.
+        (self.req.version() < http::Version::HTTP_2)
+            .then(|| self.req.uri().authority())
+            .flatten()
+            .map(|a| a.as_str())
+    }
 }
