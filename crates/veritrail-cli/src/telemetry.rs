@@ -33,16 +33,25 @@ impl Telemetry {
             .map(|g| base.tracer_provider(g.tracer_provider()))
     }
 
-    /// A writer over the file log at `dir`, exporting its records as OTel logs when on.
+    /// A writer over the file log at `dir`, exporting its records as OTel logs when on. A
+    /// failure of the writer is printed on stderr when it happens.
     pub(crate) fn open_writer(&self, dir: &Path, signer: NoteSigner) -> Result<Writer> {
         let opened = || format!("cannot open the audit log {}", dir.display());
+        let shown = dir.display().to_string();
+        let config = WriterConfig::default().on_failure(move |why| {
+            eprintln!(
+                "error: the audit log {shown} FAILED and records nothing more: {why}; every \
+                 request is now refused with 503; fix the storage, then restart (the log \
+                 recovers what is on disk)"
+            );
+        });
         match &self.guard {
-            None => Writer::open(dir, signer, WriterConfig::default()).with_context(opened),
+            None => Writer::open(dir, signer, config).with_context(opened),
             Some(guard) => {
                 let file =
                     FileSink::open(dir, signer, LogOptions::default()).with_context(opened)?;
                 let sink = OtelLogSink::new(file, guard.logger_provider());
-                Writer::start(sink, WriterConfig::default()).with_context(opened)
+                Writer::start(sink, config).with_context(opened)
             }
         }
     }

@@ -190,6 +190,23 @@ impl Proxy {
     }
 
     fn start_in(env: Env, upstream: &str, config: &str, extra: &[&str]) -> Proxy {
+        Self::spawn(env, upstream, config, extra, None)
+    }
+
+    /// [`start`](Self::start) with no file of the proxy allowed past `blocks` × 512 bytes
+    /// (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored): the log's writes past it fail with EFBIG, as
+    /// writes to a full disk fail — a real I/O error from the kernel, no hook in the proxy.
+    fn start_with_file_size_limit(upstream: &str, blocks: u64, extra: &[&str]) -> Proxy {
+        Self::spawn(Env::new(), upstream, "", extra, Some(blocks))
+    }
+
+    fn spawn(
+        env: Env,
+        upstream: &str,
+        config: &str,
+        extra: &[&str],
+        file_blocks: Option<u64>,
+    ) -> Proxy {
         let verifier =
             NoteVerifier::from_text(&env.keygen_as("proxy.test/log", "audit.key")).unwrap();
         env.write("jwks.json", jwks());
@@ -217,7 +234,20 @@ impl Proxy {
             args.extend_from_slice(&["--jwks", "jwks.json", "--issuer", ISSUER]);
         }
         args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+        let mut command = match file_blocks {
+            None => Command::new(env!("CARGO_BIN_EXE_veritrail")),
+            Some(blocks) => {
+                // An ignored signal stays ignored across exec; dash counts in 512-byte blocks.
+                let mut sh = Command::new("/bin/sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(env!("CARGO_BIN_EXE_veritrail"));
+                sh
+            }
+        };
+        let mut child = command
             .args(&args)
             .current_dir(env.path(""))
             .stdin(Stdio::null())
@@ -255,6 +285,19 @@ impl Proxy {
         assert_eq!(code.code(), Some(0), "proxy exit; stderr: {err}");
         assert!(err.contains("stopped:"), "{err}");
         (self.env, self.verifier)
+    }
+}
+
+impl Proxy {
+    /// SIGTERM; returns the exit code and stderr, whatever they are.
+    fn stop_any(mut self) -> (Option<i32>, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.0.wait().unwrap();
+        (code.code(), stderr_of(&mut self.child.0))
     }
 }
 
@@ -837,4 +880,70 @@ async fn requests_past_the_grace_period_are_cut_off_and_recorded_as_cancelled() 
         events["cut-off"]
     );
     assert_eq!(kinds.last().map(String::as_str), Some("stop"));
+}
+
+/// Hole 4: with the log's storage failing (every file capped, so the log's writes fail with
+/// EFBIG like a full disk), the proxy used to keep forwarding every request, lose answered
+/// `async` events, print nothing and exit 0 saying "0 dropped". Now: the failure is printed
+/// when it happens, every later request is refused with 503 and `Retry-After` before the
+/// upstream is contacted, and the shutdown line says what was lost, with exit code 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_log_stops_forwarding_and_the_exit_says_so() {
+    let (upstream, up) = start_upstream().await;
+    let proxy = Proxy::start_with_file_size_limit(
+        &format!("http://{upstream}"),
+        128,
+        &["--durability", "async"],
+    );
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    // Large events fill the log fast.
+    let agent = "a".repeat(2000);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("user-agent", agent.as_str()),
+    ];
+    let mut forwarded = 0;
+    loop {
+        let status = status_of(proxy.addr, "GET", "/headers", &headers).await;
+        if status == 503 {
+            break;
+        }
+        assert_eq!(status, 200);
+        forwarded += 1;
+        assert!(forwarded < 5_000, "the log never failed");
+    }
+    // Requests that were running when the writer failed are done by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hits = up.hits.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let (status, answer, body) = send(proxy.addr, "GET", "/headers", &headers, empty()).await;
+        assert_eq!(status, 503);
+        assert!(answer.contains_key("retry-after"), "{answer:?}");
+        let problem: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "audit_unavailable");
+    }
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        hits,
+        "the upstream was contacted after the log failed"
+    );
+    let (code, err) = proxy.stop_any();
+    assert_eq!(
+        code,
+        Some(2),
+        "a failed log is a failed exit; stderr: {err}"
+    );
+    assert_eq!(
+        err.matches("FAILED and records nothing more").count(),
+        1,
+        "the failure is printed once, when it happens: {err}"
+    );
+    assert!(err.contains("File too large"), "the reason is given: {err}");
+    let stop = err
+        .lines()
+        .find(|l| l.starts_with("stopped:"))
+        .unwrap_or_else(|| panic!("no shutdown line: {err}"));
+    assert!(stop.contains("the audit log FAILED"), "{stop}");
+    assert!(stop.contains(" lost "), "{stop}");
+    assert!(stop.contains("checkpoint"), "{stop}");
 }

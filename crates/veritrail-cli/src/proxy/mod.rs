@@ -6,6 +6,11 @@
 //! stream through in both directions ([`forward`]). On SIGTERM or Ctrl-C the proxy stops
 //! accepting, lets the requests in flight finish (up to `shutdown_grace`), drains the writer,
 //! signs the last checkpoint and exits 0.
+//!
+//! If the audit log fails (disk full, an I/O or fsync error), the failure is printed at once
+//! and from then on every request is refused with 503 and `Retry-After` before the upstream is
+//! contacted: nothing runs that cannot be recorded. At shutdown the proxy then says what was
+//! lost and where the last signed checkpoint stands, and exits 2.
 
 mod config;
 mod forward;
@@ -143,11 +148,39 @@ async fn serve(settings: Settings) -> Result<()> {
         .shutdown(Instant::now() + Duration::from_secs(10))
         .await;
     telemetry.shutdown().await;
-    eprintln!(
-        "stopped: {} events written, {} dropped; last checkpoint at size {}",
-        report.flushed, report.dropped, report.size
-    );
+    eprintln!("{}", stop_line(&report));
+    if report.error.is_some() {
+        return Err(crate::exit::Reported(crate::exit::USAGE_OR_IO).into());
+    }
     Ok(())
+}
+
+/// The shutdown line: what the writer flushed and dropped and where the last checkpoint is —
+/// and, when it failed, why, what was lost, and which records no signed checkpoint covers.
+fn stop_line(report: &veritrail_writer::ShutdownReport) -> String {
+    let Some(why) = &report.error else {
+        return format!(
+            "stopped: {} events written, {} dropped; last checkpoint at size {}",
+            report.flushed, report.dropped, report.size
+        );
+    };
+    let checkpoint = match report.checkpoint.as_deref().and_then(checkpoint_size) {
+        Some(size) => format!(
+            "the last checkpoint signed is at size {size}; records after it are covered by no signed checkpoint"
+        ),
+        None => "no checkpoint was signed since the proxy started".to_owned(),
+    };
+    format!(
+        "stopped: the audit log FAILED ({why}); {} events written, {} dropped, {} lost \
+         (accepted, some already answered, never made durable), {} refused after the failure; \
+         {checkpoint}",
+        report.flushed, report.dropped, report.lost, report.refused_after_failure
+    )
+}
+
+/// The tree size of a checkpoint (its second line).
+fn checkpoint_size(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.parse().ok()
 }
 
 /// The service for one connection: peer address and route into the request, then the
