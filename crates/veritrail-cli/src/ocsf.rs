@@ -20,8 +20,8 @@
 //! | `actor.session` | `iss` as `issuer`, `jti` as `uid`, `iat`/`exp` as `created_time`/`expiration_time` (ms) |
 //! | `src_endpoint.ip` | `request.client_address` when it is an IP address |
 //! | `api.operation` | the handler's `action`, else `METHOD route` |
-//! | `http_request` | `http_method`, `url.path`, `user_agent`, `uid` (request id) |
-//! | `unmapped.veritrail` | `index`, `origin`, `kind`, `phase`, `route`, `outcome`, `authn`, `authz`, `token_sha256`, `trace_id` — the way back to the record and its proof (`veritrail prove LOG INDEX`) |
+//! | `http_request` | `http_method`, `url.path` (the canonical path), `user_agent`, `uid` (request id) |
+//! | `unmapped.veritrail` | `index`, `origin`, `kind`, `phase`, `route`, `raw_path` (the path as sent, where it differed), `outcome`, `authn`, `authz`, `token_sha256`, `trace_id` — the way back to the record and its proof (`veritrail prove LOG INDEX`) |
 
 use std::net::IpAddr;
 
@@ -340,6 +340,14 @@ fn veritrail_fields(index: u64, http: &HttpEvent, origin: &str) -> Value {
         }
     };
     put("route", http.request.route.clone().map(Value::from));
+    put(
+        "raw_path",
+        http.request
+            .raw_path
+            .as_ref()
+            .and_then(Text::as_plain)
+            .map(Value::from),
+    );
     put("outcome", http.outcome.map(|o| outcome_name(o).into()));
     put(
         "authn",
@@ -392,5 +400,19 @@ mod tests {
         ] {
             assert_eq!(api_activity_id(method).0, id, "{method}");
         }
+    }
+
+    #[test]
+    fn the_canonical_path_is_the_url_and_the_raw_one_is_kept() {
+        let event = AuditEvent::http("GET", "/admin/x")
+            .raw_path("//admin/./x")
+            .status(403)
+            .build();
+        let out = events(3, &event, "o");
+        assert_eq!(out[0]["http_request"]["url"]["path"], "/admin/x");
+        assert_eq!(out[0]["unmapped"]["veritrail"]["raw_path"], "//admin/./x");
+        let plain = AuditEvent::http("GET", "/admin/x").status(200).build();
+        let out = events(4, &plain, "o");
+        assert!(out[0]["unmapped"]["veritrail"].get("raw_path").is_none());
     }
 }

@@ -947,3 +947,234 @@ async fn a_failing_log_stops_forwarding_and_the_exit_says_so() {
     assert!(stop.contains(" lost "), "{stop}");
     assert!(stop.contains("checkpoint"), "{stop}");
 }
+
+/// What the path-trick upstream was asked for, in order (path and query as received).
+type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An upstream that answers 200 to anything and notes the target it got.
+async fn start_recording_upstream() -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let noted = Arc::clone(&seen);
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let noted = Arc::clone(&noted);
+        async move {
+            let target = uri.path_and_query().map_or("", |pq| pq.as_str()).to_owned();
+            noted.lock().unwrap().push(target.clone());
+            target
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// Sends `GET target` as raw bytes (no client library to normalise it) and returns the
+/// status code and the body.
+async fn raw_get(
+    addr: SocketAddr,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy answered in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// Request id, target, Authorization, status, the target the upstream saw.
+type PathCase<'a> = (&'a str, &'a str, Option<&'a str>, u16, Option<&'a str>);
+
+const PATHS_CONFIG: &str = r#"
+[[route]]
+prefix = "/health"
+public = true
+
+[[route]]
+prefix = "/admin/"
+scopes = ["admin"]
+"#;
+
+/// The red team's requests (issue 12, hole 1), sent byte for byte: every spelling of an admin
+/// path gets the admin policy, `/healthz-anything` is not `/health`, paths without a
+/// canonical form are refused, and the upstream only ever sees the canonical path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_tricks_never_reach_the_upstream_under_another_routes_policy() {
+    let (up_addr, seen) = start_recording_upstream().await;
+    let proxy = Proxy::start(&format!("http://{up_addr}"), PATHS_CONFIG, &[]);
+    let addr = proxy.addr;
+    let reader = format!("Bearer {}", token("orders:read", 300));
+    let admin = format!("Bearer {}", token("admin", 300));
+
+    let cases: &[PathCase<'_>] = &[
+        ("dotdot-public", "/health/../admin/x", None, 401, None),
+        ("double-slash", "//admin/x", Some(&reader), 403, None),
+        ("escaped", "/%61dmin/x", Some(&reader), 403, None),
+        ("foo-dotdot", "/foo/../admin/x", Some(&reader), 403, None),
+        ("dot", "/./admin/x", Some(&reader), 403, None),
+        ("bare-admin", "/admin", Some(&reader), 403, None),
+        ("healthz", "/healthz-anything", None, 401, None),
+        (
+            "health-slash",
+            "/health//live/./x/..",
+            None,
+            200,
+            Some("/health/live/"),
+        ),
+        (
+            "healthz-token",
+            "/healthz-anything?a=%2F",
+            Some(&reader),
+            200,
+            Some("/healthz-anything?a=%2F"),
+        ),
+        (
+            "admin-ok",
+            "/admin/./x/../%79?q=1",
+            Some(&admin),
+            200,
+            Some("/admin/y?q=1"),
+        ),
+        ("encoded-dots", "/health/%2e%2e/admin/x", None, 400, None),
+        (
+            "encoded-dot",
+            "/health/.%2E/admin/x",
+            Some(&admin),
+            400,
+            None,
+        ),
+        ("encoded-slash", "/health/..%2Fadmin/x", None, 400, None),
+        ("encoded-backslash", "/health/..%5cadmin/x", None, 400, None),
+        ("semicolon", "/health/..;/admin/x", None, 400, None),
+        ("matrix", "/admin;x=1/x", Some(&admin), 400, None),
+        ("nul", "/health%00", None, 400, None),
+        ("above-root", "/../admin/x", None, 400, None),
+        ("overlong", "/health/%C0%AE%C0%AE/admin/x", None, 400, None),
+        ("trailing-dot", "/admin./x", Some(&reader), 400, None),
+        (
+            "absolute-other-host",
+            "http://evil.example/health",
+            None,
+            400,
+            None,
+        ),
+        (
+            "absolute-dotdot",
+            "http://shop.example/health/../admin/x",
+            None,
+            400,
+            None,
+        ),
+        (
+            "absolute-ok",
+            "http://shop.example/health",
+            None,
+            200,
+            Some("/health"),
+        ),
+    ];
+    for (id, target, auth, want, _) in cases {
+        let mut headers = vec![("x-request-id", *id)];
+        if let Some(auth) = auth {
+            headers.push(("authorization", auth));
+        }
+        let (status, body) = raw_get(addr, target, "shop.example", &headers).await;
+        assert_eq!(status, *want, "{id}: {target} → {body}");
+        if *want == 400 {
+            let problem: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(problem["code"], "invalid_path", "{id}");
+        }
+    }
+    // A raw backslash: refused whoever parses it (hyper or the engine), never forwarded.
+    let (status, _) = raw_get(addr, "/health/..\\admin/x", "shop.example", &[]).await;
+    assert_eq!(status, 400);
+
+    let forwarded: Vec<&str> = cases.iter().filter_map(|c| c.4).collect();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        forwarded,
+        "the upstream got exactly the canonical targets of the requests allowed"
+    );
+
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    for (id, _, _, want, _) in cases {
+        let e = &events[*id];
+        assert_eq!(e["status"], *want, "{id}: {e}");
+        if *want == 400 {
+            assert_eq!(e["authz"]["decision"], "denied", "{id}");
+            assert_eq!(e["authz"]["reason"], "invalid_path", "{id}");
+            assert!(e.get("authn").is_none(), "{id}: no token was looked at");
+        }
+    }
+    let path = |id: &str| {
+        let r = &events[id]["request"];
+        (
+            r["path"].clone(),
+            r.get("raw_path").cloned(),
+            r.get("route").cloned(),
+        )
+    };
+    assert_eq!(
+        path("dotdot-public"),
+        (
+            json!("/admin/x"),
+            Some(json!("/health/../admin/x")),
+            Some(json!("/admin/"))
+        )
+    );
+    assert_eq!(
+        path("double-slash"),
+        (
+            json!("/admin/x"),
+            Some(json!("//admin/x")),
+            Some(json!("/admin/"))
+        )
+    );
+    assert_eq!(path("escaped").0, "/admin/x");
+    assert_eq!(path("foo-dotdot").1, Some(json!("/foo/../admin/x")));
+    assert_eq!(
+        path("bare-admin"),
+        (json!("/admin"), None, Some(json!("/admin/")))
+    );
+    assert_eq!(path("healthz"), (json!("/healthz-anything"), None, None));
+    assert_eq!(
+        path("admin-ok"),
+        (
+            json!("/admin/y"),
+            Some(json!("/admin/./x/../%79")),
+            Some(json!("/admin/"))
+        )
+    );
+    assert_eq!(path("health-slash").2, Some(json!("/health")));
+    assert_eq!(
+        path("encoded-dots").0,
+        "/health/%2e%2e/admin/x",
+        "refused: as sent"
+    );
+    assert_eq!(
+        path("absolute-ok"),
+        (json!("/health"), None, Some(json!("/health")))
+    );
+}

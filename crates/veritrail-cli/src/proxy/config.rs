@@ -25,7 +25,8 @@
 //! durability = "write-ahead"
 //! ```
 //!
-//! Relative paths in the file are relative to the file's directory.
+//! Relative paths in the file are relative to the file's directory. Route prefixes match
+//! canonical request paths on segment boundaries (see [`Routes`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use http::Uri;
 use serde::Deserialize;
-use veritrail_core::engine::RoutePolicy;
+use veritrail_core::engine::{RoutePolicy, canonical_path, path_is_under};
 use veritrail_core::recorder::Durability;
 
 use crate::cli::{DurabilityArg, ProxyArgs};
@@ -145,8 +146,12 @@ impl Upstream {
     }
 }
 
-/// Per-route policy by path prefix: the longest matching prefix wins. The prefix is the
-/// route name the event records.
+/// Per-route policy by path prefix: the longest matching prefix wins. The prefix, as
+/// configured, is the route name the event records.
+///
+/// Prefixes match canonical paths (see [`canonical_path`]) on segment boundaries: `/health`
+/// covers `/health` and `/health/...`, never `/healthz`; a trailing `/` changes nothing, so
+/// `/admin/` covers `/admin` itself too. Matching is case-sensitive, like the paths.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Routes {
     /// Longest prefix first.
@@ -154,17 +159,34 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// The route (prefix) that `path` falls under, if any.
+    /// The route (prefix) that the canonical `path` falls under, if any.
     pub(crate) fn matching(&self, path: &str) -> Option<&Arc<str>> {
         self.entries
             .iter()
-            .find(|(prefix, _)| path.starts_with(&**prefix))
+            .find(|(prefix, _)| path_is_under(path, prefix))
             .map(|(prefix, _)| prefix)
     }
 
     /// Every route and its policy.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &RoutePolicy)> {
         self.entries.iter().map(|(p, policy)| (&**p, policy))
+    }
+}
+
+/// A configured prefix, checked: it must be a canonical path, or requests could never be
+/// matched against it as written.
+fn check_prefix(prefix: &str) -> Result<()> {
+    if !prefix.starts_with('/') {
+        bail!("route prefix {prefix:?} must start with `/` (it is matched against request paths)");
+    }
+    match canonical_path(prefix) {
+        Ok(canonical) if canonical == prefix => Ok(()),
+        Ok(canonical) => bail!(
+            "route prefix {prefix:?} is not a canonical path: write it as {canonical:?} \
+             (request paths are matched after `.`/`..` segments and repeated `/` are resolved \
+             and unreserved escapes decoded)"
+        ),
+        Err(e) => bail!("route prefix {prefix:?} can never match a request: {e}"),
     }
 }
 
@@ -246,12 +268,7 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
 
     let mut entries = Vec::new();
     for route in file.route {
-        if !route.prefix.starts_with('/') {
-            bail!(
-                "route prefix {:?} must start with `/` (it is matched against request paths)",
-                route.prefix
-            );
-        }
+        check_prefix(&route.prefix)?;
         if route.public && (route.optional || !route.scopes.is_empty() || !route.roles.is_empty()) {
             bail!(
                 "route {:?} is public: it cannot also be optional or require scopes or roles",
@@ -268,15 +285,24 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         policy.scopes = route.scopes;
         policy.roles = route.roles;
         policy.durability = route.durability.map_or(default_durability, durability);
-        if entries
+        // `/admin` and `/admin/` cover the same paths.
+        let covers = |p: &str| p.trim_end_matches('/').to_owned();
+        if let Some((other, _)) = entries
             .iter()
-            .any(|(p, _): &(Arc<str>, _)| **p == *route.prefix)
+            .find(|(p, _): &&(Arc<str>, _)| covers(p) == covers(&route.prefix))
         {
-            bail!("route prefix {:?} is configured twice", route.prefix);
+            bail!(
+                "route prefix {:?} is configured twice (as {other:?}: a trailing `/` does not \
+                 make another route)",
+                route.prefix
+            );
         }
         entries.push((Arc::from(route.prefix), policy));
     }
-    entries.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+    entries.sort_by_key(|(prefix, _)| {
+        let covered = prefix.trim_end_matches('/').len();
+        (std::cmp::Reverse(covered), std::cmp::Reverse(prefix.len()))
+    });
 
     Ok(Settings {
         listen,
@@ -361,6 +387,25 @@ optional = true
         );
         assert_eq!(s.routes.matching("/admin/x").map(|r| &**r), Some("/admin/"));
         assert_eq!(s.routes.matching("/orders"), None);
+        // On segment boundaries: the slash-less spelling is covered, a longer name is not.
+        assert_eq!(s.routes.matching("/admin").map(|r| &**r), Some("/admin/"));
+        assert_eq!(
+            s.routes.matching("/admin/reports").map(|r| &**r),
+            Some("/admin/reports/")
+        );
+        assert_eq!(s.routes.matching("/health").map(|r| &**r), Some("/health"));
+        assert_eq!(
+            s.routes.matching("/health/x").map(|r| &**r),
+            Some("/health")
+        );
+        for outside in [
+            "/healthz",
+            "/healthz-anything",
+            "/health.json",
+            "/administrator",
+        ] {
+            assert_eq!(s.routes.matching(outside), None, "{outside}");
+        }
         let policies: Vec<_> = s.routes.iter().collect();
         let admin = policies.iter().find(|(p, _)| *p == "/admin/").unwrap().1;
         assert_eq!(admin.scopes, ["admin"]);
@@ -427,6 +472,18 @@ optional = true
         );
         assert!(err(&format!("{base}oidc = \"https://x\"\n")).contains("only one of jwks, oidc"));
         assert!(err(&format!("{base}[[route]]\nprefix = \"x\"\n")).contains("must start with"));
+        let route = |prefix: &str| err(&format!("{base}[[route]]\nprefix = '{prefix}'\n"));
+        assert!(route("//admin").contains("write it as \"/admin\""));
+        assert!(route("/a/../admin").contains("write it as \"/admin\""));
+        assert!(route("/%61dmin").contains("write it as \"/admin\""));
+        assert!(route("/admin;x").contains("can never match"));
+        assert!(route("/a%2Fb").contains("can never match"));
+        assert!(
+            err(&format!(
+                "{base}[[route]]\nprefix = \"/admin\"\n[[route]]\nprefix = \"/admin/\"\n"
+            ))
+            .contains("configured twice")
+        );
         assert!(
             err(&format!(
                 "{base}[[route]]\nprefix = \"/x\"\npublic = true\nscopes = [\"a\"]\n"

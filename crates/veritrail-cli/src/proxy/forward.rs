@@ -81,6 +81,11 @@ impl Body for ProxyBody {
     }
 }
 
+/// The canonical path of a request (see [`veritrail_core::engine::canonical_path`]): what
+/// the route was chosen by, the engine authorised, and the upstream gets.
+#[derive(Clone, Debug)]
+pub(crate) struct AuthorisedPath(pub(crate) String);
+
 /// The innermost service: sends each request on to the upstream.
 #[derive(Clone)]
 pub(crate) struct Forward {
@@ -141,7 +146,12 @@ impl ForwardInner {
             }
             problem(status, reason)
         };
-        let req = match self.upstream_request(req) {
+        // Only the path the engine authorised is ever forwarded; a request without one was
+        // refused before it got here (fail closed if not).
+        let Some(AuthorisedPath(path)) = req.extensions().get::<AuthorisedPath>().cloned() else {
+            return failed(StatusCode::BAD_GATEWAY, "bad_upstream_request");
+        };
+        let req = match self.upstream_request(req, &path) {
             Ok(req) => req,
             Err(_) => return failed(StatusCode::BAD_GATEWAY, "bad_upstream_request"),
         };
@@ -162,13 +172,18 @@ impl ForwardInner {
     }
 
     /// The request as the upstream gets it.
-    fn upstream_request(&self, req: Request<Incoming>) -> Result<Request<Incoming>, http::Error> {
+    /// The request as the upstream gets it: the canonical `path` (never the one the client
+    /// spelled) with the original query.
+    fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+    ) -> Result<Request<Incoming>, http::Error> {
         let (mut parts, body) = req.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
         parts.uri = self.upstream.uri_for(&path_and_query)?;
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);

@@ -15,6 +15,7 @@
 mod config;
 mod forward;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt;
 use veritrail_core::auth::{Authenticator, KeySet};
-use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies};
+use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies, canonical_path};
 use veritrail_core::event::AuditEvent;
 use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_otel::OtelLayer;
@@ -37,7 +38,7 @@ use crate::keys;
 use crate::keysource::{self, OnFetchedKeys};
 use crate::telemetry::Telemetry;
 use config::Settings;
-use forward::Forward;
+use forward::{AuthorisedPath, Forward};
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -205,8 +206,13 @@ fn connection_service(
     let routes = routes.clone();
     hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
-        if let Some(route) = routes.matching(req.uri().path()) {
-            req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+        // The route is chosen by the canonical path, the engine's. A path without one gets no
+        // route and no path to forward: the engine refuses it (400 invalid_path).
+        if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {
+            if let Some(route) = routes.matching(&path) {
+                req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+            }
+            req.extensions_mut().insert(AuthorisedPath(path));
         }
         service.clone().oneshot(req)
     })
