@@ -42,6 +42,11 @@ impl RequestView for ActixView<'_> {
             }
         }
     }
+    fn for_each_header_bytes(&self, name: &str, visit: &mut dyn FnMut(&[u8])) {
+        for v in self.req.headers().get_all(name) {
+            visit(v.as_bytes());
+        }
+    }
     fn peer_addr(&self) -> Option<IpAddr> {
         self.req.peer_addr().map(|a| a.ip())
     }

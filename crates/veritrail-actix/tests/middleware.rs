@@ -264,3 +264,46 @@ async fn a_failed_writer_refuses_every_route_before_the_handler_runs() {
     assert!(report.error.unwrap().contains("no space"));
     assert!(report.lost >= 1, "the failed batch's events are counted");
 }
+
+/// The same refusal as the tower layer for a second `Authorization` header, whatever the
+/// first holds (another scheme, bytes that are not UTF-8).
+#[actix_web::test]
+async fn a_second_authorization_header_is_refused() {
+    use actix_web::http::header::{AUTHORIZATION, HeaderValue};
+    let firsts = [
+        HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap(),
+        HeaderValue::from_static("Basic YWRtaW46cHc="),
+    ];
+    for first in firsts {
+        let recorder = MemoryRecorder::new();
+        let app = app!(&recorder);
+        let mut req = test::TestRequest::get().uri("/maybe").to_request();
+        req.headers_mut().append(AUTHORIZATION, first.clone());
+        req.headers_mut().append(
+            AUTHORIZATION,
+            HeaderValue::from_str(&bearer(serde_json::json!({}))).unwrap(),
+        );
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), 400, "{first:?}");
+        let challenge = res.headers().get("www-authenticate").unwrap();
+        assert!(
+            challenge
+                .to_str()
+                .unwrap()
+                .contains("error=\"invalid_request\""),
+            "{challenge:?}"
+        );
+        let events = recorder.events();
+        assert_eq!(
+            events[0]
+                .as_http()
+                .unwrap()
+                .authn
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("duplicate_authorization")
+        );
+    }
+}

@@ -186,3 +186,57 @@ async fn dropped_exchanges_record_cancelled_or_error() {
     );
     assert_eq!(events[1].as_http().unwrap().outcome, Some(Outcome::Error));
 }
+
+/// Two `Authorization` headers, whatever the first holds, are a 400 `invalid_request` with an
+/// RFC 6750 challenge, and the event says why; one is verified and its source named.
+#[tokio::test]
+async fn two_authorization_headers_are_refused_and_recorded() {
+    let t = token();
+    let bearer = format!("Bearer {t}");
+    for first in ["Basic YWRtaW46cHc=", "Bearer x.y.z", bearer.as_str()] {
+        let recorder = MemoryRecorder::new();
+        let engine = engine(&recorder);
+        let req = SimpleRequest::new("GET", "/optional")
+            .header("authorization", first)
+            .header("Authorization", &bearer);
+        let exchange = engine.start(&req);
+        let rejection = exchange.authenticate().await.unwrap_err();
+        assert_eq!(
+            (rejection.status(), rejection.code()),
+            (400, "duplicate_authorization"),
+            "{first}"
+        );
+        let challenge = rejection.www_authenticate().unwrap();
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+        let rejection = exchange.reject(rejection).await;
+        assert_eq!(rejection.status(), 400);
+        let event = only(&recorder);
+        let h = event.as_http().unwrap();
+        assert_eq!(h.status, Some(400));
+        assert_eq!(h.outcome, Some(Outcome::Denied));
+        let authn = h.authn.as_ref().unwrap();
+        assert_eq!(authn.decision, AuthnDecision::Denied);
+        assert_eq!(authn.reason.as_deref(), Some("duplicate_authorization"));
+    }
+
+    let recorder = MemoryRecorder::new();
+    let engine = engine(&recorder);
+    let exchange = engine.start(&SimpleRequest::new("GET", "/x").header("x-api-token", &t));
+    exchange.authenticate().await.unwrap();
+    assert_eq!(
+        exchange.context().token_source(),
+        Some(TokenSource::Header("x-api-token".into()))
+    );
+    let exchange = engine.start(&SimpleRequest::new("GET", "/x").header("authorization", &bearer));
+    exchange.authenticate().await.unwrap();
+    assert_eq!(
+        exchange.context().token_source(),
+        Some(TokenSource::AuthorizationBearer)
+    );
+    let exchange = engine.start(&SimpleRequest::new("GET", "/optional"));
+    exchange.authenticate().await.unwrap();
+    assert_eq!(exchange.context().token_source(), None, "anonymous");
+}

@@ -56,6 +56,11 @@ impl<B> RequestView for HttpView<'_, B> {
             }
         }
     }
+    fn for_each_header_bytes(&self, name: &str, visit: &mut dyn FnMut(&[u8])) {
+        for v in self.req.headers().get_all(name) {
+            visit(v.as_bytes());
+        }
+    }
     fn peer_addr(&self) -> Option<IpAddr> {
         self.peer
     }

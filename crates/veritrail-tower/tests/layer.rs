@@ -377,3 +377,61 @@ async fn a_failed_writer_refuses_every_route_before_the_handler_runs() {
     assert!(report.error.unwrap().contains("no space"));
     assert!(report.lost >= 1, "the failed batch's events are counted");
 }
+
+/// A first `Authorization` that the engine cannot read (not UTF-8) or would skip (another
+/// scheme) no longer hides behind a good second one: 400 `invalid_request`, handler not run.
+#[tokio::test]
+async fn a_second_authorization_header_is_refused_whatever_the_first_holds() {
+    let good = format!("Bearer {}", token(&["orders:read"]));
+    let firsts = [
+        http::HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap(),
+        http::HeaderValue::from_static("Basic YWRtaW46cHc="),
+    ];
+    for first in firsts {
+        let recorder = MemoryRecorder::new();
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::new(engine(&recorder)))
+            .service(service_fn(handler));
+        let mut req = get("/x", None);
+        req.headers_mut().append("authorization", first.clone());
+        req.headers_mut()
+            .append("authorization", good.parse().unwrap());
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 400, "{first:?}");
+        let challenge = res.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+        let events = recorder.events();
+        let http = events[0].as_http().unwrap();
+        assert_eq!(http.action, None, "the handler never ran");
+        assert_eq!(
+            http.authn.as_ref().unwrap().reason.as_deref(),
+            Some("duplicate_authorization")
+        );
+    }
+    // Alone, an unreadable one is refused rather than taken for no credentials.
+    let recorder = MemoryRecorder::new();
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(handler));
+    let mut req = get("/maybe", None);
+    req.headers_mut().append(
+        "authorization",
+        http::HeaderValue::from_bytes(b"Bearer \xc3\xa9").unwrap(),
+    );
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        recorder.events()[0]
+            .as_http()
+            .unwrap()
+            .authn
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("credentials_not_ascii")
+    );
+}

@@ -19,6 +19,14 @@ pub enum AuthError {
     /// More than one token in one request (RFC 6750 §2).
     #[error("more than one token in the request")]
     MultipleTokens,
+    /// More than one `Authorization` header: a request carries one set of credentials
+    /// (RFC 9110 §11.6.2), and a server behind us could read another one than we verified.
+    #[error("more than one Authorization header in the request")]
+    DuplicateAuthorization,
+    /// An `Authorization` header (or another header that may carry the token) that is not
+    /// printable ASCII: it cannot be checked, so it is not passed over.
+    #[error("a credentials header holds bytes that are not printable ASCII")]
+    CredentialsNotAscii,
     /// An `Authorization: Bearer` header (or other source) with an empty or ill-formed token.
     #[error("the bearer token is empty or contains characters a JWT cannot contain")]
     BearerMalformed,
@@ -167,6 +175,8 @@ impl AuthError {
         match self {
             AuthError::TokenMissing => "token_missing",
             AuthError::MultipleTokens => "multiple_tokens",
+            AuthError::DuplicateAuthorization => "duplicate_authorization",
+            AuthError::CredentialsNotAscii => "credentials_not_ascii",
             AuthError::BearerMalformed => "bearer_malformed",
             AuthError::TokenTooLarge { .. } => "token_too_large",
             AuthError::HeaderTooLarge { .. } => "header_too_large",
@@ -206,7 +216,10 @@ impl AuthError {
     pub fn bearer_error(&self) -> BearerError {
         match self {
             AuthError::TokenMissing => BearerError::None,
-            AuthError::MultipleTokens | AuthError::BearerMalformed => BearerError::InvalidRequest,
+            AuthError::MultipleTokens
+            | AuthError::DuplicateAuthorization
+            | AuthError::CredentialsNotAscii
+            | AuthError::BearerMalformed => BearerError::InvalidRequest,
             AuthError::InsufficientScope { .. } => BearerError::InsufficientScope,
             _ => BearerError::InvalidToken,
         }

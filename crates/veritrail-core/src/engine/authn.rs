@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{AuthError, TokenRequest};
+use crate::auth::{AuthError, FoundToken, TokenRequest};
 use crate::event::Actor;
 
 pub use crate::auth::{Authenticator, Identity};
@@ -18,6 +18,9 @@ impl TokenRequest for Tokens<'_> {
     fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str)) {
         self.0.for_each_header(name, visit)
     }
+    fn for_each_header_bytes(&self, name: &str, visit: &mut dyn FnMut(&[u8])) {
+        self.0.for_each_header_bytes(name, visit)
+    }
     fn query(&self) -> Option<&str> {
         self.0.query()
     }
@@ -28,9 +31,8 @@ pub(super) fn find_token(
     auth: &Authenticator,
     req: &dyn RequestView,
     realm: Option<&str>,
-) -> Result<Option<String>, Rejection> {
+) -> Result<Option<FoundToken>, Rejection> {
     auth.find_token(&Tokens(req))
-        .map(|found| found.map(|f| f.token))
         .map_err(|e| rejection(&e, realm))
 }
 

@@ -87,10 +87,66 @@ impl fmt::Display for IpNetwork {
     }
 }
 
-/// The networks whose forwarding headers are believed. Empty by default: only the peer counts.
+/// The one header that trusted proxies write the forwarding chain into.
+///
+/// Only that header is read: were both read, a client could send the other one (a
+/// `Forwarded: for=6.6.6.6` through an nginx that only appends to `X-Forwarded-For`), pass it
+/// through the trusted proxy untouched, and become the recorded client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`: what nginx (`$proxy_add_x_forwarded_for`),
+    /// HAProxy (`option forwardfor`), Envoy, Traefik and the cloud load balancers append to.
+    /// The default, since nearly every proxy writes it.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239), one element per hop.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, in lower case.
+    pub fn header_name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.header_name())
+    }
+}
+
+/// A forwarding header name that is neither `forwarded` nor `x-forwarded-for`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a forwarding header: expected `x-forwarded-for` or `forwarded`")]
+pub struct ForwardedHeaderParseError(String);
+
+impl FromStr for ForwardedHeader {
+    type Err = ForwardedHeaderParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim();
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            Ok(ForwardedHeader::XForwardedFor)
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            Ok(ForwardedHeader::Forwarded)
+        } else {
+            Err(ForwardedHeaderParseError(s.to_owned()))
+        }
+    }
+}
+
+/// The networks whose forwarding header is believed, and which header that is
+/// ([`ForwardedHeader`], `X-Forwarded-For` by default). No network by default: only the peer
+/// counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
     networks: Vec<IpNetwork>,
+    header: ForwardedHeader,
 }
 
 impl TrustedProxies {
@@ -103,6 +159,7 @@ impl TrustedProxies {
     pub fn new(networks: impl IntoIterator<Item = IpNetwork>) -> Self {
         TrustedProxies {
             networks: networks.into_iter().collect(),
+            header: ForwardedHeader::default(),
         }
     }
 
@@ -114,7 +171,19 @@ impl TrustedProxies {
             .into_iter()
             .map(|s| s.as_ref().parse())
             .collect::<Result<Vec<_>, _>>()
-            .map(|networks| TrustedProxies { networks })
+            .map(TrustedProxies::new)
+    }
+
+    /// Reads the chain from `header`, and only from it: the header the trusted proxies write.
+    #[must_use]
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The header the chain is read from.
+    pub fn forwarded_header(&self) -> ForwardedHeader {
+        self.header
     }
 
     /// Whether `ip` is in a trusted network.
@@ -127,22 +196,30 @@ impl TrustedProxies {
         self.networks.is_empty()
     }
 
-    /// The client address for this request: the peer unless it is a trusted proxy, else the
-    /// nearest forwarded hop outside the trusted networks (`Forwarded` first, `X-Forwarded-For`
-    /// if there is no `Forwarded`). A hop that is obfuscated or unparseable ends the walk at the
-    /// last address known.
+    /// The client address for this request: the peer unless it is a trusted proxy; else the
+    /// chain in the configured header (every line of it, in order) is walked from the right,
+    /// through the trusted hops, and the first address outside the trusted networks is the
+    /// client. A hop that is obfuscated, `unknown` or malformed ends the walk at the last
+    /// address known (a trusted proxy's): what lies left of it cannot be believed.
     pub fn client_addr(&self, req: &dyn RequestView) -> Option<IpAddr> {
         let peer = req.peer_addr()?.to_canonical();
         if !self.contains(peer) {
             return Some(peer);
         }
         let mut hops: Vec<Option<IpAddr>> = Vec::new();
-        req.for_each_header("forwarded", &mut |value| forwarded_for(value, &mut hops));
-        if hops.is_empty() {
-            req.for_each_header("x-forwarded-for", &mut |value| {
-                hops.extend(value.split(',').map(|h| parse_node(h.trim())));
-            });
-        }
+        req.for_each_header_bytes(self.header.header_name(), &mut |value| {
+            let Ok(value) = std::str::from_utf8(value) else {
+                // Unreadable: one hop that cannot be believed.
+                hops.push(None);
+                return;
+            };
+            match self.header {
+                ForwardedHeader::Forwarded => forwarded_for(value, &mut hops),
+                ForwardedHeader::XForwardedFor => {
+                    hops.extend(value.split(',').map(|h| parse_node(h.trim())));
+                }
+            }
+        });
         let mut client = peer;
         for hop in hops.iter().rev() {
             match hop {
@@ -160,24 +237,53 @@ impl TrustedProxies {
 }
 
 /// Collects the `for=` node of each element of one `Forwarded` header value (RFC 7239 §4).
+/// An element without exactly one `for` parameter is a hop that cannot be believed (`None`).
 fn forwarded_for(value: &str, hops: &mut Vec<Option<IpAddr>>) {
     for element in split_unquoted(value, ',') {
-        let node = split_unquoted(element, ';').into_iter().find_map(|pair| {
+        if element.trim().is_empty() {
+            // Empty list elements are allowed (RFC 9110 §5.6.1) and carry no hop.
+            continue;
+        }
+        let mut nodes = split_unquoted(element, ';').into_iter().filter_map(|pair| {
             let (k, v) = pair.split_once('=')?;
             k.trim().eq_ignore_ascii_case("for").then(|| v.trim())
         });
-        if let Some(node) = node {
-            hops.push(parse_node(node.trim_matches('"')));
-        }
+        let node = match (nodes.next(), nodes.next()) {
+            (Some(node), None) => unquote(node).and_then(|n| parse_node(&n)),
+            _ => None,
+        };
+        hops.push(node);
     }
 }
 
-/// Splits on `sep` outside double quotes.
+/// A `Forwarded` parameter value: a token, or a quoted string with its `\` escapes undone.
+/// `None` for an unterminated quoted string.
+fn unquote(value: &str) -> Option<String> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return Some(value.to_owned());
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return chars.as_str().is_empty().then_some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Splits on `sep` outside double-quoted strings (which may hold `\"`).
 fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
     for (i, c) in s.char_indices() {
-        if c == '"' {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
             quoted = !quoted;
         } else if c == sep && !quoted {
             parts.push(&s[start..i]);
@@ -188,22 +294,39 @@ fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     parts
 }
 
+/// Whether `port` is a port number or an RFC 7239 obfuscated port (`_` then letters, digits,
+/// `.`, `_`, `-`).
+fn is_port(port: &str) -> bool {
+    match port.strip_prefix('_') {
+        Some(obfuscated) => {
+            !obfuscated.is_empty()
+                && obfuscated
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        None => port.parse::<u16>().is_ok(),
+    }
+}
+
 /// A node: `192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]`, `[2001:db8::1]:443`, `2001:db8::1`.
-/// `unknown` and obfuscated identifiers (`_hidden`) yield `None`.
+/// `unknown`, obfuscated identifiers (`_hidden`) and anything else (`0x7f.1`, `010.0.0.1`,
+/// `fe80::1%eth0`, a host name) yield `None`. IPv4-mapped IPv6 addresses come out as IPv4.
 fn parse_node(node: &str) -> Option<IpAddr> {
     if let Some(rest) = node.strip_prefix('[') {
-        return rest
-            .split_once(']')?
-            .0
-            .parse::<Ipv6Addr>()
-            .ok()
-            .map(IpAddr::V6);
+        let (ip, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
+        return port_ok
+            .then(|| ip.parse::<Ipv6Addr>().ok())
+            .flatten()
+            .map(|ip| IpAddr::V6(ip).to_canonical());
     }
     if let Ok(ip) = node.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
     let (host, port) = node.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
+    if !is_port(port) {
+        return None;
+    }
     host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
@@ -246,7 +369,9 @@ mod tests {
 
     #[test]
     fn forwarded_chain_stops_at_first_untrusted_hop() {
-        let proxies = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8"]).unwrap();
+        let proxies = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8"])
+            .unwrap()
+            .header(ForwardedHeader::Forwarded);
         // A client-supplied spoofed hop on the left is never reached.
         let req = SimpleRequest::new("GET", "/")
             .peer(ip("10.0.0.2"))
@@ -259,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn x_forwarded_for_used_without_forwarded() {
+    fn x_forwarded_for_is_read_by_default() {
         let proxies = TrustedProxies::parse(["127.0.0.1", "10.0.0.0/8"]).unwrap();
         let req = SimpleRequest::new("GET", "/")
             .peer(ip("127.0.0.1"))
@@ -269,14 +394,16 @@ mod tests {
 
     #[test]
     fn obfuscated_hop_ends_the_walk() {
-        let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let proxies = TrustedProxies::parse(["10.0.0.0/8"])
+            .unwrap()
+            .header(ForwardedHeader::Forwarded);
         let req = SimpleRequest::new("GET", "/")
             .peer(ip("10.0.0.2"))
             .header("forwarded", "for=198.51.100.1, for=_hidden, for=10.0.0.3");
         assert_eq!(proxies.client_addr(&req), Some(ip("10.0.0.3")));
         let all_trusted = SimpleRequest::new("GET", "/")
             .peer(ip("10.0.0.2"))
-            .header("x-forwarded-for", "10.0.0.7");
+            .header("forwarded", "for=10.0.0.7");
         assert_eq!(proxies.client_addr(&all_trusted), Some(ip("10.0.0.7")));
     }
 
@@ -286,5 +413,123 @@ mod tests {
             TrustedProxies::none().client_addr(&SimpleRequest::new("GET", "/")),
             None
         );
+    }
+
+    /// The reported attack: a trusted nginx appends to `X-Forwarded-For`; the client sends its
+    /// own `Forwarded`, which nginx passes through untouched.
+    #[test]
+    fn only_the_configured_header_is_read() {
+        let xff = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        assert_eq!(xff.forwarded_header(), ForwardedHeader::XForwardedFor);
+        let req = SimpleRequest::new("GET", "/")
+            .peer(ip("10.0.0.2"))
+            .header("forwarded", "for=6.6.6.6")
+            .header("x-forwarded-for", "203.0.113.9");
+        assert_eq!(xff.client_addr(&req), Some(ip("203.0.113.9")));
+        // A client-sent X-Forwarded-For is as worthless to a `forwarded` reader.
+        let fwd = xff.clone().header(ForwardedHeader::Forwarded);
+        let req = SimpleRequest::new("GET", "/")
+            .peer(ip("10.0.0.2"))
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("forwarded", "for=203.0.113.9;proto=https");
+        assert_eq!(fwd.client_addr(&req), Some(ip("203.0.113.9")));
+        // With only the other header present, the peer is all there is.
+        let req = SimpleRequest::new("GET", "/")
+            .peer(ip("10.0.0.2"))
+            .header("forwarded", "for=6.6.6.6");
+        assert_eq!(xff.client_addr(&req), Some(ip("10.0.0.2")));
+        assert_eq!(
+            "X-Forwarded-For".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::XForwardedFor)
+        );
+        assert_eq!(
+            " forwarded".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::Forwarded)
+        );
+        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+    }
+
+    #[test]
+    fn the_chain_is_walked_right_to_left_across_header_lines() {
+        let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        // The client's own entries are left of the first untrusted address from the right.
+        let req = SimpleRequest::new("GET", "/")
+            .peer(ip("10.0.0.2"))
+            .header("x-forwarded-for", "6.6.6.6, 10.9.9.9")
+            .header("x-forwarded-for", "198.51.100.4, 10.0.0.3");
+        assert_eq!(proxies.client_addr(&req), Some(ip("198.51.100.4")));
+    }
+
+    #[test]
+    fn malformed_and_obfuscated_entries_end_the_walk() {
+        let xff = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        for bad in [
+            "6.6.6.6, garbage",
+            "6.6.6.6, 0x7f.0.0.1",
+            "6.6.6.6, 010.0.0.1",
+            "6.6.6.6, 1.2.3.4.5",
+            "6.6.6.6, fe80::1%eth0",
+            "6.6.6.6, host.example",
+            "6.6.6.6, 1.2.3.4:99999",
+            "6.6.6.6, [::1",
+            "6.6.6.6, [::1]x",
+            "6.6.6.6, unknown",
+            "6.6.6.6, _hidden",
+            "6.6.6.6, ",
+        ] {
+            let req = SimpleRequest::new("GET", "/")
+                .peer(ip("10.0.0.2"))
+                .header("x-forwarded-for", bad);
+            assert_eq!(xff.client_addr(&req), Some(ip("10.0.0.2")), "{bad}");
+        }
+        let fwd = xff.clone().header(ForwardedHeader::Forwarded);
+        for bad in [
+            "for=6.6.6.6, proto=https",
+            "for=6.6.6.6, for=1.2.3.4;for=5.6.7.8",
+            "for=6.6.6.6, for=\"1.2.3.4",
+            "for=6.6.6.6, for=\"_hidden\"",
+            "for=6.6.6.6, for=\"[2001:db8::1]:_x:1\"",
+        ] {
+            let req = SimpleRequest::new("GET", "/")
+                .peer(ip("10.0.0.2"))
+                .header("forwarded", bad);
+            assert_eq!(fwd.client_addr(&req), Some(ip("10.0.0.2")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_brackets_quotes_and_mapped_addresses() {
+        let xff = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8"]).unwrap();
+        for (chain, want) in [
+            ("198.51.100.7:5555", "198.51.100.7"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+            ("2001:db8::7", "2001:db8::7"),
+            ("::ffff:198.51.100.7", "198.51.100.7"),
+            ("[::ffff:198.51.100.7]:80", "198.51.100.7"),
+            ("6.6.6.6, 198.51.100.7, ::ffff:10.0.0.9", "198.51.100.7"),
+            ("6.6.6.6,198.51.100.7,[fd00::1]:8080", "198.51.100.7"),
+        ] {
+            let req = SimpleRequest::new("GET", "/")
+                .peer(ip("10.0.0.2"))
+                .header("x-forwarded-for", chain);
+            assert_eq!(xff.client_addr(&req), Some(ip(want)), "{chain}");
+        }
+        let fwd = xff.clone().header(ForwardedHeader::Forwarded);
+        for (chain, want) in [
+            ("For=\"[2001:db8::7]:4711\"", "2001:db8::7"),
+            ("for=\"198.51.100.7:_p0rt\";by=10.0.0.2", "198.51.100.7"),
+            (
+                "proto=https;for=198.51.100.7;host=\"a,b;c\"",
+                "198.51.100.7",
+            ),
+            ("for=\"198.51.100.7\", , for=10.0.0.3", "198.51.100.7"),
+            ("for=\"\\1\\98.51.100.7\"", "198.51.100.7"),
+        ] {
+            let req = SimpleRequest::new("GET", "/")
+                .peer(ip("10.0.0.2"))
+                .header("forwarded", chain);
+            assert_eq!(fwd.client_addr(&req), Some(ip(want)), "{chain}");
+        }
     }
 }

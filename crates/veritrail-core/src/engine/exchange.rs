@@ -21,7 +21,7 @@ use super::authn::{self, Identity};
 use super::ids::{self, TraceParent};
 use super::policy::{AuthMode, RoutePolicy, RouteRequirements};
 use super::rejection::{Rejection, RejectionKind};
-use crate::auth::{AuthError, bearer_challenge};
+use crate::auth::{AuthError, FoundToken, TokenSource, bearer_challenge};
 
 /// A boxed, `Send` future the engine returns for its asynchronous steps.
 pub type EngineFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -66,7 +66,9 @@ struct Shared {
 struct State {
     request: Request,
     policy: Arc<RoutePolicy>,
-    token: Option<String>,
+    token: Option<FoundToken>,
+    /// Where the verified token came from, once verified.
+    token_source: Option<TokenSource>,
     evidence: Option<TokenEvidence>,
     identity: Option<Identity>,
     actor: Option<Arc<Actor>>,
@@ -140,6 +142,12 @@ impl AuditContext {
     /// The verified identity, if the request was authenticated.
     pub fn identity(&self) -> Option<Identity> {
         self.lock().identity.clone()
+    }
+
+    /// Where the verified token was found (the `Authorization` header, a cookie, …), if the
+    /// request was authenticated with one: a proxy forwards that credential and no other.
+    pub fn token_source(&self) -> Option<TokenSource> {
+        self.lock().token_source.clone()
     }
 
     /// The final event, once it was recorded (see [`AuditRecordInfo`]).
@@ -349,7 +357,7 @@ impl Exchange {
         request: Request,
         request_id: String,
         policy: Arc<RoutePolicy>,
-        token: Result<Option<String>, Rejection>,
+        token: Result<Option<FoundToken>, Rejection>,
     ) -> Self {
         let (token, token_error) = match token {
             Ok(t) => (t, None),
@@ -364,6 +372,7 @@ impl Exchange {
                 request,
                 policy,
                 token,
+                token_source: None,
                 evidence: None,
                 identity: None,
                 actor: None,
@@ -392,6 +401,20 @@ impl Exchange {
     /// reason: the rejection's code).
     pub(super) fn refuse(&self, rejection: Rejection) {
         self.ctx.lock().refusal = Some(rejection);
+    }
+
+    /// Records `rejection` as the request's (denied) authorization decision and the request as
+    /// refused with it; resolves to it for the adapter to render. For requests an adapter
+    /// refuses itself, before the engine looks at them (a `CONNECT`, a request head the HTTP
+    /// server could not parse).
+    pub fn refuse_now(self, rejection: Rejection) -> EngineFuture<Rejection> {
+        self.ctx.lock().authz = Some(Authz {
+            decision: AuthzDecision::Denied,
+            required_scopes: Vec::new(),
+            required_roles: Vec::new(),
+            reason: Some(rejection.code().to_owned()),
+        });
+        self.reject(rejection)
     }
 
     /// The handle handlers use; put it into the request's extensions.
@@ -475,7 +498,7 @@ impl Exchange {
                 });
                 Box::pin(std::future::ready(Err(rejection)))
             }
-            (Some(token), _) => {
+            (Some(FoundToken { token, source }), _) => {
                 Box::pin(async move {
                     let result = engine.inner.authenticator.verify(&token).await;
                     let mut s = ctx.lock();
@@ -491,6 +514,7 @@ impl Exchange {
                                 reason: None,
                             });
                             s.identity = Some(identity);
+                            s.token_source = Some(source);
                             engine.authorize(&mut s)?;
                             // The key fetch may have taken a while: look again.
                             engine.recorder_unavailable().map_or(Ok(()), Err)

@@ -75,7 +75,9 @@ use std::sync::Arc;
 
 pub use authn::{Authenticator, Identity};
 pub use capture::{CaptureRules, NEVER_RECORDED_HEADERS, NEVER_RECORDED_QUERY};
-pub use client::{IpNetwork, NetworkParseError, TrustedProxies};
+pub use client::{
+    ForwardedHeader, ForwardedHeaderParseError, IpNetwork, NetworkParseError, TrustedProxies,
+};
 pub use exchange::{AuditContext, AuditRecordInfo, EngineFuture, Exchange};
 pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
 pub use path::{PathError, canonical_path, path_is_under};
@@ -280,7 +282,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Believes `Forwarded` / `X-Forwarded-For` from peers in these networks.
+    /// Believes the forwarding header (`X-Forwarded-For` unless
+    /// [`TrustedProxies::header`] says `Forwarded`) from peers in these networks; the other
+    /// header is never read.
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.inner.proxies = proxies;
         self
@@ -298,7 +302,11 @@ impl EngineBuilder {
         self
     }
 
-    /// Whether an incoming request id is kept (default) or always replaced by a fresh one.
+    /// Whether an incoming request id is kept (the library's default, so that a gateway in
+    /// front of the service can correlate its logs) or always replaced by a fresh one. A
+    /// client can put any id it likes there, so an event's request id identifies the event
+    /// only when every caller is trusted, or a trusted gateway sets the header; turn it off
+    /// for services facing clients directly (`veritrail proxy` does by default).
     pub fn trust_request_id(mut self, trust: bool) -> Self {
         self.inner.trust_request_id = trust;
         self

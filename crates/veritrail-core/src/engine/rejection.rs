@@ -15,6 +15,9 @@ pub enum RejectionKind {
     /// The request path has no canonical form, so no route policy can be matched to it
     /// (400 `invalid_path`; see [`canonical_path`](super::canonical_path)).
     InvalidPath,
+    /// The request itself is malformed or asks for something not served (400, 405, 414,
+    /// 431): refused before any authentication.
+    InvalidRequest,
 }
 
 /// A refusal, ready to render: status, `WWW-Authenticate` challenge, `Retry-After`, and a
@@ -171,6 +174,9 @@ fn status_title(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
+        405 => "Method Not Allowed",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",

@@ -21,6 +21,14 @@ pub trait RequestView {
     fn header(&self, name: &str) -> Option<&str>;
     /// Calls `visit` with every value of header `name`, in order.
     fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str));
+    /// Calls `visit` with every value of header `name` as raw bytes, in order, including
+    /// values that are not valid UTF-8 (credentials headers are checked with it: one that
+    /// cannot be read is refused, not overlooked). The default goes through
+    /// [`for_each_header`](Self::for_each_header); adapters whose header values may hold other
+    /// bytes override it.
+    fn for_each_header_bytes(&self, name: &str, visit: &mut dyn FnMut(&[u8])) {
+        self.for_each_header(name, &mut |v| visit(v.as_bytes()))
+    }
     /// The address of the connection's peer (the nearest hop), if known.
     fn peer_addr(&self) -> Option<IpAddr>;
     /// The authority (`host[:port]`) of an HTTP/1 request target sent in absolute form
@@ -51,6 +59,9 @@ impl<V: RequestView + ?Sized> RequestView for &V {
     }
     fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str)) {
         (**self).for_each_header(name, visit)
+    }
+    fn for_each_header_bytes(&self, name: &str, visit: &mut dyn FnMut(&[u8])) {
+        (**self).for_each_header_bytes(name, visit)
     }
     fn peer_addr(&self) -> Option<IpAddr> {
         (**self).peer_addr()
