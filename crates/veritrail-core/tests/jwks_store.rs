@@ -730,3 +730,156 @@ async fn a_cancelled_caller_does_not_cancel_the_fetch() {
     assert_eq!(kids(&store.current().unwrap()), ["k1", "k2"]);
     assert_eq!(idp.fetches(), 2);
 }
+
+/// What a misbehaving identity provider does to the JWKS requests of a running service.
+#[derive(Clone, Copy, Debug)]
+enum Misbehaviour {
+    /// Never answers (the request times out).
+    Hangs,
+    /// Answers 500 with a stack trace.
+    Errors,
+    /// Answers 200 with something that is not a JWKS.
+    NotJson,
+    /// Answers 200 with a JWKS whose only key is broken.
+    BrokenKeys,
+    /// Answers 200 with an empty key set.
+    NoKeys,
+}
+
+/// A `MakeWriter` that keeps what the log lines say.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Fault injection at the key source: while the service runs, its JWKS endpoint hangs,
+/// errors or answers garbage. The authenticator keeps verifying with the last good keys,
+/// refuses a `kid` it cannot learn (no fail-open), and the failure is visible: in the store's
+/// status (for health checks and metrics) and in a warning log line. On the real clock: a
+/// paused one would jump past the request timeout while a real socket answers.
+#[tokio::test]
+async fn an_endpoint_that_hangs_errors_or_answers_garbage_keeps_the_last_good_keys() {
+    use veritrail_core::auth::{Authenticator, Issuer};
+
+    // Process-wide: a thread-local subscriber misses events whose call site another test's
+    // thread registered first. Lines are told apart by the IdP's address.
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let logs = LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    });
+    const ISS: &str = "https://idp.fault.test";
+
+    for misbehaviour in [
+        Misbehaviour::Hangs,
+        Misbehaviour::Errors,
+        Misbehaviour::NotJson,
+        Misbehaviour::BrokenKeys,
+        Misbehaviour::NoKeys,
+    ] {
+        let idp = Idp::start(jwks(&["k1"])).await;
+        let store = JwksStore::connect(
+            config(idp.url("/jwks.json"))
+                .unknown_kid_cooldown(Duration::ZERO)
+                .request_timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+        let auth = Authenticator::builder()
+            .issuer(
+                Issuer::new(ISS)
+                    .key_source(Arc::new(store.clone()))
+                    .audience("api"),
+            )
+            .cache_capacity(0)
+            .build()
+            .unwrap();
+        assert!(auth.verify(&token(ISS, "k1", 0)).await.is_ok());
+
+        // The IdP rotates in k2 — and its endpoint breaks.
+        idp.set_jwks(jwks(&["k1", "k2"]));
+        let expected = match misbehaviour {
+            Misbehaviour::Hangs => {
+                idp.set_delay(Duration::from_secs(600));
+                "timeout"
+            }
+            Misbehaviour::Errors => {
+                idp.set_status(500);
+                "http_status"
+            }
+            Misbehaviour::NotJson => {
+                idp.set_jwks("<html>maintenance</html>".into());
+                "invalid_jwks"
+            }
+            Misbehaviour::BrokenKeys => {
+                idp.set_jwks(
+                    r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"!!","kid":"k2"}]}"#.into(),
+                );
+                "no_usable_keys"
+            }
+            Misbehaviour::NoKeys => {
+                idp.set_jwks(r#"{"keys":[]}"#.into());
+                "no_usable_keys"
+            }
+        };
+
+        // A kid it cannot learn is refused, however many times it is tried.
+        for _ in 0..3 {
+            let err = auth.verify(&token(ISS, "k2", 1)).await.unwrap_err();
+            assert_eq!(
+                (err.code(), err.status()),
+                ("unknown_kid", 401),
+                "{misbehaviour:?}"
+            );
+        }
+        // The last good keys keep serving, through a forced refresh failing too.
+        let refresh = store.refresh_now().await.unwrap_err();
+        assert_eq!(refresh.code(), expected, "{misbehaviour:?}: {refresh}");
+        assert!(
+            auth.verify(&token(ISS, "k1", 0)).await.is_ok(),
+            "{misbehaviour:?}"
+        );
+        assert_eq!(kids(&store.current().unwrap()), ["k1"]);
+
+        // The failure is visible.
+        let status = store.status();
+        assert!(status.available && status.keys == 1, "{misbehaviour:?}");
+        assert!(status.consecutive_failures >= 1, "{misbehaviour:?}");
+        let code = status.last_error.as_ref().map(JwksError::code);
+        assert_eq!(code, Some(expected), "{misbehaviour:?}");
+        let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let url = idp.url("/jwks.json");
+        assert!(
+            logged
+                .lines()
+                .any(|line| line.contains("key set refresh failed")
+                    && line.contains(&url)
+                    && line.contains(&format!("code=\"{expected}\""))),
+            "{misbehaviour:?}: {logged}"
+        );
+        assert!(
+            !logged.contains("stack frame\nstack frame"),
+            "the IdP's body is not copied into the logs"
+        );
+    }
+}
