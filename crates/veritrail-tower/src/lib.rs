@@ -11,6 +11,13 @@
 //! `cancelled`. Refusals (400 / 401 / 403 / 503) carry an RFC 6750 `WWW-Authenticate`
 //! challenge and an RFC 9457 problem body, and are recorded too.
 //!
+//! Policy is chosen by the route template when a reader gives one (axum's `MatchedPath`),
+//! else by the request's canonical path
+//! ([`canonical_path`](veritrail_core::engine::canonical_path)); in that case the inner
+//! service gets the canonical path too, so that it runs what was authorised. A path without a
+//! canonical form (`/%2e%2e/admin`, `/a%2Fb`, `/admin;x`, ...) is refused with
+//! `400 invalid_path` before the inner service runs, and recorded.
+//!
 //! Works with any `Service<http::Request<B>, Response = http::Response<ResBody>>` whose
 //! response body can be built from `Bytes` (axum, hyper with `Full<Bytes>`, …).
 //!

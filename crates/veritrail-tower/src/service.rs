@@ -9,7 +9,7 @@ use veritrail_core::engine::TraceParent;
 
 use crate::future::ResponseFuture;
 use crate::layer::AuditLayer;
-use crate::view::HttpView;
+use crate::view::{HttpView, canonicalise_uri};
 
 /// Authenticates, authorises and audits each request before and after calling `inner`.
 #[derive(Clone, Debug)]
@@ -61,14 +61,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let exchange = {
+        let (exchange, templated) = {
             let view = HttpView {
                 req: &req,
                 peer: (self.layer.peer)(req.extensions()),
                 route: (self.layer.route)(req.extensions()),
             };
-            self.layer.engine.start(&view)
+            (self.layer.engine.start(&view), view.route.is_some())
         };
+        // Without a route template the policy was chosen by the canonical path: the inner
+        // service (a router, a file server) gets that path too, so that what runs is what was
+        // authorised. With one, the framework has already routed the request.
+        if !templated {
+            canonicalise_uri(&mut req);
+        }
         // An outer layer that started the request's server span names it here.
         if let Some(trace) = req.extensions().get::<TraceParent>() {
             exchange.set_trace(trace);

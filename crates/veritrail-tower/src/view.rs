@@ -1,9 +1,11 @@
 //! `http::Request` as the engine's request view.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
-use http::{Extensions, Request};
-use veritrail_core::engine::RequestView;
+use http::uri::PathAndQuery;
+use http::{Extensions, Request, Uri};
+use veritrail_core::engine::{RequestView, canonical_path};
 
 /// The peer address of a request's connection, put into its extensions by whoever accepts
 /// connections (see the `hyper_tower` example). axum's `ConnectInfo` is read by
@@ -25,6 +27,28 @@ pub(crate) fn peer_from_extension(ext: &Extensions) -> Option<IpAddr> {
 /// The default route reader: no route template.
 pub(crate) fn no_route(_: &Extensions) -> Option<&str> {
     None
+}
+
+/// Replaces the request's path by its canonical form (the query is kept), when they differ.
+/// A path without one is left alone: the engine refuses the request before the inner service
+/// runs.
+pub(crate) fn canonicalise_uri<B>(req: &mut Request<B>) {
+    let Ok(Cow::Owned(path)) = canonical_path(req.uri().path()) else {
+        return;
+    };
+    let target = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    // The canonical path only drops or decodes characters the original path held, so it
+    // always parses again.
+    if let Ok(target) = PathAndQuery::try_from(target) {
+        parts.path_and_query = Some(target);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 pub(crate) struct HttpView<'a, B> {

@@ -126,3 +126,42 @@ async fn other_spellings_get_the_policy_of_the_canonical_path() {
         None
     );
 }
+
+#[tokio::test]
+async fn the_inner_service_gets_the_path_the_policy_was_chosen_for() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = Arc::clone(&seen);
+    let recorder = MemoryRecorder::new();
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)))
+        .service(service_fn(move |req: Request<String>| {
+            noted.lock().unwrap().push(req.uri().to_string());
+            async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok"))) }
+        }));
+    // Public by its canonical path: an inner router must not see `/admin/...` and run an
+    // admin handler for it.
+    for target in ["/admin/../health?x=%2F", "//health", "/%68ealth"] {
+        let res = svc.clone().oneshot(get(target, None)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{target}");
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/health?x=%2F", "/health", "/health"]
+    );
+
+    // A route template means the framework has routed already: the URI is left alone.
+    fn template(_: &http::Extensions) -> Option<&str> {
+        Some("/health")
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = Arc::clone(&seen);
+    let svc = ServiceBuilder::new()
+        .layer(AuditLayer::new(engine(&recorder)).route_with(template))
+        .service(service_fn(move |req: Request<String>| {
+            noted.lock().unwrap().push(req.uri().to_string());
+            async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok"))) }
+        }));
+    let res = svc.oneshot(get("//health", None)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(*seen.lock().unwrap(), ["//health"]);
+}
