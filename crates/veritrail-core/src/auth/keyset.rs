@@ -547,7 +547,8 @@ fn rsa_key(
     alg: Algorithm,
     kid: Option<String>,
 ) -> Result<VerificationKey, String> {
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // An empty modulus has 0 bits (found by fuzzing: `n.len() * 8 - 8` underflowed).
+    let bits = (n.len() * 8).saturating_sub(n.first().map_or(0, |b| b.leading_zeros() as usize));
     if n.is_empty() || bits < MIN_RSA_BITS {
         return Err(format!(
             "RSA modulus of {bits} bits, at least {MIN_RSA_BITS} required"
@@ -718,6 +719,17 @@ mod tests {
             set.keys()[0].thumbprint,
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
+    }
+
+    #[test]
+    fn an_empty_rsa_modulus_is_skipped_not_a_panic() {
+        // Found by the `jwks` fuzz target: the bit count underflowed (a panic in debug builds).
+        for n in ["", "AA"] {
+            let doc = json!({"keys":[{"kty":"RSA","n":n,"e":"AQAB","kid":"k"}]});
+            let (set, skipped) = KeySet::from_jwks(doc.to_string().as_bytes()).unwrap();
+            assert!(set.is_empty());
+            assert!(skipped[0].reason.contains(" 0 bits"), "{:?}", skipped[0]);
+        }
     }
 
     #[test]
