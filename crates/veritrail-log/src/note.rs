@@ -320,7 +320,7 @@ fn check_text(text: &str) -> Result<(), String> {
 }
 
 /// Signed notes must not contain ASCII control characters other than newline.
-fn check_chars(text: &str) -> Result<(), String> {
+pub(crate) fn check_chars(text: &str) -> Result<(), String> {
     match text
         .char_indices()
         .find(|&(_, c)| c < '\u{20}' && c != '\n')
