@@ -228,3 +228,39 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
         .format(&format)
         .unwrap_or_else(|_| t.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use veritrail_core::event::AuditEvent;
+
+    /// Here rather than in veritrail-core: the test builds of core and the writer link
+    /// jsonschema, which turns serde_json's `float_roundtrip` on and so hid the bug; this crate's
+    /// build is the product's.
+    #[test]
+    fn numbers_in_records_read_back_to_the_same_value_and_bytes() {
+        // Found by the `event` fuzz target: serde_json's default float parser can be one unit
+        // in the last place off, so an `extra` number read back (by `events`, `export`,
+        // `verify --tokens`) as another one, and writing it again gave other bytes.
+        for x in [
+            2.444_444_444_444_444_7e73,
+            0.1,
+            1e-308,
+            5e-324,
+            f64::MAX,
+            9_007_199_254_740_993.0,
+        ] {
+            let event = AuditEvent::http("GET", "/x").extra("n", x).build();
+            let mut first = Vec::new();
+            event.write_json(0, &mut first);
+            let read = AuditEvent::from_json(&first).unwrap();
+            assert_eq!(
+                read.as_http().unwrap().extra["n"].as_f64(),
+                Some(x),
+                "{x:e}"
+            );
+            let mut again = Vec::new();
+            read.write_json(0, &mut again);
+            assert_eq!(again, first, "{x:e}");
+        }
+    }
+}
