@@ -104,6 +104,39 @@ pub(crate) struct ProxyArgs {
     /// Seconds that requests in flight get to finish after SIGTERM or Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub(crate) shutdown_grace: Option<u64>,
+    /// The one header the trusted proxies (`trusted_proxies` in the config file) write the
+    /// client's address into: `x-forwarded-for` (the default) or `forwarded`. The other is
+    /// never believed.
+    #[arg(long, value_name = "HEADER")]
+    pub(crate) forwarded_header: Option<String>,
+    /// Keep a client's `X-Request-Id` as the request id (by default each request gets a fresh
+    /// one: a client could otherwise name its events as it likes).
+    #[arg(long)]
+    pub(crate) trust_request_id: bool,
+    /// What to do with incoming headers whose names hold `_` (many servers read
+    /// `X-Auth_Subject` as `X-Auth-Subject`): `drop` them (the default, as nginx does) or
+    /// `keep` them. Look-alikes of the headers the proxy sets are dropped either way.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub(crate) underscores_in_headers: Option<UnderscoresArg>,
+    /// Open client connections at most (default 10000, and no more than the open-file limit
+    /// allows); more are closed at once with a 503.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// Open client connections at most from one address, an IPv6 /64 counting as one
+    /// (default 256; trusted proxies are exempt).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections_per_ip: Option<usize>,
+}
+
+/// `--underscores-in-headers drop|keep`.
+#[cfg(feature = "proxy")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum UnderscoresArg {
+    /// Drop incoming headers whose names hold `_`.
+    Drop,
+    /// Forward them (identity-header look-alikes are still dropped).
+    Keep,
 }
 
 /// `--jwks FILE|URL | --oidc ISSUER_URL | --hs-secret-file FILE`: at most one.

@@ -210,7 +210,13 @@ impl Proxy {
         let verifier =
             NoteVerifier::from_text(&env.keygen_as("proxy.test/log", "audit.key")).unwrap();
         env.write("jwks.json", jwks());
-        env.write("proxy.toml", config);
+        // The tests name their events by the X-Request-Id they send, so they trust it unless
+        // the config says (`request_id_is_fresh_unless_trusted` tests the default).
+        if config.contains("trust_request_id") {
+            env.write("proxy.toml", config);
+        } else {
+            env.write("proxy.toml", format!("trust_request_id = true\n{config}"));
+        }
         let mut args = vec![
             "proxy",
             "--config",
@@ -273,8 +279,14 @@ impl Proxy {
         }
     }
 
-    /// SIGTERM; asserts exit code 0; returns stderr.
-    fn stop(mut self) -> (Env, NoteVerifier) {
+    /// SIGTERM; asserts exit code 0.
+    fn stop(self) -> (Env, NoteVerifier) {
+        let (env, verifier, _) = self.stop_with_stderr();
+        (env, verifier)
+    }
+
+    /// SIGTERM; asserts exit code 0; returns stderr too.
+    fn stop_with_stderr(mut self) -> (Env, NoteVerifier, String) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.0.id().to_string()])
             .status()
@@ -284,7 +296,7 @@ impl Proxy {
         let err = stderr_of(&mut self.child.0);
         assert_eq!(code.code(), Some(0), "proxy exit; stderr: {err}");
         assert!(err.contains("stopped:"), "{err}");
-        (self.env, self.verifier)
+        (self.env, self.verifier, err)
     }
 }
 
@@ -439,7 +451,8 @@ async fn tokens_policies_and_identity_headers() {
     assert_eq!(seen["x-auth-scopes"], "orders:read");
     assert_eq!(seen["x-auth-issuer"], ISSUER);
     assert_eq!(seen["x-auth-request-id"], "valid");
-    assert_eq!(seen["x-forwarded-for"], "192.0.2.7, 127.0.0.1");
+    // The client is no trusted proxy: its own forwarding chain is replaced, not appended to.
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
     assert_eq!(
         seen["forwarded"],
         "for=127.0.0.1;host=\"shop.example\";proto=http"
@@ -1177,4 +1190,368 @@ async fn path_tricks_never_reach_the_upstream_under_another_routes_policy() {
         path("absolute-ok"),
         (json!("/health"), None, Some(json!("/health")))
     );
+}
+
+/// Sends `request` as raw bytes and reads the answer to its end: the status, the head and the
+/// body.
+async fn raw_exchange(
+    stream: impl Into<Option<tokio::net::TcpStream>>,
+    addr: SocketAddr,
+    request: &[u8],
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = match stream.into() {
+        Some(s) => s,
+        None => tokio::net::TcpStream::connect(addr).await.unwrap(),
+    };
+    // The proxy may answer and close before it has read everything (a refused head).
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy answered in time");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A GET with these header lines (raw, as written), closing the connection.
+fn raw_request(target: &str, lines: &[&[u8]]) -> Vec<u8> {
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n")
+        .into_bytes();
+    for line in lines {
+        req.extend_from_slice(line);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req
+}
+
+/// Hole 2: identity headers spelt with `_`, `.` or another case never reach the upstream;
+/// header names with `_` are dropped unless `underscores_in_headers = "keep"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_header_look_alikes_never_reach_the_upstream() {
+    let (up_addr, _) = start_upstream().await;
+    let auth = format!("authorization: Bearer {}", token("orders:read", 300));
+    let smuggled: [&[u8]; 8] = [
+        b"X-Auth_Subject: admin",
+        b"x_auth_subject: admin",
+        b"X-AUTH-SUBJECT: admin",
+        b"X-Auth.Scopes: admin",
+        b"X_Auth_Roles: admin",
+        b"X-Forwarded_For: 6.6.6.6",
+        b"X_Request_Id: forged",
+        b"X_Custom: 1",
+    ];
+    for (config, custom_kept) in [
+        ("identity_headers = true\n", false),
+        (
+            "identity_headers = true\nunderscores_in_headers = \"keep\"\n",
+            true,
+        ),
+    ] {
+        let proxy = Proxy::start(&format!("http://{up_addr}"), config, &[]);
+        let mut lines = vec![auth.as_bytes()];
+        lines.extend(smuggled);
+        let (status, _, body) =
+            raw_exchange(None, proxy.addr, &raw_request("/headers", &lines)).await;
+        assert_eq!(status, 200, "{body}");
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(seen["x-auth-subject"], "alice", "{seen}");
+        assert_eq!(seen["x-auth-scopes"], "orders:read", "{seen}");
+        assert!(seen.get("x-auth-roles").is_none(), "{seen}");
+        for name in seen.as_object().unwrap().keys() {
+            let folded = name.replace(['_', '.'], "-");
+            assert!(
+                !name.contains('_') || (custom_kept && name == "x_custom"),
+                "{name} reached the upstream ({config}): {seen}"
+            );
+            assert!(
+                name == &folded || name == "x_custom",
+                "{name} reached the upstream ({config})"
+            );
+        }
+        assert_eq!(seen.get("x_custom").is_some(), custom_kept, "{seen}");
+        assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+        proxy.stop();
+    }
+}
+
+/// Hole 5: a second Authorization header (the first not UTF-8, or another scheme) is a 400
+/// `invalid_request`, recorded and never forwarded; the upstream gets exactly the credential
+/// that was verified, and none on a route where none was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_verified_authorization_reaches_the_upstream() {
+    let (up_addr, up) = start_upstream().await;
+    let proxy = Proxy::start(&format!("http://{up_addr}"), CONFIG, &[]);
+    let bearer = format!("Authorization: Bearer {}", token("orders:read", 300));
+    let hits = up.hits.load(Ordering::SeqCst);
+    for (id, first) in [
+        ("not-utf8", &b"Authorization: Basic \xff\xfe"[..]),
+        ("basic-first", b"authorization: Basic YWRtaW46cHc="),
+        ("bearer-twice", bearer.as_bytes()),
+    ] {
+        let id_line = format!("X-Request-Id: {id}");
+        let req = raw_request("/headers", &[id_line.as_bytes(), first, bearer.as_bytes()]);
+        let (status, head, _) = raw_exchange(None, proxy.addr, &req).await;
+        assert_eq!(status, 400, "{id}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer error=\"invalid_request\""),
+            "{id}: {head}"
+        );
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), hits, "nothing forwarded");
+
+    // The verified one goes on, alone; Proxy-Authorization never does.
+    let req = raw_request(
+        "/headers",
+        &[bearer.as_bytes(), b"Proxy-Authorization: Basic YTpi"],
+    );
+    let (status, _, body) = raw_exchange(None, proxy.addr, &req).await;
+    assert_eq!(status, 200);
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        Some(seen["authorization"].as_str().unwrap()),
+        bearer.strip_prefix("Authorization: ")
+    );
+    assert!(seen.get("proxy-authorization").is_none(), "{seen}");
+    // A public route verifies nothing, so it forwards no credentials.
+    let req = raw_request("/public/headers", &[b"Authorization: Basic YWRtaW46cHc="]);
+    let (status, _, body) = raw_exchange(None, proxy.addr, &req).await;
+    assert_eq!(status, 200);
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert!(seen.get("authorization").is_none(), "{seen}");
+
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    for id in ["not-utf8", "basic-first", "bearer-twice"] {
+        let e = &events[id];
+        assert_eq!(
+            (e["status"].as_u64(), e["outcome"].as_str()),
+            (Some(400), Some("denied"))
+        );
+        assert_eq!(e["authn"]["reason"], "duplicate_authorization", "{e}");
+    }
+}
+
+/// Hole 6: a trusted nginx appends to X-Forwarded-For; a client-sent `Forwarded: for=6.6.6.6`
+/// does not become the audited client, and the upstream does not get it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_address_comes_from_the_header_the_trusted_proxy_writes() {
+    let (up_addr, _) = start_upstream().await;
+    let auth = format!("authorization: Bearer {}", token("orders:read", 300));
+    let cases: [(&str, &str, &str, &str); 2] = [
+        // (config, audited client, upstream Forwarded, upstream X-Forwarded-For)
+        (
+            "trusted_proxies = [\"127.0.0.0/8\"]\n",
+            "203.0.113.9",
+            "for=203.0.113.9, for=127.0.0.1;host=\"shop.example\";proto=http",
+            "6.6.6.7, 203.0.113.9, 127.0.0.1",
+        ),
+        (
+            "trusted_proxies = [\"127.0.0.0/8\"]\nforwarded_header = \"forwarded\"\n",
+            "6.6.6.6",
+            "for=6.6.6.6, for=127.0.0.1;host=\"shop.example\";proto=http",
+            "6.6.6.6, 127.0.0.1",
+        ),
+    ];
+    for (config, client, forwarded, xff) in cases {
+        let proxy = Proxy::start(&format!("http://{up_addr}"), config, &[]);
+        let req = raw_request(
+            "/headers",
+            &[
+                auth.as_bytes(),
+                b"X-Request-Id: chain",
+                b"Forwarded: for=6.6.6.6",
+                b"X-Forwarded-For: 6.6.6.7, 203.0.113.9",
+            ],
+        );
+        let (status, _, body) = raw_exchange(None, proxy.addr, &req).await;
+        assert_eq!(status, 200, "{body}");
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(seen["forwarded"], forwarded, "{config}");
+        assert_eq!(seen["x-forwarded-for"], xff, "{config}");
+        let (env, verifier) = proxy.stop();
+        let (events, _) = read_log(&env, &verifier);
+        assert_eq!(
+            events["chain"]["request"]["client_address"], client,
+            "{config}"
+        );
+    }
+}
+
+/// The proxy keeps no client's X-Request-Id unless told to: each event gets a fresh id, which
+/// the upstream and the client see too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_is_fresh_unless_trusted() {
+    let (up_addr, _) = start_upstream().await;
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    // The default (a config that does not set it).
+    let proxy = Proxy::start(
+        &format!("http://{up_addr}"),
+        "# trust_request_id is left at its default\n",
+        &[],
+    );
+    let (status, headers, body) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &auth), ("x-request-id", "forged-id")],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let given = headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(given, "forged-id");
+    assert_eq!(given.len(), 36, "a UUID");
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        seen["x-request-id"],
+        given.as_str(),
+        "the upstream sees the proxy's id"
+    );
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    assert!(!events.contains_key("forged-id"));
+    assert!(events.contains_key(&given));
+
+    let proxy = Proxy::start(&format!("http://{up_addr}"), "", &["--trust-request-id"]);
+    let (_, headers, _) = send(
+        proxy.addr,
+        "GET",
+        "/headers",
+        &[("authorization", &auth), ("x-request-id", "kept-id")],
+        empty(),
+    )
+    .await;
+    assert_eq!(headers["x-request-id"], "kept-id");
+    let (env, verifier) = proxy.stop();
+    assert!(read_log(&env, &verifier).0.contains_key("kept-id"));
+}
+
+/// A connection from `ip` (any 127/8 address is this host).
+async fn connect_from(ip: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Connection caps, in all and per address: a connection over one is answered 503 and closed
+/// at once, and a place given back is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_caps_are_turned_away() {
+    let (up_addr, _) = start_upstream().await;
+    let proxy = Proxy::start(
+        &format!("http://{up_addr}"),
+        "",
+        &["--max-connections", "3", "--max-connections-per-ip", "2"],
+    );
+    let addr = proxy.addr;
+    let auth = format!("authorization: Bearer {}", token("orders:read", 300));
+    let get = raw_request("/headers", &[auth.as_bytes()]);
+    // Two idle connections from 127.0.0.1: its cap.
+    let a1 = connect_from("127.0.0.1", addr).await;
+    let _a2 = connect_from("127.0.0.1", addr).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, head, _) = raw_exchange(connect_from("127.0.0.1", addr).await, addr, &get).await;
+    assert_eq!(status, 503, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    // Another address still gets in, up to the cap in all.
+    let _b = connect_from("127.0.0.2", addr).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, _) = raw_exchange(connect_from("127.0.0.3", addr).await, addr, &get).await;
+    assert_eq!(status, 503, "over the cap in all");
+    // A connection closed gives its place back.
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, _) = raw_exchange(connect_from("127.0.0.1", addr).await, addr, &get).await;
+    assert_eq!(status, 200);
+    let (_, _, stderr) = proxy.stop_with_stderr();
+    assert!(
+        stderr.contains("turned away (503): over max_connections_per_ip 2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 connections were turned away"),
+        "{stderr}"
+    );
+}
+
+/// Heads hyper refuses itself (400, 414, 431) and `CONNECT` (405) are recorded as denied
+/// events with the reason; none reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_heads_and_connect_are_recorded() {
+    let (up_addr, up) = start_upstream().await;
+    let proxy = Proxy::start(&format!("http://{up_addr}"), "", &[]);
+    let addr = proxy.addr;
+    let long = format!("/{}", "a".repeat(70_000));
+    let many: Vec<String> = (0..150).map(|i| format!("X-Filler-{i}: {i}")).collect();
+    let many: Vec<&[u8]> = many.iter().map(|l| l.as_bytes()).collect();
+    let cases: [(Vec<u8>, u16, &str, &str, &str); 5] = [
+        (
+            b"GET /bad HTTX/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+            "GET",
+            "/bad",
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header: 1\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+            "GET",
+            "/x",
+        ),
+        (raw_request(&long, &[]), 414, "uri_too_long", "GET", "/aaaa"),
+        (
+            raw_request("/many", &many),
+            431,
+            "request_head_too_large",
+            "GET",
+            "/many",
+        ),
+        (
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            405,
+            "method_not_allowed",
+            "CONNECT",
+            "example.com:443",
+        ),
+    ];
+    for (request, status, ..) in &cases {
+        let (got, head, _) = raw_exchange(None, addr, request).await;
+        assert_eq!(got, *status, "{head}");
+        if *status == 405 {
+            assert!(head.to_ascii_lowercase().contains("allow: get"), "{head}");
+        }
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "nothing forwarded");
+    // The refused heads are recorded once their connection has ended.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (env, verifier) = proxy.stop();
+    let (events, _) = read_log(&env, &verifier);
+    assert_eq!(events.len(), cases.len(), "{events:?}");
+    for (_, status, reason, method, path) in &cases {
+        let e = events
+            .values()
+            .find(|e| {
+                e["authz"]["reason"] == *reason
+                    && e["status"] == *status
+                    && e["request"]["path"].as_str().unwrap().starts_with(path)
+            })
+            .unwrap_or_else(|| panic!("no event for {status} {reason} {path}: {events:?}"));
+        assert_eq!(e["outcome"], "denied", "{e}");
+        assert_eq!(e["request"]["method"], *method, "{e}");
+        assert_eq!(e["request"]["client_address"], "127.0.0.1", "{e}");
+    }
 }

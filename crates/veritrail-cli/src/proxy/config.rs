@@ -14,6 +14,11 @@
 //! upstream_timeout = 30             # seconds
 //! shutdown_grace = 10               # seconds
 //! trusted_proxies = ["10.0.0.0/8"]
+//! forwarded_header = "x-forwarded-for"  # or "forwarded": the one the trusted proxies write
+//! trust_request_id = false          # keep a client's X-Request-Id (off: always a fresh id)
+//! underscores_in_headers = "drop"   # or "keep": header names with `_` are dropped, as nginx does
+//! max_connections = 10000           # open client connections, in all
+//! max_connections_per_ip = 256      # from one address (one /64 for IPv6; trusted proxies exempt)
 //!
 //! [[route]]
 //! prefix = "/health"
@@ -36,11 +41,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use http::Uri;
 use serde::Deserialize;
-use veritrail_core::engine::{RoutePolicy, canonical_path, path_is_under};
+use veritrail_core::engine::{ForwardedHeader, RoutePolicy, canonical_path, path_is_under};
 use veritrail_core::recorder::Durability;
 
-use crate::cli::{DurabilityArg, ProxyArgs};
+use crate::cli::{DurabilityArg, ProxyArgs, UnderscoresArg};
 use crate::keysource::KeySource;
+
+/// Open client connections at most, unless configured.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Open client connections from one address at most, unless configured.
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
 /// The config file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +71,11 @@ struct FileConfig {
     shutdown_grace: Option<u64>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    forwarded_header: Option<String>,
+    trust_request_id: Option<bool>,
+    underscores_in_headers: Option<UnderscoresArg>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     realm: Option<String>,
     #[serde(default)]
     route: Vec<RouteConfig>,
@@ -97,6 +112,16 @@ pub(crate) struct Settings {
     pub(crate) upstream_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) trusted_proxies: Vec<String>,
+    /// The one forwarding header the trusted proxies write (the other is never believed).
+    pub(crate) forwarded_header: ForwardedHeader,
+    /// Whether a client's request id is kept (default: replaced by a fresh one).
+    pub(crate) trust_request_id: bool,
+    /// Whether incoming header names holding `_` are forwarded (default: dropped).
+    pub(crate) underscores_in_headers: UnderscoresArg,
+    /// Open client connections at most, in all.
+    pub(crate) max_connections: usize,
+    /// Open client connections at most from one address (one /64 for IPv6).
+    pub(crate) max_connections_per_ip: usize,
     pub(crate) realm: Option<String>,
     pub(crate) routes: Routes,
 }
@@ -304,6 +329,24 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         (std::cmp::Reverse(covered), std::cmp::Reverse(prefix.len()))
     });
 
+    let forwarded_header = match args.forwarded_header.clone().or(file.forwarded_header) {
+        Some(name) => name
+            .parse::<ForwardedHeader>()
+            .map_err(|e| anyhow::anyhow!("forwarded_header: {e}"))?,
+        None => ForwardedHeader::default(),
+    };
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_connections_per_ip = args
+        .max_connections_per_ip
+        .or(file.max_connections_per_ip)
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP);
+    if max_connections == 0 || max_connections_per_ip == 0 {
+        bail!("max_connections and max_connections_per_ip must be at least 1");
+    }
+
     Ok(Settings {
         listen,
         upstream,
@@ -323,6 +366,14 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
             args.shutdown_grace.or(file.shutdown_grace).unwrap_or(10),
         ),
         trusted_proxies: file.trusted_proxies,
+        forwarded_header,
+        trust_request_id: args.trust_request_id || file.trust_request_id.unwrap_or(false),
+        underscores_in_headers: args
+            .underscores_in_headers
+            .or(file.underscores_in_headers)
+            .unwrap_or(UnderscoresArg::Drop),
+        max_connections,
+        max_connections_per_ip,
         realm: file.realm,
         routes: Routes { entries },
     })
@@ -465,6 +516,14 @@ optional = true
         let base = "listen = \"127.0.0.1:1\"\nupstream = \"http://u\"\njwks = \"j\"\n\
                     issuer = \"i\"\naudience = \"a\"\nlog = \"l\"\nkey = \"k\"\n";
         assert!(err("lisen = 1").contains("unknown field"));
+        assert!(
+            err(&format!("{base}forwarded_header = \"x-real-ip\"\n"))
+                .contains("expected `x-forwarded-for` or `forwarded`")
+        );
+        assert!(
+            err(&format!("{base}underscores_in_headers = \"maybe\"\n")).contains("unknown variant")
+        );
+        assert!(err(&format!("{base}max_connections_per_ip = 0\n")).contains("at least 1"));
         assert!(err("listen = \"127.0.0.1:1\"").contains("--upstream is required"));
         assert!(
             err(&base.replace("http://u", "https://u"))

@@ -3,6 +3,19 @@
 //! `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Via` are added; identity
 //! headers are stripped from the request and, when configured, set from the verified token.
 //! An unreachable upstream is a 502, a slow one a 504, both recorded as errors.
+//!
+//! What the upstream gets is what was audited, whatever the client spelled:
+//!
+//! - Many servers read `X-Auth_Subject` as `X-Auth-Subject` (CGI, WSGI and PHP map both to
+//!   `HTTP_X_AUTH_SUBJECT`). A header whose name folds (ASCII case, any character that is not
+//!   a letter or digit taken for `-`) to one the proxy sets is removed, and by default every
+//!   header whose name holds `_` is dropped, as nginx does ([`UnderscoresArg`]).
+//! - `Authorization` goes on only when it carried the token the engine verified (the engine
+//!   refuses a request with more than one); `Proxy-Authorization` never does.
+//! - The forwarding chain: from a peer that is not a trusted proxy, the client's own
+//!   `Forwarded` / `X-Forwarded-*` / `X-Real-IP` are replaced, not appended to; from a trusted
+//!   one, the header it writes is appended to and the other is rewritten from the client
+//!   address the engine believed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,11 +34,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use veritrail_core::auth::Identity;
-use veritrail_core::engine::AuditContext;
+use veritrail_core::auth::{Identity, TokenSource};
+use veritrail_core::engine::{AuditContext, ForwardedHeader, RequestView, TrustedProxies};
 use veritrail_tower::PeerAddr;
 
 use super::config::Upstream;
+use crate::cli::UnderscoresArg;
 
 /// Identity headers the proxy sets for the upstream; always removed from incoming requests.
 pub(crate) const IDENTITY_HEADERS: [&str; 5] = [
@@ -34,6 +48,17 @@ pub(crate) const IDENTITY_HEADERS: [&str; 5] = [
     "x-auth-scopes",
     "x-auth-roles",
     "x-auth-request-id",
+];
+
+/// Headers the proxy sets for the upstream (besides the identity headers): a client's
+/// look-alike spelling of one (`X_Forwarded_For`) is always removed.
+const SET_BY_PROXY: [&str; 6] = [
+    "x-request-id",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
 ];
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), besides those `Connection`
@@ -96,13 +121,24 @@ struct ForwardInner {
     client: Client<HttpConnector, Incoming>,
     upstream: Upstream,
     timeout: Duration,
-    identity_headers: bool,
+    options: ForwardOptions,
+}
+
+/// How requests are rewritten for the upstream.
+#[derive(Clone, Debug)]
+pub(crate) struct ForwardOptions {
+    /// Set the identity headers from the verified token.
+    pub(crate) identity_headers: bool,
+    /// Forward or drop incoming header names holding `_`.
+    pub(crate) underscores: UnderscoresArg,
+    /// The peers whose forwarding header is believed, and which header that is.
+    pub(crate) proxies: TrustedProxies,
 }
 
 impl Forward {
     /// Forwards to `upstream`, answering 504 when its response head takes longer than
     /// `timeout`.
-    pub(crate) fn new(upstream: Upstream, timeout: Duration, identity_headers: bool) -> Self {
+    pub(crate) fn new(upstream: Upstream, timeout: Duration, options: ForwardOptions) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
@@ -112,7 +148,7 @@ impl Forward {
                 client,
                 upstream,
                 timeout,
-                identity_headers,
+                options,
             }),
         }
     }
@@ -187,18 +223,21 @@ impl ForwardInner {
         parts.uri = self.upstream.uri_for(&path_and_query)?;
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
-        for name in IDENTITY_HEADERS {
-            headers.remove(name);
-        }
+        strip_smuggled(headers, self.options.underscores);
+        let verified = parts
+            .extensions
+            .get::<AuditContext>()
+            .and_then(AuditContext::token_source);
+        keep_verified_credentials(headers, verified.as_ref());
         let host = headers.remove(header::HOST);
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-        add_forwarding(headers, peer, host.as_ref());
+        add_forwarding(headers, peer, host.as_ref(), &self.options.proxies);
         headers.insert(
             header::HOST,
             HeaderValue::from_str(self.upstream.authority.as_str())
                 .unwrap_or(HeaderValue::from_static("localhost")),
         );
-        if self.identity_headers {
+        if self.options.identity_headers {
             let identity = parts.extensions.get::<Identity>().cloned();
             let request_id = parts
                 .extensions
@@ -230,17 +269,146 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends this hop to `Forwarded` (RFC 7239) and `X-Forwarded-For`, and sets
-/// `X-Forwarded-Proto`, `X-Forwarded-Host` and `Via`.
-fn add_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, host: Option<&HeaderValue>) {
+/// A header name folded as the servers that confuse `_` and `-` fold it: ASCII lower case,
+/// every character but letters and digits taken for `-`.
+fn folded(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b.to_ascii_lowercase())
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Removes every identity header in any spelling, look-alike spellings of the other headers
+/// the proxy sets, and (unless kept) every header whose name holds `_`.
+fn strip_smuggled(headers: &mut HeaderMap, underscores: UnderscoresArg) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let (name, folded) = (name.as_str(), folded(name.as_str()));
+            IDENTITY_HEADERS.contains(&folded.as_str())
+                || (folded != name && SET_BY_PROXY.contains(&folded.as_str()))
+                || (underscores == UnderscoresArg::Drop && name.contains('_'))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Keeps `Authorization` only when it carried the token the engine verified (`verified`
+/// names where that token was); removes `Proxy-Authorization`, which is this hop's.
+fn keep_verified_credentials(headers: &mut HeaderMap, verified: Option<&TokenSource>) {
+    if verified != Some(&TokenSource::AuthorizationBearer) {
+        headers.remove(header::AUTHORIZATION);
+    }
+    headers.remove(header::PROXY_AUTHORIZATION);
+}
+
+/// The `Forwarded` node for `ip` (RFC 7239 §6: IPv6 quoted, in brackets).
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => format!("for={ip}"),
+        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+    }
+}
+
+/// The forwarding headers of a request, as the engine's request view (only what
+/// [`TrustedProxies::client_addr`] reads).
+struct ForwardingView<'a> {
+    headers: &'a HeaderMap,
+    peer: IpAddr,
+}
+
+impl RequestView for ForwardingView<'_> {
+    fn method(&self) -> &str {
+        ""
+    }
+    fn path(&self) -> &str {
+        ""
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn route(&self) -> Option<&str> {
+        None
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn for_each_header(&self, name: &str, visit: &mut dyn FnMut(&str)) {
+        for v in self.headers.get_all(name) {
+            if let Ok(v) = v.to_str() {
+                visit(v);
+            }
+        }
+    }
+    fn for_each_header_bytes(&self, name: &str, visit: &mut dyn FnMut(&[u8])) {
+        for v in self.headers.get_all(name) {
+            visit(v.as_bytes());
+        }
+    }
+    fn peer_addr(&self) -> Option<IpAddr> {
+        Some(self.peer)
+    }
+}
+
+/// Makes the forwarding chain the upstream gets say what the engine believed: from a peer that
+/// is not a trusted proxy, the client's own forwarding headers are dropped; from a trusted
+/// one, the header it does not write (a client could have sent it through) is replaced by the
+/// client address read from the one it writes.
+fn clean_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, proxies: &TrustedProxies) {
+    let Some(peer) = peer.filter(|p| proxies.contains(*p)) else {
+        for name in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+        ] {
+            headers.remove(name);
+        }
+        return;
+    };
+    let client = proxies
+        .client_addr(&ForwardingView { headers, peer })
+        .filter(|client| *client != peer.to_canonical());
+    if proxies.forwarded_header() == ForwardedHeader::Forwarded {
+        headers.remove("x-forwarded-for");
+        if let Some(client) = client {
+            append(
+                headers,
+                HeaderName::from_static("x-forwarded-for"),
+                &client.to_string(),
+            );
+        }
+    } else {
+        headers.remove(header::FORWARDED);
+        if let Some(client) = client {
+            append(headers, header::FORWARDED, &forwarded_node(client));
+        }
+    }
+}
+
+/// Appends this hop to `Forwarded` (RFC 7239) and `X-Forwarded-For` (after
+/// [`clean_forwarding`]), and sets `X-Forwarded-Proto`, `X-Forwarded-Host` and `Via`.
+fn add_forwarding(
+    headers: &mut HeaderMap,
+    peer: Option<IpAddr>,
+    host: Option<&HeaderValue>,
+    proxies: &TrustedProxies,
+) {
+    let peer = peer.map(|p| p.to_canonical());
+    clean_forwarding(headers, peer, proxies);
     let host = host
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_token_safe(h));
-    let mut element = match peer {
-        Some(IpAddr::V4(ip)) => format!("for={ip}"),
-        Some(IpAddr::V6(ip)) => format!("for=\"[{ip}]\""),
-        None => "for=unknown".to_owned(),
-    };
+    let mut element = peer.map_or_else(|| "for=unknown".to_owned(), forwarded_node);
     if let Some(host) = host {
         element.push_str(&format!(";host=\"{host}\""));
     }
@@ -354,24 +522,133 @@ mod tests {
         assert_eq!(left, ["content-type", "x-end-to-end"]);
     }
 
+    fn trusting(network: &str, header: ForwardedHeader) -> TrustedProxies {
+        TrustedProxies::parse([network]).unwrap().header(header)
+    }
+
     #[test]
-    fn forwarding_headers_are_appended_not_replaced() {
+    fn a_trusted_hops_chain_is_appended_to_and_the_other_header_rewritten() {
+        // A trusted nginx appends to X-Forwarded-For; the client sent its own Forwarded.
         let mut h = HeaderMap::new();
-        h.insert("forwarded", HeaderValue::from_static("for=192.0.2.60"));
-        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.60"));
+        h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.7, 192.0.2.60"),
+        );
         let host = HeaderValue::from_static("shop.example:8080");
-        add_forwarding(&mut h, Some("10.1.2.3".parse().unwrap()), Some(&host));
+        let xff = trusting("10.0.0.0/8", ForwardedHeader::XForwardedFor);
+        add_forwarding(&mut h, Some("10.1.2.3".parse().unwrap()), Some(&host), &xff);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.7, 192.0.2.60, 10.1.2.3");
         assert_eq!(
             h["forwarded"],
             "for=192.0.2.60, for=10.1.2.3;host=\"shop.example:8080\";proto=http"
         );
-        assert_eq!(h["x-forwarded-for"], "192.0.2.60, 10.1.2.3");
         assert_eq!(h["x-forwarded-host"], "shop.example:8080");
         assert_eq!(h["x-forwarded-proto"], "http");
 
+        // The other way round: the trusted hop writes Forwarded.
         let mut h = HeaderMap::new();
-        add_forwarding(&mut h, Some("::1".parse().unwrap()), None);
+        h.insert(
+            "forwarded",
+            HeaderValue::from_static("for=\"[2001:db8::7]\""),
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        let fwd = trusting("10.0.0.0/8", ForwardedHeader::Forwarded);
+        add_forwarding(&mut h, Some("10.1.2.3".parse().unwrap()), None, &fwd);
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::7]\", for=10.1.2.3;proto=http"
+        );
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7, 10.1.2.3");
+    }
+
+    #[test]
+    fn an_untrusted_peers_forwarding_headers_are_replaced() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "6.6.6.6"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        let none = TrustedProxies::none();
+        add_forwarding(
+            &mut h,
+            Some("::ffff:192.0.2.1".parse().unwrap()),
+            None,
+            &none,
+        );
+        assert_eq!(h["forwarded"], "for=192.0.2.1;proto=http");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(!h.contains_key("x-forwarded-host") && !h.contains_key("x-real-ip"));
+
+        let mut h = HeaderMap::new();
+        add_forwarding(&mut h, Some("::1".parse().unwrap()), None, &none);
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
         assert_eq!(h["x-forwarded-for"], "::1");
+    }
+
+    #[test]
+    fn identity_header_look_alikes_and_underscored_names_are_removed() {
+        let names = [
+            "x-auth_subject",
+            "x_auth_subject",
+            "x-auth.subject",
+            "x-auth-subject",
+            "x_auth-scopes",
+            "x-auth_roles",
+            "x-auth-issuer",
+            "x_auth_request_id",
+            "x_forwarded_for",
+            "x-request_id",
+            "x_real-ip",
+            "x-forwarded.proto",
+            "x_custom",
+            "x-kept",
+        ];
+        let headers = || {
+            let mut h = HeaderMap::new();
+            for name in names {
+                h.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_static("admin"),
+                );
+            }
+            h
+        };
+        let mut h = headers();
+        strip_smuggled(&mut h, UnderscoresArg::Drop);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+        let mut h = headers();
+        strip_smuggled(&mut h, UnderscoresArg::Keep);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["x-kept", "x_custom"], "look-alikes go either way");
+    }
+
+    #[test]
+    fn only_the_verified_authorization_goes_on() {
+        let headers = || {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_static("Basic YTpi"));
+            h.insert(
+                "proxy-authorization",
+                HeaderValue::from_static("Basic YTpi"),
+            );
+            h
+        };
+        let mut h = headers();
+        keep_verified_credentials(&mut h, Some(&TokenSource::AuthorizationBearer));
+        assert!(h.contains_key("authorization") && !h.contains_key("proxy-authorization"));
+        for other in [None, Some(TokenSource::Cookie("at".into()))] {
+            let mut h = headers();
+            keep_verified_credentials(&mut h, other.as_ref());
+            assert!(h.is_empty(), "{other:?}");
+        }
     }
 }

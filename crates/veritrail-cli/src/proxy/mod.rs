@@ -12,11 +12,15 @@
 //! contacted: nothing runs that cannot be recorded. At shutdown the proxy then says what was
 //! lost and where the last signed checkpoint stands, and exits 2.
 
+mod admission;
 mod config;
 mod forward;
+mod refusal;
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,8 +41,10 @@ use crate::cli::ProxyArgs;
 use crate::keys;
 use crate::keysource::{self, OnFetchedKeys};
 use crate::telemetry::Telemetry;
+use admission::{ConnectionLimits, OverCap};
 use config::Settings;
-use forward::{AuthorisedPath, Forward};
+use forward::{AuthorisedPath, Forward, ForwardOptions};
+use refusal::{Capturing, HeadCapture};
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,25 +72,33 @@ async fn serve(settings: Settings) -> Result<()> {
     let telemetry = Telemetry::from_env("veritrail-proxy")?;
     let writer = telemetry.open_writer(&settings.log, signer)?;
     let authenticator = authenticator(&settings, writer.handle()).await?;
+    let proxies = TrustedProxies::parse(&settings.trusted_proxies)
+        .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?
+        .header(settings.forwarded_header);
     let mut engine = Engine::builder(authenticator, writer.handle())
         .default_policy(RoutePolicy::authenticated().durability(settings.durability))
-        .trusted_proxies(
-            TrustedProxies::parse(&settings.trusted_proxies)
-                .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?,
-        );
+        .trusted_proxies(proxies.clone())
+        // A client could otherwise name its own events (or another's).
+        .trust_request_id(settings.trust_request_id);
     if let Some(realm) = &settings.realm {
         engine = engine.realm(realm);
     }
     for (prefix, policy) in settings.routes.iter() {
         engine = engine.route(prefix, policy.clone());
     }
-    let layer = AuditLayer::new(engine.build()).route_with(route_of);
+    let engine = engine.build();
+    let layer = AuditLayer::new(engine.clone()).route_with(route_of);
     let otel = telemetry.layer(OtelLayer::new().route_with(route_of));
     let forward = Forward::new(
         settings.upstream.clone(),
         settings.upstream_timeout,
-        settings.identity_headers,
+        ForwardOptions {
+            identity_headers: settings.identity_headers,
+            underscores: settings.underscores_in_headers,
+            proxies: proxies.clone(),
+        },
     );
+    let limits = connection_limits(&settings, proxies);
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -102,6 +116,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let mut stop = std::pin::pin!(shutdown_signal());
+    let mut turned_away = TurnedAway::default();
     loop {
         let (stream, peer) = tokio::select! {
             // Reap finished connections as we go.
@@ -117,17 +132,54 @@ async fn serve(settings: Settings) -> Result<()> {
             },
             () = &mut stop => break,
         };
-        let service = connection_service(&otel, &layer, &forward, &settings.routes, peer);
+        let admitted = match limits.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(over) => {
+                admission::turn_away(stream);
+                turned_away.note(over, peer, &limits);
+                continue;
+            }
+        };
+        let capture = HeadCapture::default();
+        let service = connection_service(
+            &otel,
+            &layer,
+            &forward,
+            &settings.routes,
+            &engine,
+            &capture,
+            peer,
+        );
         let conn = hyper::server::conn::http1::Builder::new()
             // A client gets this long to send a request head (slow-header attacks).
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(
+                TokioIo::new(Capturing::new(stream, capture.clone())),
+                service,
+            );
         let conn = graceful.watch(conn);
+        let engine = engine.clone();
         connections.spawn(async move {
-            // Clients that go away mid-request are recorded as `cancelled`; nothing to add.
-            let _ = conn.await;
+            let _admitted = admitted;
+            // Clients that go away mid-request are recorded as `cancelled` by the audit
+            // layer; a head hyper refused (and answered) before any service ran is recorded
+            // here.
+            if let Err(e) = conn.await
+                && let Some(refused) = refusal::refused_head(&e)
+            {
+                refusal::record_refused_head(&engine, peer, &capture, refused).await;
+            }
         });
+    }
+    if limits.refused() > 0 {
+        eprintln!(
+            "{} connections were turned away over the connection caps (max_connections {}, \
+             max_connections_per_ip {})",
+            limits.refused(),
+            limits.max_total(),
+            limits.max_per_address()
+        );
     }
     drop(listener);
     eprintln!(
@@ -184,19 +236,80 @@ fn checkpoint_size(note: &str) -> Option<u64> {
     note.lines().nth(1)?.parse().ok()
 }
 
-/// The service for one connection: peer address and route into the request, then the
-/// OpenTelemetry layer (when on), the audit layer and the forwarder.
+/// The connection caps: the configured ones, the total lowered to what the open-file limit
+/// leaves room for.
+fn connection_limits(settings: &Settings, proxies: TrustedProxies) -> ConnectionLimits {
+    let mut max_total = settings.max_connections;
+    if let Some(budget) = admission::descriptor_budget()
+        && budget < max_total
+    {
+        eprintln!(
+            "max_connections lowered from {max_total} to {budget}: the open-file limit \
+             (ulimit -n) leaves room for no more"
+        );
+        max_total = budget;
+    }
+    ConnectionLimits::new(max_total, settings.max_connections_per_ip, proxies)
+}
+
+/// Reports connections turned away over a cap: the first at once, then at most one line
+/// every ten seconds with the count, so that a flood cannot flood stderr too.
+#[derive(Default)]
+struct TurnedAway {
+    last: Option<Instant>,
+    reported: u64,
+}
+
+impl TurnedAway {
+    fn note(&mut self, over: OverCap, peer: SocketAddr, limits: &ConnectionLimits) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        let cap = match over {
+            OverCap::Total => format!("max_connections {}", limits.max_total()),
+            OverCap::PerAddress => format!(
+                "max_connections_per_ip {} for {}",
+                limits.max_per_address(),
+                peer.ip()
+            ),
+        };
+        let total = limits.refused();
+        eprintln!(
+            "connection from {peer} turned away (503): over {cap}; {} turned away since the \
+             last report, {total} in all",
+            total - self.reported
+        );
+        self.last = Some(Instant::now());
+        self.reported = total;
+    }
+}
+
+/// The response future of [`connection_service`].
+type ConnectionFuture = Pin<
+    Box<
+        dyn Future<Output = Result<http::Response<forward::ProxyBody>, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+/// The service for one connection: `CONNECT` refused; peer address and route into the
+/// request, then the OpenTelemetry layer (when on), the audit layer and the forwarder.
 fn connection_service(
     otel: &Option<OtelLayer>,
     layer: &AuditLayer,
     forward: &Forward,
     routes: &config::Routes,
+    engine: &Engine,
+    capture: &HeadCapture,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = http::Response<forward::ProxyBody>,
     Error = std::convert::Infallible,
-    Future = impl Send + use<>,
+    Future = ConnectionFuture,
 > + Clone
 + use<> {
     let service = tower::ServiceBuilder::new()
@@ -204,18 +317,28 @@ fn connection_service(
         .layer(layer.clone())
         .service(forward.clone());
     let routes = routes.clone();
-    hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut().insert(PeerAddr(peer));
-        // The route is chosen by the canonical path, the engine's. A path without one gets no
-        // route and no path to forward: the engine refuses it (400 invalid_path).
-        if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {
-            if let Some(route) = routes.matching(&path) {
-                req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+    let (engine, capture) = (engine.clone(), capture.clone());
+    hyper::service::service_fn(
+        move |mut req: http::Request<Incoming>| -> ConnectionFuture {
+            capture.request_started();
+            if req.method() == http::Method::CONNECT {
+                let engine = engine.clone();
+                return Box::pin(
+                    async move { Ok(refusal::refuse_connect(&engine, &req, peer).await) },
+                );
             }
-            req.extensions_mut().insert(AuthorisedPath(path));
-        }
-        service.clone().oneshot(req)
-    })
+            req.extensions_mut().insert(PeerAddr(peer));
+            // The route is chosen by the canonical path, the engine's. A path without one gets no
+            // route and no path to forward: the engine refuses it (400 invalid_path).
+            if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {
+                if let Some(route) = routes.matching(&path) {
+                    req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+                }
+                req.extensions_mut().insert(AuthorisedPath(path));
+            }
+            Box::pin(service.clone().oneshot(req))
+        },
+    )
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
