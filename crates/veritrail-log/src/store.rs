@@ -66,11 +66,12 @@ pub(crate) mod tree;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use files::StorageFault;
-pub(crate) use files::{AppendFile, Faults, with_path};
+pub(crate) use files::{AppendFile, Faults, open_read, read_optional, with_path};
 pub(crate) use layout::{Layout, Meta, parse_history, parse_unverified};
 use segment::{FRAME_HEADER_LEN, HEADER_LEN, MAX_RECORD_LEN};
 use tree::TreeFiles;
@@ -118,6 +119,14 @@ pub struct LogOptions {
     /// [`Log::sync`]; the age counts from when this `Log` started the segment or opened it).
     /// `None`: rotate by size only.
     pub segment_max_age: Option<Duration>,
+    /// Open a log that holds records but no checkpoint history (`checkpoints` is missing or
+    /// empty) instead of refusing it with [`LogError::NoCheckpointHistory`]. Nothing vouches
+    /// for such records (a signed checkpoint is what does), so they are only adopted when
+    /// someone who knows why the history is gone asks for it; [`Log::recovered`] then reports
+    /// how many were adopted ([`Recovery::unsigned_adopted`]), and the writer records that in
+    /// the log. Records that disagree with their stored hashes are refused all the same.
+    /// Default `false`; the command line's `--recover`.
+    pub recover: bool,
 }
 
 impl Default for LogOptions {
@@ -128,12 +137,14 @@ impl Default for LogOptions {
             checkpoint_every: None,
             checkpoint_interval: None,
             segment_max_age: None,
+            recover: false,
         }
     }
 }
 
-/// What [`Log::open`] found and repaired: a torn tail cut from the newest segment, and stored
-/// hashes dropped because their records were gone.
+/// What [`Log::open`] found and repaired: a torn tail cut from the newest segment, stored
+/// hashes dropped because their records were gone, and records adopted without a checkpoint
+/// history ([`LogOptions::recover`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// The segment that was cut.
@@ -145,6 +156,9 @@ pub struct Recovery {
     /// Stored leaf hashes removed because their records were not in the segment (records an
     /// earlier run wrote and synced but the disk lost), 0 after an ordinary crash.
     pub hashes_dropped: u64,
+    /// Records found in a log with no checkpoint history and adopted because
+    /// [`LogOptions::recover`] was set (no signed checkpoint vouched for them); 0 otherwise.
+    pub unsigned_adopted: u64,
 }
 
 /// Why a log operation failed.
@@ -258,6 +272,21 @@ pub enum LogError {
     /// Signing failed.
     #[error("signing the checkpoint failed: {0}")]
     Sign(#[from] NoteError),
+    /// The log holds records but no checkpoint history, so nothing vouches for them; opening
+    /// it for writing would sign over whatever the files now hold.
+    #[error(
+        "{dir} holds {records} records but no checkpoint history (its `checkpoints` file is \
+         missing or empty), so no signed checkpoint vouches for them and this writer will not \
+         sign over them. Restore `checkpoints` and `checkpoint` from a backup and run \
+         `veritrail verify`; or, if you know why the history is gone, open it with --recover \
+         (LogOptions::recover), which adopts the records and records that it did"
+    )]
+    NoCheckpointHistory {
+        /// The log directory.
+        dir: PathBuf,
+        /// Records found.
+        records: u64,
+    },
 }
 
 /// The on-disk tamper-evident log (see the [module docs](self)).
@@ -270,7 +299,8 @@ pub struct Log {
     meta: Meta,
     signer: Option<NoteSigner>,
     opts: LogOptions,
-    _lock: Option<File>,
+    /// The writer's lock (`None` read-only).
+    lock: Option<WriteLock>,
     /// First index of every segment, ascending; the last is the one being appended to.
     segments: Vec<u64>,
     newest: AppendFile,
@@ -301,7 +331,7 @@ impl Log {
     pub fn open(dir: &Path, signer: NoteSigner, opts: LogOptions) -> Result<Log, LogError> {
         let layout = Layout::new(dir);
         fs::create_dir_all(dir).map_err(|e| files::with_path(e, dir))?;
-        let lock = lock(&layout)?;
+        let lock = WriteLock::acquire(&layout)?;
         let verifier = signer.verifier();
         let meta = if layout.meta().exists() {
             read_meta(&layout)?
@@ -324,6 +354,11 @@ impl Log {
         }
         let mut log = Self::load(layout, meta, Some(signer), opts, Some(lock))?;
         log.commit_recovery()?;
+        if log.latest.is_none() && log.size() == 0 {
+            // A new log starts by signing the empty tree, so that a log with records always
+            // has a checkpoint history; one without is refused (see `LogOptions::recover`).
+            log.checkpoint()?;
+        }
         Ok(log)
     }
 
@@ -482,21 +517,22 @@ impl Log {
         if self.signer.is_some() {
             return Ok(self.latest.as_ref().map(|(_, t)| t.clone()));
         }
-        match fs::read_to_string(self.layout.checkpoint()) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(files::with_path(e, &self.layout.checkpoint()).into()),
+        let path = self.layout.checkpoint();
+        match files::read_optional(&path)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| LogError::Damaged {
+                    path,
+                    reason: "not UTF-8 text".into(),
+                }),
+            None => Ok(None),
         }
     }
 
     /// Every checkpoint this log signed, oldest first (signed note texts).
     pub fn checkpoint_history(&self) -> Result<Vec<String>, LogError> {
         let path = self.layout.history();
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(files::with_path(e, &path).into()),
-        };
+        let data = files::read_optional(&path)?.unwrap_or_default();
         let (entries, bad) = parse_history(&data);
         if let Some(bad) = bad
             && !bad.at_tail
@@ -577,9 +613,14 @@ impl Log {
         meta: Meta,
         signer: Option<NoteSigner>,
         opts: LogOptions,
-        lock: Option<File>,
+        lock: Option<WriteLock>,
     ) -> Result<Log, LogError> {
         let writable = signer.is_some();
+        if writable {
+            for dir in [layout.segments(), layout.tree()] {
+                refuse_symlinked_dir(&dir)?;
+            }
+        }
         let mut segments = match layout.list_segments()? {
             Ok(s) => s,
             Err(path) => {
@@ -590,7 +631,7 @@ impl Log {
             }
         };
         let history = AppendFile::open(layout.history(), writable)?;
-        let (latest, history_cut) = load_history(&layout, &history, &meta)?;
+        let (latest, history_cut) = load_history(&layout, &history, &meta, writable)?;
         let mut history = history;
         if let Some(len) = history_cut {
             // A torn entry: that checkpoint call never returned, nobody holds it.
@@ -632,24 +673,47 @@ impl Log {
             });
         }
         check_sealed(&layout, &segments, &offsets, &tree)?;
-        tree.truncate_leaves(newest_first)?;
-        offsets.truncate(newest_first * 8)?;
-        let parts = subtree_parts(&tree, newest_first)?;
-        let mut range =
-            CompactRange::from_parts(newest_first, parts).map_err(|e| LogError::Damaged {
-                path: layout.tree(),
-                reason: e.to_string(),
-            })?;
+        let cp_size = latest.as_ref().map_or(0, |(c, _)| c.size);
+        // A writer re-hashes every record the latest checkpoint does not cover (and the
+        // newest segment) and compares the result with the stored hashes and offsets, so that
+        // it never signs over records altered since they were hashed. What the checkpoint
+        // covers is checked through its root (`check_latest_root`).
+        let start = if writable {
+            cp_size.min(newest_first)
+        } else {
+            newest_first
+        };
+        tree.truncate_leaves(start)?;
+        offsets.truncate(start * 8)?;
+        let parts = subtree_parts(&tree, start)?;
+        let mut range = CompactRange::from_parts(start, parts).map_err(|e| LogError::Damaged {
+            path: layout.tree(),
+            reason: e.to_string(),
+        })?;
+        for slot in 0..segments.len() - 1 {
+            if segments[slot + 1] > start {
+                rehash_sealed(
+                    &layout,
+                    &segments,
+                    slot,
+                    start,
+                    &mut range,
+                    &mut tree,
+                    &mut offsets,
+                )?;
+                check_rehashed(&layout, &segments, &mut tree, &mut offsets)?;
+            }
+        }
 
         // Re-read the newest segment and rebuild its hashes.
         let data = read_all(&newest)?;
-        let cp_size = latest.as_ref().map_or(0, |(c, _)| c.size);
         let mut recovered = None;
         let torn = |offset: u64| Recovery {
             segment: newest_path.clone(),
             offset,
             bytes_cut: (data.len() as u64).saturating_sub(offset),
             hashes_dropped: 0,
+            unsigned_adopted: 0,
         };
         match segment::parse_header(&data) {
             Ok(first) if first == newest_first => {}
@@ -721,18 +785,33 @@ impl Log {
             r.bytes_cut = (data.len() as u64).saturating_sub(r.offset);
             r.hashes_dropped = (stored_leaves - u128::from(size)) as u64;
         }
-        drop(data);
         // Hashes and offsets rebuilt from the newest segment that the files already hold (the
-        // usual case) are neither written again nor kept in memory.
-        tree.adopt_pending()?;
-        offsets.adopt_pending()?;
+        // usual case) are neither written again nor kept in memory. A writer refuses rebuilt
+        // hashes that disagree with stored ones.
+        if writable {
+            check_rehashed(&layout, &segments, &mut tree, &mut offsets)?;
+        } else {
+            tree.adopt_pending()?;
+            offsets.adopt_pending()?;
+        }
+        if writable && latest.is_none() && size > 0 {
+            if !opts.recover {
+                return Err(LogError::NoCheckpointHistory {
+                    dir: layout.dir.clone(),
+                    records: size,
+                });
+            }
+            let r = recovered.get_or_insert_with(|| torn(newest.len()));
+            r.unsigned_adopted = size;
+        }
+        drop(data);
 
         let log = Log {
             layout,
             meta,
             signer,
             opts,
-            _lock: lock,
+            lock,
             segments,
             newest,
             offsets,
@@ -760,8 +839,8 @@ impl Log {
         r.map_err(|e| self.fail(e))?;
         // Bring the `checkpoint` file up to date with the history (a crash between the two).
         if let Some((_, text)) = &self.latest {
-            let on_disk = fs::read_to_string(self.layout.checkpoint()).ok();
-            if on_disk.as_deref() != Some(text.as_str()) {
+            let on_disk = files::read_optional(&self.layout.checkpoint()).map_err(LogError::Io)?;
+            if on_disk.as_deref() != Some(text.as_bytes()) {
                 let text = text.clone();
                 files::write_atomically(
                     &self.layout.checkpoint(),
@@ -807,6 +886,21 @@ impl Log {
         Ok(())
     }
 
+    /// Checks, before writing, that this writer still owns the log: the directory it locked
+    /// is still the one at its path (not moved away and replaced), and the newest segment
+    /// and the checkpoint history are exactly as long as this writer left them (nobody else
+    /// appended). Anything else means a second writer (or an intruder) is at work: the log
+    /// fails closed rather than overwrite what the other wrote.
+    fn check_sole_writer(&self) -> io::Result<()> {
+        if let Some(lock) = &self.lock {
+            lock.check(&self.layout.dir)?;
+        }
+        for file in [&self.newest, &self.history] {
+            file.check_untouched()?;
+        }
+        Ok(())
+    }
+
     /// Records a storage error: the log is failed from now on.
     fn fail(&mut self, e: io::Error) -> LogError {
         if self.failed.is_none() {
@@ -834,7 +928,9 @@ impl Log {
         if self.offsets.pending_len() >= SYNC_THRESHOLD_RECORDS * 8 {
             self.flush(false)?;
         } else if self.newest.pending_len() >= WRITE_THRESHOLD {
-            let r = self.newest.write_pending(&mut self.faults);
+            let r = self
+                .check_sole_writer()
+                .and_then(|()| self.newest.write_pending(&mut self.faults));
             r.map_err(|e| self.fail(e))?;
         }
         Ok(())
@@ -868,6 +964,9 @@ impl Log {
     }
 
     fn flush_inner(&mut self, barrier: bool) -> io::Result<()> {
+        if self.newest.pending_len() > 0 || barrier {
+            self.check_sole_writer()?;
+        }
         let faults = &mut self.faults;
         self.newest.write_pending(faults)?;
         self.newest.sync(faults)?;
@@ -935,6 +1034,7 @@ impl Log {
     /// History first (fdatasync), then the latest file (atomic replace): a crash in between
     /// leaves the history ahead, and the next open brings `checkpoint` up to date.
     fn store_checkpoint(&mut self, text: &str) -> io::Result<()> {
+        self.check_sole_writer()?;
         self.history.push(&layout::history_entry(text));
         self.history.write_pending(&mut self.faults)?;
         self.history.sync(&mut self.faults)?;
@@ -1021,27 +1121,198 @@ fn check_len(record: &[u8]) -> Result<(), LogError> {
     Ok(())
 }
 
-fn lock(layout: &Layout) -> Result<File, LogError> {
-    let path = layout.lock();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| files::with_path(e, &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(LogError::Locked {
-            dir: layout.dir.clone(),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(files::with_path(e, &path).into()),
+/// The single-writer lock: an exclusive `flock` on the log directory itself, which no one
+/// can delete or replace while it is held (a lock on a file inside could be pulled away with
+/// `rm LOCK`, letting a second writer in). The `LOCK` file is locked as well, for builds
+/// that lock only that. The directory's device and inode are kept, so that a directory moved
+/// away and replaced by a copy is noticed before the next write.
+#[derive(Debug)]
+struct WriteLock {
+    _dir: File,
+    _file: File,
+    dev: u64,
+    ino: u64,
+}
+
+impl WriteLock {
+    fn acquire(layout: &Layout) -> Result<Self, LogError> {
+        let try_lock = |file: &File, path: &Path| match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(fs::TryLockError::WouldBlock) => Err(LogError::Locked {
+                dir: layout.dir.clone(),
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(LogError::Io(files::with_path(e, path))),
+        };
+        let dir = File::open(&layout.dir).map_err(|e| files::with_path(e, &layout.dir))?;
+        try_lock(&dir, &layout.dir)?;
+        let path = layout.lock();
+        let file = files::open_no_follow(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &path,
+        )?;
+        try_lock(&file, &path)?;
+        let meta = dir
+            .metadata()
+            .map_err(|e| files::with_path(e, &layout.dir))?;
+        Ok(Self {
+            _dir: dir,
+            _file: file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
     }
+
+    /// Fails if `dir` is no longer the directory that was locked.
+    fn check(&self, dir: &Path) -> io::Result<()> {
+        let meta = fs::metadata(dir).map_err(|e| files::with_path(e, dir))?;
+        if (meta.dev(), meta.ino()) != (self.dev, self.ino) {
+            return Err(io::Error::other(format!(
+                "the log directory {} is no longer the directory this writer locked (it was \
+                 moved or replaced): another writer may be using it, so this one stops",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a log subdirectory that is a symbolic link (the writer creates files in it).
+fn refuse_symlinked_dir(dir: &Path) -> Result<(), LogError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(LogError::NotALog {
+            path: dir.to_path_buf(),
+            reason: "it is a symbolic link; a log's directories must be real directories, so \
+                     the writer does not follow it"
+                .into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(files::with_path(e, dir).into()),
+    }
+}
+
+/// Re-reads sealed segment `slot` and appends the hashes and offsets of its records from
+/// index `start` on to `range`, `tree` and `offsets` (as pending data, to be compared with
+/// what is stored by [`check_rehashed`]). Any bad frame, or a record count that does not
+/// reach the next segment's first index, is corruption.
+fn rehash_sealed(
+    layout: &Layout,
+    segments: &[u64],
+    slot: usize,
+    start: u64,
+    range: &mut CompactRange,
+    tree: &mut TreeFiles,
+    offsets: &mut AppendFile,
+) -> Result<(), LogError> {
+    let (first, next) = (segments[slot], segments[slot + 1]);
+    let path = layout.segment(first);
+    let data = read_all(&AppendFile::open(path.clone(), false)?)?;
+    let mut index = first;
+    let bad = segment::scan(&data, |offset, record| {
+        if index >= start && index < next {
+            offsets.push(&offset.to_le_bytes());
+            range.append(merkle::leaf_hash(record), |l, i, h| tree.push(l, i, h));
+        }
+        index += 1;
+    });
+    let corrupt = |offset: u64, index: u64, reason: String| LogError::Corrupt {
+        segment: path.clone(),
+        offset,
+        index,
+        reason,
+    };
+    if let Some(bad) = bad {
+        return Err(corrupt(
+            bad.offset,
+            index,
+            format!("{} (in a sealed segment)", bad.problem),
+        ));
+    }
+    if index != next {
+        return Err(corrupt(
+            data.len() as u64,
+            index.min(next),
+            format!(
+                "the segment holds records up to index {index} but the next segment starts at \
+                 {next}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Compares the hashes and offsets rebuilt from the records (pending in `tree` and
+/// `offsets`) with what the files hold at the same positions, and takes those that agree as
+/// written. A disagreement means the records were altered after they were hashed (or the
+/// stored data was): it is refused, naming the first record concerned. Stored data that is
+/// missing, or zero bytes at the end of a file (a crash can leave a file extended but not
+/// written), is simply rebuilt.
+fn check_rehashed(
+    layout: &Layout,
+    segments: &[u64],
+    tree: &mut TreeFiles,
+    offsets: &mut AppendFile,
+) -> Result<(), LogError> {
+    let segment_of = |index: u64| {
+        let slot = segments.partition_point(|&first| first <= index).max(1) - 1;
+        layout.segment(segments[slot])
+    };
+    let offset_of = |offsets: &AppendFile, index: u64| {
+        let mut b = [0u8; 8];
+        offsets
+            .read_at(index * 8, &mut b)
+            .map(|()| u64::from_le_bytes(b))
+    };
+    if let Some(pos) = tree.verify_pending_level(0)? {
+        let index = pos / tree::HASH_LEN;
+        return Err(LogError::Corrupt {
+            segment: segment_of(index),
+            offset: offset_of(offsets, index)?,
+            index,
+            reason: "the record does not match its stored leaf hash: the record (or the stored \
+                     hash) was altered after it was written; the log will not sign over it"
+                .into(),
+        });
+    }
+    if let Some(pos) = offsets.verify_pending()? {
+        let index = pos / 8;
+        return Err(LogError::Damaged {
+            path: layout.offsets(),
+            reason: format!(
+                "the stored offset of record {index} is not where that record is in {}",
+                segment_of(index).display()
+            ),
+        });
+    }
+    for level in 1..tree.level_count() as u8 {
+        if let Some(pos) = tree.verify_pending_level(level)? {
+            let entry = pos / tree::HASH_LEN;
+            return Err(LogError::Damaged {
+                path: tree.path(level),
+                reason: format!(
+                    "stored hash {entry} (over records {} to {}) is not the hash of those \
+                     records",
+                    entry << level,
+                    ((entry + 1) << level) - 1
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn read_meta(layout: &Layout) -> Result<Meta, LogError> {
     let path = layout.meta();
-    let text = fs::read_to_string(&path).map_err(|e| files::with_path(e, &path))?;
+    let bytes = files::read_optional(&path)?
+        .ok_or_else(|| files::with_path(io::ErrorKind::NotFound.into(), &path))?;
+    let text = String::from_utf8(bytes).map_err(|_| LogError::NotALog {
+        path: path.clone(),
+        reason: "not UTF-8 text".into(),
+    })?;
     Meta::parse(&text).map_err(|reason| LogError::NotALog { path, reason })
 }
 
@@ -1083,10 +1354,15 @@ fn create(layout: &Layout, signer: &NoteSigner, opts: &LogOptions) -> Result<Met
 
 /// Reads the checkpoint history; returns the latest checkpoint and, when the final entry is
 /// torn, the length to cut the history to.
+///
+/// A writer (`writable`) also checks that the latest checkpoint is signed by the log's key
+/// (anyone who may write in the directory could otherwise plant an unsigned one for the
+/// writer to extend) and that the `checkpoint` file agrees with the history.
 fn load_history(
     layout: &Layout,
     history: &AppendFile,
     meta: &Meta,
+    writable: bool,
 ) -> Result<(Option<Signed>, Option<u64>), LogError> {
     let path = layout.history();
     let data = read_all(history)?;
@@ -1102,7 +1378,7 @@ fn load_history(
         cut = Some(bad.offset);
     }
     let Some(last) = entries.last() else {
-        if layout.checkpoint().exists() {
+        if fs::symlink_metadata(layout.checkpoint()).is_ok() {
             return Err(LogError::Damaged {
                 path,
                 reason: "the checkpoint history is empty but a latest checkpoint exists".into(),
@@ -1124,7 +1400,64 @@ fn load_history(
             ),
         });
     }
+    if writable {
+        let why = match Checkpoint::open(&last.note, &meta.verifier) {
+            Ok(opened) if opened == checkpoint => None,
+            Ok(_) => Some("its signed body differs from its text".to_owned()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            return Err(LogError::Damaged {
+                path,
+                reason: format!(
+                    "the latest checkpoint (entry {}, byte {}) does not verify with the log's \
+                     key ({why}): it was not signed by this log",
+                    entries.len(),
+                    last.offset
+                ),
+            });
+        }
+        check_latest_file(layout, &entries)?;
+    }
     Ok((Some((checkpoint, last.note.clone())), cut))
+}
+
+/// The `checkpoint` file must be the history's last entry — or the one before it, which a
+/// crash between appending to the history and replacing `checkpoint` leaves (the writer then
+/// brings it up to date). Anything else means one of the two files was replaced (for example
+/// `checkpoint` by an older signed one, or the history cut back).
+fn check_latest_file(layout: &Layout, entries: &[layout::HistoryEntry]) -> Result<(), LogError> {
+    let path = layout.checkpoint();
+    let on_disk = files::read_optional(&path)?;
+    let n = entries.len();
+    let agrees = match &on_disk {
+        // A crash before the first checkpoint file was written.
+        None => n <= 1,
+        Some(text) => entries[n.saturating_sub(2)..]
+            .iter()
+            .any(|e| e.note.as_bytes() == text.as_slice()),
+    };
+    if agrees {
+        return Ok(());
+    }
+    let reason = match on_disk {
+        None => format!("it is missing, but the checkpoint history holds {n} checkpoints"),
+        Some(text) => match entries.iter().position(|e| e.note.as_bytes() == text) {
+            Some(i) => format!(
+                "it is checkpoint {} of the history's {n}, not the latest: it was replaced by \
+                 an older one, or the history was altered",
+                i + 1
+            ),
+            None => "it is not in the checkpoint history: one of the two was replaced".into(),
+        },
+    };
+    Err(LogError::Damaged {
+        path,
+        reason: format!(
+            "{reason}; check both against a checkpoint held elsewhere (`veritrail verify \
+             --against`)"
+        ),
+    })
 }
 
 /// Checks every segment but the newest, in O(1) reads each: its header names the index its
@@ -1271,7 +1604,7 @@ impl Records<'_> {
         if self.reader.as_ref().is_none_or(|(s, _, _)| *s != slot) {
             let offset = self.log.offset_of(index)?;
             let path = self.log.layout.segment(self.log.segments[slot]);
-            let mut f = File::open(&path).map_err(|e| files::with_path(e, &path))?;
+            let mut f = files::open_read(&path)?;
             f.seek(SeekFrom::Start(offset))
                 .map_err(|e| files::with_path(e, &path))?;
             self.reader = Some((slot, offset, BufReader::with_capacity(1 << 20, f)));
@@ -1381,8 +1714,11 @@ mod tests {
             ),
             "{err}"
         );
-        // Nothing was stored for the refused checkpoint.
-        assert_eq!(log.checkpoint_history().unwrap(), vec![good.clone()]);
+        // Nothing was stored for the refused checkpoint (the first entry is the empty tree,
+        // signed when the log was created).
+        let history = log.checkpoint_history().unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1], good);
         assert_eq!(
             fs::read_to_string(dir.path().join(layout::CHECKPOINT)).unwrap(),
             good

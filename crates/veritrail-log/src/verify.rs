@@ -30,7 +30,9 @@ use crate::merkle::{self, CompactRange, Hash, HashSource};
 use crate::note::NoteVerifier;
 use crate::store::segment::{self, BadFrame};
 use crate::store::tree::{HASH_LEN, TreeFiles};
-use crate::store::{AppendFile, Layout, Meta, Recovery, parse_history, parse_unverified};
+use crate::store::{
+    AppendFile, Layout, Meta, Recovery, open_read, parse_history, parse_unverified, read_optional,
+};
 
 /// What to check besides the log itself.
 #[derive(Clone, Debug)]
@@ -305,11 +307,7 @@ impl<'a> Verifier<'a> {
     fn load_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, VerifyError> {
         let mut out = Vec::new();
         let path = self.layout.history();
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(crate::store::with_path(e, &path).into()),
-        };
+        let data = read_optional(&path)?.unwrap_or_default();
         let (entries, bad) = parse_history(&data);
         if let Some(bad) = bad {
             // A torn final entry is a checkpoint whose signing never completed.
@@ -330,26 +328,35 @@ impl<'a> Verifier<'a> {
             out.push(Self::parse_checkpoint(which, entry.note.clone())?);
         }
         let latest_path = self.layout.checkpoint();
-        match fs::read(&latest_path) {
-            Ok(bytes) => {
-                let which = "checkpoint (latest)".to_string();
-                let text = String::from_utf8(bytes).map_err(|_| VerifyError::Checkpoint {
-                    which: which.clone(),
-                    size: None,
-                    reason: "not UTF-8 text".into(),
-                })?;
-                let latest = Self::parse_checkpoint(which.clone(), text)?;
-                if !entries.iter().any(|e| e.note == latest.text) {
-                    return Err(VerifyError::Checkpoint {
-                        which,
-                        size: Some(latest.checkpoint.size),
-                        reason: "it is not in the checkpoint history".into(),
-                    });
-                }
-                out.push(latest);
+        if let Some(bytes) = read_optional(&latest_path)? {
+            let which = "checkpoint (latest)".to_string();
+            let text = String::from_utf8(bytes).map_err(|_| VerifyError::Checkpoint {
+                which: which.clone(),
+                size: None,
+                reason: "not UTF-8 text".into(),
+            })?;
+            let latest = Self::parse_checkpoint(which.clone(), text)?;
+            // It must be the history's last entry: an older signed checkpoint put back in
+            // its place would show a reader a log smaller than the one signed.
+            let n = entries.len();
+            let reason = match entries.iter().rposition(|e| e.note == latest.text) {
+                Some(i) if i + 1 == n => None,
+                Some(i) => Some(format!(
+                    "it is checkpoint {} of the history's {n}, not the latest: it was \
+                     replaced by an older one (or the writer crashed between its two \
+                     writes, which reopening the log for writing repairs)",
+                    i + 1
+                )),
+                None => Some("it is not in the checkpoint history".into()),
+            };
+            if let Some(reason) = reason {
+                return Err(VerifyError::Checkpoint {
+                    which,
+                    size: Some(latest.checkpoint.size),
+                    reason,
+                });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(crate::store::with_path(e, &latest_path).into()),
+            out.push(latest);
         }
         Ok(out)
     }
@@ -473,6 +480,7 @@ impl<'a> Verifier<'a> {
                     offset: bad.offset,
                     bytes_cut: result.bytes - bad.offset,
                     hashes_dropped: 0,
+                    unsigned_adopted: 0,
                 });
             }
         }
@@ -507,6 +515,7 @@ impl<'a> Verifier<'a> {
                 offset: last_bytes,
                 bytes_cut: 0,
                 hashes_dropped: 0,
+                unsigned_adopted: 0,
             });
             t.hashes_dropped = beyond as u64;
         }
@@ -932,7 +941,7 @@ impl Window {
     const CHUNK: u64 = 4 << 20;
 
     fn open(path: &Path) -> io::Result<Self> {
-        let file = fs::File::open(path)?;
+        let file = open_read(path)?;
         let file_len = file.metadata()?.len();
         let mut w = Self {
             file,

@@ -131,7 +131,13 @@ fn checkpoints_are_signed_stored_and_consistent() {
         ..LogOptions::default()
     };
     let mut log = Log::open(dir.path(), signer.clone(), opts.clone()).unwrap();
-    assert_eq!(log.latest_checkpoint().unwrap(), None);
+    // A new log starts with a signed checkpoint of the empty tree.
+    let empty = log
+        .latest_checkpoint()
+        .unwrap()
+        .expect("the empty tree is signed");
+    let empty = Checkpoint::open(&empty, &verifier).unwrap();
+    assert_eq!((empty.size, empty.root), (0, merkle::empty_root()));
     for i in 0..25 {
         log.append(&record(i)).unwrap();
         log.sync().unwrap();
@@ -142,7 +148,7 @@ fn checkpoints_are_signed_stored_and_consistent() {
         .iter()
         .map(|t| Checkpoint::open(t, &verifier).unwrap().size)
         .collect();
-    assert_eq!(sizes, vec![10, 20]);
+    assert_eq!(sizes, vec![0, 10, 20]);
     let text = log.checkpoint().unwrap();
     let cp = Checkpoint::open(&text, &verifier).unwrap();
     assert_eq!(cp.origin, "example.com/audit/api-1");
@@ -153,7 +159,7 @@ fn checkpoints_are_signed_stored_and_consistent() {
     );
     // Nothing new: the same checkpoint, no new history entry.
     assert_eq!(log.checkpoint().unwrap(), text);
-    assert_eq!(log.checkpoint_history().unwrap().len(), 3);
+    assert_eq!(log.checkpoint_history().unwrap().len(), 4);
     log.close().unwrap();
     let on_disk = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
     assert_eq!(on_disk, text);

@@ -1,42 +1,141 @@
 //! The file layer: append-only files with a write buffer, and the storage-fault hook.
+//!
+//! Every file of a log is opened with `O_NOFOLLOW`: a log's files are regular files, and a
+//! symbolic link planted in the directory (by someone who may write there but not sign) must
+//! not redirect the writer's writes elsewhere.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A storage fault to inject, for testing how callers handle a failing disk.
 ///
 /// Set with [`Log::inject_fault`](super::Log::inject_fault). The fault fires once, on the next
-/// matching operation on any of the log's files, as an `EIO` error; the log then enters its
-/// failed state exactly as it would after a real disk error.
+/// matching operation on any of the log's files, as the error a real disk gives (`EIO` or
+/// `ENOSPC`); the log then enters its failed state exactly as it would after a real disk
+/// error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageFault {
-    /// The next write to a log file fails.
+    /// The next write to a log file fails with `EIO`; nothing of it reaches the file.
     Write,
-    /// The next fdatasync of a log file fails.
+    /// The next fdatasync of a log file fails with `EIO`.
     Sync,
+    /// The next write to a log file fails with `ENOSPC` (disk full); nothing of it reaches
+    /// the file.
+    NoSpace,
+    /// The next write to a log file is short: the first half of its bytes reach the file,
+    /// then the rest fails with `ENOSPC` (what a disk filling up mid-write leaves).
+    ShortWrite,
 }
 
 /// The one-shot fault slot shared by a log's files.
 #[derive(Debug, Default)]
 pub(crate) struct Faults(Option<StorageFault>);
 
+/// How a write should go, as decided by [`Faults::on_write`].
+enum WriteFault {
+    /// Write nothing and fail.
+    Fail(io::Error),
+    /// Write this many bytes, then fail.
+    Short(usize, io::Error),
+}
+
 impl Faults {
     pub(crate) fn set(&mut self, fault: StorageFault) {
         self.0 = Some(fault);
     }
 
-    fn fire(&mut self, kind: StorageFault, path: &Path) -> io::Result<()> {
-        if self.0 == Some(kind) {
+    /// The injected fault for a write of `len` bytes to `path`, if one is due.
+    fn on_write(&mut self, path: &Path, len: usize) -> Option<WriteFault> {
+        let error = |errno: i32| with_path(io::Error::from_raw_os_error(errno), path);
+        let fault = match self.0? {
+            StorageFault::Write => WriteFault::Fail(error(EIO)),
+            StorageFault::NoSpace => WriteFault::Fail(error(ENOSPC)),
+            StorageFault::ShortWrite => WriteFault::Short(len / 2, error(ENOSPC)),
+            StorageFault::Sync => return None,
+        };
+        self.0 = None;
+        Some(fault)
+    }
+
+    /// Fails like an fdatasync when a sync fault is due.
+    fn fire_sync(&mut self, path: &Path) -> io::Result<()> {
+        if self.0 == Some(StorageFault::Sync) {
             self.0 = None;
-            return Err(io::Error::other(format!(
-                "injected {kind:?} fault on {}",
-                path.display()
-            )));
+            return Err(with_path(io::Error::from_raw_os_error(EIO), path));
         }
         Ok(())
     }
+}
+
+/// Linux's `EIO` and `ENOSPC` (the same on every Linux architecture).
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
+/// Writes all of `bytes` at `pos`, or fails as an injected fault says (a short write leaves
+/// a prefix of `bytes` on file).
+fn write_at(
+    file: &File,
+    bytes: &[u8],
+    pos: u64,
+    path: &Path,
+    faults: &mut Faults,
+) -> io::Result<()> {
+    match faults.on_write(path, bytes.len()) {
+        None => file
+            .write_all_at(bytes, pos)
+            .map_err(|e| with_path(e, path)),
+        Some(WriteFault::Fail(e)) => Err(e),
+        Some(WriteFault::Short(n, e)) => {
+            file.write_all_at(&bytes[..n], pos)
+                .map_err(|e| with_path(e, path))?;
+            Err(e)
+        }
+    }
+}
+
+/// `O_NOFOLLOW` added to `options`: the open fails (`ELOOP`) when the last component of the
+/// path is a symbolic link.
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+}
+
+/// Opens `path` with `options`, never through a symbolic link; says so when it is one.
+pub(crate) fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    no_follow(options).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symbolic link; a log's files must be regular files, so it is not \
+                     followed (replace it with the file itself)",
+                    path.display()
+                ),
+            )
+        } else {
+            with_path(e, path)
+        }
+    })
+}
+
+/// Opens `path` for reading, never through a symbolic link.
+pub(crate) fn open_read(path: &Path) -> io::Result<File> {
+    open_no_follow(OpenOptions::new().read(true), path)
+}
+
+/// Reads the whole file at `path`, never through a symbolic link; `None` if it is missing.
+pub(crate) fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut file = match open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(|e| with_path(e, path))?;
+    Ok(Some(data))
 }
 
 /// An append-only file whose tail may still sit in memory.
@@ -60,16 +159,16 @@ impl AppendFile {
     /// missing file gives an empty file that stays empty.
     pub(crate) fn open(path: PathBuf, writable: bool) -> io::Result<Self> {
         let file = if writable {
-            Some(
+            Some(open_no_follow(
                 OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
-                    .truncate(false)
-                    .open(&path)?,
-            )
+                    .truncate(false),
+                &path,
+            )?)
         } else {
-            match File::open(&path) {
+            match open_read(&path) {
                 Ok(f) => Some(f),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e),
@@ -105,11 +204,10 @@ impl AppendFile {
 
     /// Starts a new, empty file at `path` (it must not exist).
     pub(crate) fn create_new(path: PathBuf) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = open_no_follow(
+            OpenOptions::new().read(true).write(true).create_new(true),
+            &path,
+        )?;
         Ok(Self {
             path,
             file: Some(file),
@@ -196,14 +294,12 @@ impl AppendFile {
             return Ok(());
         }
         debug_assert!(self.writable, "write to a read-only file");
-        faults.fire(StorageFault::Write, &self.path)?;
         self.apply_cut()?;
         let file = self
             .file
             .as_ref()
             .ok_or_else(|| io::Error::other("no file"))?;
-        file.write_all_at(&self.pending, self.on_file)
-            .map_err(|e| with_path(e, &self.path))?;
+        write_at(file, &self.pending, self.on_file, &self.path, faults)?;
         self.on_file += self.pending.len() as u64;
         self.pending.clear();
         self.unsynced = true;
@@ -231,19 +327,78 @@ impl AppendFile {
         Ok(())
     }
 
+    /// Compares the pending bytes with what the file physically holds at the same positions
+    /// (after the logical end) and takes the agreeing prefix as written. Returns the logical
+    /// position of the first byte that disagrees, unless everything from there to the end of
+    /// the file is zero bytes (a file extended by a crash but never written, which is just
+    /// rewritten). Pending bytes beyond the end of the file stay pending.
+    pub(crate) fn verify_pending(&mut self) -> io::Result<Option<u64>> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let physical = file.metadata().map_err(|e| with_path(e, &self.path))?.len();
+        let stored = physical
+            .saturating_sub(self.on_file)
+            .min(self.pending.len() as u64) as usize;
+        let mut buf = vec![0u8; stored.min(1 << 20)];
+        let mut agreed = 0;
+        while agreed < stored {
+            let n = buf.len().min(stored - agreed);
+            file.read_exact_at(&mut buf[..n], self.on_file + agreed as u64)
+                .map_err(|e| with_path(e, &self.path))?;
+            let theirs = &self.pending[agreed..agreed + n];
+            if let Some(k) = buf[..n].iter().zip(theirs).position(|(a, b)| a != b) {
+                agreed += k;
+                let at = self.on_file + agreed as u64;
+                if !zeros_to_end(file, at, physical).map_err(|e| with_path(e, &self.path))? {
+                    return Ok(Some(at));
+                }
+                break;
+            }
+            agreed += n;
+        }
+        self.on_file += agreed as u64;
+        self.pending.drain(..agreed);
+        self.cut = physical > self.on_file;
+        Ok(None)
+    }
+
+    /// Fails if the file's length is not what this writer left it at: someone else wrote to
+    /// it (or cut it).
+    pub(crate) fn check_untouched(&self) -> io::Result<()> {
+        let (Some(file), true) = (&self.file, self.writable) else {
+            return Ok(());
+        };
+        let physical = file.metadata().map_err(|e| with_path(e, &self.path))?.len();
+        // A file awaiting a cut is longer than its logical end until the cut.
+        if physical == self.on_file || (self.cut && physical > self.on_file) {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "{} is {physical} bytes long but this writer left it at {} bytes: another process \
+             wrote to it (a second writer?), so this writer stops rather than overwrite it",
+            self.path.display(),
+            self.on_file
+        )))
+    }
+
     /// Creates a deferred file and cuts a file truncated by [`truncate`](Self::truncate).
     pub(crate) fn apply_cut(&mut self) -> io::Result<()> {
         if !self.writable {
             return Ok(());
         }
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&self.path)
-                .map_err(|e| with_path(e, &self.path))?;
+            let file = open_no_follow(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+                &self.path,
+            )?;
             self.file = Some(file);
             self.cut = true;
         }
@@ -266,7 +421,7 @@ impl AppendFile {
         if !self.unsynced {
             return Ok(());
         }
-        faults.fire(StorageFault::Sync, &self.path)?;
+        faults.fire_sync(&self.path)?;
         let file = self
             .file
             .as_ref()
@@ -286,6 +441,21 @@ impl AppendFile {
         }
         Ok(())
     }
+}
+
+/// Whether `file` holds only zero bytes from `from` to `end`.
+fn zeros_to_end(file: &File, from: u64, end: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; (end.saturating_sub(from)).min(1 << 20) as usize];
+    let mut pos = from;
+    while pos < end {
+        let n = buf.len().min((end - pos) as usize);
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
 
 /// Adds the path to an I/O error's message.
@@ -313,11 +483,16 @@ pub(crate) fn write_atomically(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    faults.fire(StorageFault::Write, &tmp)?;
-    let file = File::create(&tmp).map_err(|e| with_path(e, &tmp))?;
-    file.write_all_at(contents, 0)
-        .map_err(|e| with_path(e, &tmp))?;
-    faults.fire(StorageFault::Sync, &tmp)?;
+    // A stale temporary (or anything planted under its name) is removed, never written
+    // through: the new one is created exclusively.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(with_path(e, &tmp)),
+    }
+    let file = open_no_follow(OpenOptions::new().write(true).create_new(true), &tmp)?;
+    write_at(&file, contents, 0, &tmp, faults)?;
+    faults.fire_sync(&tmp)?;
     file.sync_data().map_err(|e| with_path(e, &tmp))?;
     std::fs::rename(&tmp, path).map_err(|e| with_path(e, path))?;
     sync_dir(dir)

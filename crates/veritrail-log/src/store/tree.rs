@@ -149,6 +149,15 @@ impl TreeFiles {
         Ok(())
     }
 
+    /// [`AppendFile::verify_pending`] for one level: the logical byte position of the first
+    /// rebuilt hash that disagrees with the stored one.
+    pub(crate) fn verify_pending_level(&mut self, level: u8) -> io::Result<Option<u64>> {
+        match self.levels.get_mut(level as usize) {
+            Some(f) => f.verify_pending(),
+            None => Ok(None),
+        }
+    }
+
     /// Writes pending hashes (no sync).
     pub(crate) fn write_pending(&mut self, faults: &mut Faults) -> io::Result<()> {
         for f in &mut self.levels {
