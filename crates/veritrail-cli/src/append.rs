@@ -5,12 +5,18 @@
 //! hashed bytes are the bytes the producer wrote. Blank lines (empty or only whitespace) carry
 //! no event: they are skipped and counted in the summary. Any other line must parse as one JSON
 //! object; the first line that does not is reported with its line number and the command stops
-//! there: the lines before it stay appended (synced, checkpoint signed) and it exits 1.
+//! there: the lines before it stay appended (synced, checkpoint signed, both reported) and it
+//! exits 1. The first record line is checked before the log is opened, so input that starts
+//! with a bad line creates and changes nothing.
+//!
+//! With `--recover`, a log holding records but no checkpoint history is adopted instead of
+//! refused; a `recovered` record saying how many records were adopted is appended first.
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use veritrail_core::event::{AuditEvent, RecoveredRecord};
 use veritrail_log::{Log, LogOptions};
 
 use crate::cli::AppendArgs;
@@ -38,12 +44,48 @@ struct Tally {
 pub(crate) fn run(args: &AppendArgs) -> Result<()> {
     let signer = keys::read_signer(&args.key)?;
     refuse_non_directory(&args.log)?;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("reading one JSON object per line from stdin; end with Ctrl-D");
+    }
+    let mut input = stdin.lock();
+    let mut tally = Tally::default();
+    // Nothing is created or opened before the first record line is known to be good.
+    let mut line_no = 0;
+    let first = match first_record(&mut input, &mut line_no, &mut tally)? {
+        First::Bad(stop) => return bad_line(&stop, &args.log),
+        First::Record(line) => Some(line),
+        First::End => None,
+    };
     let opts = LogOptions {
         origin: args.origin.clone(),
+        recover: args.recover,
         ..LogOptions::default()
     };
     let mut log = Log::open(&args.log, signer, opts)
         .with_context(|| format!("cannot open the log {}", args.log.display()))?;
+    if let Some(r) = log.recovered().filter(|r| r.unsigned_adopted > 0) {
+        eprintln!(
+            "note: --recover: adopted {} records of {} that no checkpoint history vouched for; \
+             a `recovered` record says so in the log",
+            r.unsigned_adopted,
+            args.log.display()
+        );
+        let record = AuditEvent::new(RecoveredRecord {
+            segment: r
+                .segment
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            offset: r.offset,
+            bytes_cut: r.bytes_cut,
+            unsigned_adopted: Some(r.unsigned_adopted),
+        });
+        let mut json = Vec::new();
+        record.write_json(log.size(), &mut json);
+        log.append(&json)
+            .context("cannot append the `recovered` record")?;
+    }
     if let Some(r) = log.recovered().filter(|r| r.bytes_cut > 0) {
         eprintln!(
             "note: the last write to {} was torn (a crash?): cut {} bytes at byte {} of {} \
@@ -61,13 +103,17 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
             r.hashes_dropped
         );
     }
-    let first = log.size();
-    let mut tally = Tally::default();
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("reading one JSON object per line from stdin; end with Ctrl-D");
-    }
-    let read = append_lines(&mut log, stdin.lock(), &mut tally);
+    let first_index = log.size();
+    let read = match first {
+        Some(line) => log
+            .append(&line)
+            .with_context(|| format!("cannot append line {line_no}"))
+            .and_then(|_| {
+                tally.appended += 1;
+                append_lines(&mut log, input, line_no, &mut tally)
+            }),
+        None => Ok(Stop::End),
+    };
 
     // Whatever stopped the input, what was appended before it is made durable and signed.
     // `checkpoint` returns the latest one unchanged when there is nothing new to sign.
@@ -81,23 +127,79 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
     let size = log.size();
     log.close()
         .with_context(|| format!("cannot close the log {}", args.log.display()))?;
-    print_summary(&args.log, first, size, &tally, signed_new);
+    print_summary(&args.log, first_index, size, &tally, signed_new);
 
     match read? {
         Stop::End => Ok(()),
-        Stop::BadLine { line, reason } => Err(invalid(format!(
-            "line {line} of stdin is not a JSON object ({reason}); it and the lines after it \
-             were not appended. Fix it and append the rest again, e.g. \
-             `tail -n +{line} FILE | veritrail append {} --key KEYFILE`",
-            args.log.display()
-        ))),
+        stop => bad_line(&stop, &args.log),
     }
 }
 
-/// Reads lines from `input` and appends each JSON object line to `log`.
-fn append_lines(log: &mut Log, mut input: impl BufRead, tally: &mut Tally) -> Result<Stop> {
+/// The exit-1 error for a bad line.
+fn bad_line(stop: &Stop, log: &Path) -> Result<()> {
+    let Stop::BadLine { line, reason } = stop else {
+        return Ok(());
+    };
+    let before = if *line > 1 {
+        "the lines before it were appended and signed (see above); "
+    } else {
+        ""
+    };
+    Err(invalid(format!(
+        "line {line} of stdin is not a JSON object ({reason}); {before}it and the lines after \
+         it were not appended. Fix it and append the rest again, e.g. \
+         `tail -n +{line} FILE | veritrail append {} --key KEYFILE`",
+        log.display()
+    )))
+}
+
+/// What the input starts with.
+enum First {
+    /// No record line at all.
+    End,
+    /// The first record line (terminator stripped), good.
+    Record(Vec<u8>),
+    /// The first record line is bad.
+    Bad(Stop),
+}
+
+/// Reads blank lines up to the first record line and checks it.
+fn first_record(input: &mut impl BufRead, line_no: &mut u64, tally: &mut Tally) -> Result<First> {
     let mut buf = Vec::with_capacity(4096);
-    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .context("cannot read stdin")?
+            == 0
+        {
+            return Ok(First::End);
+        }
+        *line_no += 1;
+        let line = strip_terminator(&buf);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            tally.blank += 1;
+            continue;
+        }
+        return Ok(match check_json_object(line) {
+            Ok(()) => First::Record(line.to_vec()),
+            Err(reason) => First::Bad(Stop::BadLine {
+                line: *line_no,
+                reason,
+            }),
+        });
+    }
+}
+
+/// Reads lines from `input` (line numbers after `line_no`) and appends each JSON object line
+/// to `log`.
+fn append_lines(
+    log: &mut Log,
+    mut input: impl BufRead,
+    mut line_no: u64,
+    tally: &mut Tally,
+) -> Result<Stop> {
+    let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();
         if input

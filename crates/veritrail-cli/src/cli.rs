@@ -126,6 +126,13 @@ pub(crate) struct ProxyArgs {
     /// (default 256; trusted proxies are exempt).
     #[arg(long, value_name = "N")]
     pub(crate) max_connections_per_ip: Option<usize>,
+    /// Open a log that holds records but no checkpoint history (its `checkpoints` file is
+    /// missing or empty), adopting those records instead of refusing the log. Nothing signed
+    /// vouches for them, so use this only when you know why the history is gone; a
+    /// `recovered` record in the log says how many records were adopted. Records that
+    /// disagree with their stored hashes are refused all the same.
+    #[arg(long)]
+    pub(crate) recover: bool,
 }
 
 /// `--underscores-in-headers drop|keep`.
@@ -242,6 +249,13 @@ pub(crate) struct AppendArgs {
     /// The origin line of a new log's checkpoints (default: the key's name). Fixed at creation.
     #[arg(long)]
     pub(crate) origin: Option<String>,
+    /// Open a log that holds records but no checkpoint history (its `checkpoints` file is
+    /// missing or empty), adopting those records instead of refusing the log. Nothing signed
+    /// vouches for them, so use this only when you know why the history is gone; a
+    /// `recovered` record in the log says how many records were adopted. Records that
+    /// disagree with their stored hashes are refused all the same.
+    #[arg(long)]
+    pub(crate) recover: bool,
 }
 
 /// `veritrail checkpoint LOG`.

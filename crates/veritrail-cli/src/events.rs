@@ -177,10 +177,17 @@ fn summary(body: &EventBody) -> String {
                 .map_or_else(String::new, |h| format!(" on {h}")),
             s.pid.map_or_else(String::new, |p| format!(" (pid {p})")),
         ),
-        EventBody::Recovered(r) => format!(
-            "after a crash: {} bytes cut at byte {} of {}",
-            r.bytes_cut, r.offset, r.segment
-        ),
+        EventBody::Recovered(r) => match r.unsigned_adopted {
+            Some(n) => format!(
+                "recovered on request: {n} records adopted without a checkpoint history; {} \
+                 bytes cut at byte {} of {}",
+                r.bytes_cut, r.offset, r.segment
+            ),
+            None => format!(
+                "after a crash: {} bytes cut at byte {} of {}",
+                r.bytes_cut, r.offset, r.segment
+            ),
+        },
         EventBody::Stop(s) => format!(
             "writer stopped: {} written, {} dropped",
             s.flushed, s.dropped

@@ -67,6 +67,7 @@ fn is_invalid_data(cause: &(dyn std::error::Error + 'static)) -> bool {
                 | LogError::Damaged { .. }
                 | LogError::InconsistentCheckpoint { .. }
                 | LogError::RecordTooLarge { .. }
+                | LogError::NoCheckpointHistory { .. }
         )
     )
 }

@@ -9,7 +9,8 @@ use veritrail_log::{NoteSigner, NoteVerifier};
 /// Prefix of a signed-note private key's text form.
 const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
 
-/// Reads the private key file at `path`.
+/// Reads the private key file at `path`, refusing one that others may read (as ssh does):
+/// a key readable by its group or by everyone is a key that may already be copied.
 pub(crate) fn read_signer(path: &Path) -> Result<NoteSigner> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -18,6 +19,9 @@ pub(crate) fn read_signer(path: &Path) -> Result<NoteSigner> {
             path.display()
         )
     })?;
+    if text.trim_start().starts_with(PRIVATE_PREFIX) {
+        refuse_readable_by_others(path)?;
+    }
     // The parse error never includes the key text.
     NoteSigner::from_text(&text).with_context(|| {
         if text.trim_start().starts_with(PRIVATE_PREFIX) {
@@ -30,6 +34,32 @@ pub(crate) fn read_signer(path: &Path) -> Result<NoteSigner> {
             )
         }
     })
+}
+
+/// Fails if the file at `path` is readable, writable or executable by its group or others.
+#[cfg(unix)]
+fn refuse_readable_by_others(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Missing or unreadable: reading it reports that, with what to do.
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "the private key file {} is accessible by others (mode {mode:04o}); refusing to use \
+             it. Make it private with `chmod 600 {}` (and consider the key exposed if others \
+             could read it: make a new one with `veritrail keygen`)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_readable_by_others(_path: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// Reads a verifier key given as `name+hexid+base64` or as the path of a file holding it.

@@ -34,8 +34,14 @@ impl Telemetry {
     }
 
     /// A writer over the file log at `dir`, exporting its records as OTel logs when on. A
-    /// failure of the writer is printed on stderr when it happens.
-    pub(crate) fn open_writer(&self, dir: &Path, signer: NoteSigner) -> Result<Writer> {
+    /// failure of the writer is printed on stderr when it happens. `recover` adopts a log
+    /// without checkpoint history ([`LogOptions::recover`]).
+    pub(crate) fn open_writer(
+        &self,
+        dir: &Path,
+        signer: NoteSigner,
+        recover: bool,
+    ) -> Result<Writer> {
         let opened = || format!("cannot open the audit log {}", dir.display());
         let shown = dir.display().to_string();
         let config = WriterConfig::default().on_failure(move |why| {
@@ -45,15 +51,19 @@ impl Telemetry {
                  recovers what is on disk)"
             );
         });
-        match &self.guard {
-            None => Writer::open(dir, signer, config).with_context(opened),
+        let options = LogOptions {
+            recover,
+            ..LogOptions::default()
+        };
+        let file = FileSink::open(dir, signer, options).with_context(opened)?;
+        let writer = match &self.guard {
+            None => Writer::start(file, config),
             Some(guard) => {
-                let file =
-                    FileSink::open(dir, signer, LogOptions::default()).with_context(opened)?;
                 let sink = OtelLogSink::new(file, guard.logger_provider());
-                Writer::start(sink, config).with_context(opened)
+                Writer::start(sink, config)
             }
-        }
+        };
+        writer.with_context(opened)
     }
 
     /// Flushes and stops the exporters (after the writer, whose last records they carry).

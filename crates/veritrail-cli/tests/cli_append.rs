@@ -45,11 +45,69 @@ fn a_bad_line_stops_the_append_and_keeps_the_lines_before_it() {
 }
 
 #[test]
-fn a_bad_first_line_still_leaves_a_verifiable_empty_log() {
+fn a_bad_first_line_creates_and_changes_nothing() {
     let env = Env::new();
     let vkey = env.keygen();
-    env.expect(1, &["append", "log", "--key", "key"], b"{oops\n");
-    assert_eq!(opened_checkpoint(&env, &vkey).size, 0);
+    for input in [&b"{oops\n"[..], b"\n  \n[1]\n{\"a\":1}\n"] {
+        let out = env.expect(1, &["append", "log", "--key", "key"], input);
+        assert!(stderr(&out).contains("was not appended") || stderr(&out).contains("not appended"));
+        assert!(!env.path("log").exists(), "{}", stderr(&out));
+    }
+    // On an existing log: nothing appended, nothing signed.
+    env.append(&events(0..2));
+    let before = env.checkpoint();
+    env.expect(1, &["append", "log", "--key", "key"], b"{oops\n{\"a\":1}\n");
+    assert_eq!(env.checkpoint(), before);
+    assert_eq!(opened_checkpoint(&env, &vkey).size, 2);
+    env.ok(&["verify", "log", "--key", &vkey], b"");
+}
+
+#[test]
+fn a_private_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.keygen();
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::set_permissions(env.path("key"), std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = env.expect(2, &["append", "log", "--key", "key"], b"{}\n");
+        let err = stderr(&out);
+        assert!(
+            err.contains("chmod 600") && err.contains("key"),
+            "{mode:o}: {err}"
+        );
+        assert!(!err.contains("PRIVATE+KEY"), "{err}");
+        assert!(!env.path("log").exists());
+    }
+    std::fs::set_permissions(env.path("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.ok(&["append", "log", "--key", "key"], b"{}\n");
+}
+
+#[test]
+fn recover_adopts_a_log_whose_checkpoints_were_lost_and_records_it() {
+    let env = Env::new();
+    let vkey = env.keygen();
+    env.append(&events(0..3));
+    std::fs::remove_file(env.path("log/checkpoint")).unwrap();
+    std::fs::remove_file(env.path("log/checkpoints")).unwrap();
+    let out = env.expect(1, &["append", "log", "--key", "key"], b"{\"a\":1}\n");
+    assert!(stderr(&out).contains("--recover"), "{}", stderr(&out));
+    let out = env.ok(
+        &["append", "log", "--key", "key", "--recover"],
+        b"{\"a\":1}\n",
+    );
+    assert!(
+        stderr(&out).contains("adopted 3 records"),
+        "{}",
+        stderr(&out)
+    );
+    // The recovered record, then the line.
+    assert_eq!(opened_checkpoint(&env, &vkey).size, 5);
+    let record = env.ok(&["events", "log", "--json"], b"");
+    assert!(
+        stdout(&record).contains("\"unsigned_adopted\":3"),
+        "{}",
+        stdout(&record)
+    );
     env.ok(&["verify", "log", "--key", &vkey], b"");
 }
 

@@ -176,3 +176,52 @@ fn io_and_usage_problems_exit_2() {
     let out = env.expect(2, &["verify", "log", "--key", "nonsense"], b"");
     assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_older_checkpoint_file_fails_verification() {
+    let env = Env::new();
+    let vkey = env.keygen();
+    env.append(&events(0..2));
+    let older = env.checkpoint();
+    env.append(&events(2..4));
+    env.ok(&["verify", "log", "--key", &vkey], b"");
+    env.write("log/checkpoint", &older);
+    let out = env.expect(1, &["verify", "log", "--key", &vkey], b"");
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("not the latest"), "{said}");
+}
+
+#[test]
+fn a_record_forged_with_the_checkpoints_deleted_is_not_signed_by_append() {
+    // The red team's laundering attack: a record changed keeping its checksum valid (the
+    // same change in every file that holds it), the checkpoint files deleted, then `append`.
+    let env = Env::new();
+    let vkey = env.keygen();
+    env.append(&events(0..4));
+    let segment = env.path("log/segments/00000000000000000000.seg");
+    let mut data = std::fs::read(&segment).unwrap();
+    let needle = event(1).into_bytes();
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    data[at + 5] ^= 0x02;
+    // Recompute the frame's crc32c (length ‖ record), as an attacker would.
+    let start = at - 8;
+    let len = u32::from_le_bytes(data[start..start + 4].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&data[start..start + 4]), &data[at..at + len]);
+    data[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&segment, data).unwrap();
+    for name in ["log/checkpoint", "log/checkpoints"] {
+        std::fs::remove_file(env.path(name)).unwrap();
+    }
+    for extra in [&[][..], &["--recover"][..]] {
+        let mut args = vec!["append", "log", "--key", "key"];
+        args.extend(extra);
+        let out = env.expect(1, &args, b"{\"after\":1}\n");
+        assert!(stderr(&out).contains("record 1"), "{}", stderr(&out));
+    }
+    // Nothing was signed: the verifier still sees no checkpoint over the forged record.
+    assert!(std::fs::read(env.path("log/checkpoints")).map_or(true, |h| h.is_empty()));
+    let _ = vkey;
+}

@@ -169,7 +169,8 @@ async fn signed_checkpoints_are_exported_as_the_log_holds_them() {
     let history = log.checkpoint_history().unwrap();
     assert!(history.len() >= 2, "history: {history:?}");
     let bodies: Vec<String> = checkpoints.iter().map(|r| body(r)).collect();
-    assert_eq!(bodies, history);
+    // All but the empty tree's, which the log signed when it was created.
+    assert_eq!(bodies, history[1..]);
     // The last one exported is the log's head, which the shutdown report returned.
     assert_eq!(bodies.last(), report.checkpoint.as_ref());
     assert_eq!(bodies.last(), log.latest_checkpoint().unwrap().as_ref());

@@ -16,7 +16,9 @@ pub struct FileSink {
 
 impl FileSink {
     /// Opens (or creates) the log in `dir`, repairing a torn tail (which the writer then
-    /// records as a `recovered` record). The writer signs checkpoints itself, so the log's
+    /// records as a `recovered` record). A log with records but no checkpoint history is
+    /// refused unless [`LogOptions::recover`] is set; the records it adopts are recorded in
+    /// the `recovered` record too. The writer signs checkpoints itself, so the log's
     /// own automatic checkpoints are turned off.
     pub fn open(dir: &Path, signer: NoteSigner, options: LogOptions) -> Result<Self, SinkError> {
         let options = LogOptions {
@@ -78,7 +80,8 @@ impl Sink for FileSink {
         Ok(Some(self.log.checkpoint()?))
     }
 
-    /// The log's own [`Recovery`](veritrail_log::store::Recovery) when it cut a torn tail;
+    /// The log's own [`Recovery`](veritrail_log::store::Recovery) when it cut a torn tail or
+    /// adopted records without checkpoint history;
     /// otherwise, when the last record is an audit event other than `stop` (the previous
     /// writer was killed between two batches), a record with `bytes_cut: 0` and the newest
     /// segment's end.
@@ -88,6 +91,7 @@ impl Sink for FileSink {
                 segment: file_name(&r.segment),
                 offset: r.offset,
                 bytes_cut: r.bytes_cut,
+                unsigned_adopted: (r.unsigned_adopted > 0).then_some(r.unsigned_adopted),
             });
         }
         let last = self.log.size().checked_sub(1)?;
@@ -100,6 +104,7 @@ impl Sink for FileSink {
             segment,
             offset,
             bytes_cut: 0,
+            unsigned_adopted: None,
         })
     }
 }

@@ -94,7 +94,7 @@ async fn demo(dir: &Path) -> Result<()> {
     let verifier = signer.verifier();
     write(&paths.verifier, format!("{}\n", verifier.to_text()))?;
     let telemetry = Telemetry::from_env("veritrail-demo")?;
-    let writer = telemetry.open_writer(&paths.log, signer)?;
+    let writer = telemetry.open_writer(&paths.log, signer, false)?;
     println!(
         "audit log          {} ({LOG_NAME}); verifier key in {}",
         paths.log.display(),

@@ -111,6 +111,8 @@ pub(crate) struct Settings {
     pub(crate) identity_headers: bool,
     pub(crate) upstream_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    /// `--recover` (command line only, never from the file: it is a one-off decision).
+    pub(crate) recover: bool,
     pub(crate) trusted_proxies: Vec<String>,
     /// The one forwarding header the trusted proxies write (the other is never believed).
     pub(crate) forwarded_header: ForwardedHeader,
@@ -365,6 +367,7 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         shutdown_grace: Duration::from_secs(
             args.shutdown_grace.or(file.shutdown_grace).unwrap_or(10),
         ),
+        recover: args.recover,
         trusted_proxies: file.trusted_proxies,
         forwarded_header,
         trust_request_id: args.trust_request_id || file.trust_request_id.unwrap_or(false),

@@ -70,7 +70,7 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<()> {
 async fn serve(settings: Settings) -> Result<()> {
     let signer = keys::read_signer(&settings.key)?;
     let telemetry = Telemetry::from_env("veritrail-proxy")?;
-    let writer = telemetry.open_writer(&settings.log, signer)?;
+    let writer = telemetry.open_writer(&settings.log, signer, settings.recover)?;
     let authenticator = authenticator(&settings, writer.handle()).await?;
     let proxies = TrustedProxies::parse(&settings.trusted_proxies)
         .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?

@@ -241,6 +241,7 @@ impl AuditEvent {
             segment: segment.into(),
             offset,
             bytes_cut,
+            unsigned_adopted: None,
         })
     }
 

@@ -77,7 +77,8 @@ impl StartRecord {
     }
 }
 
-/// `recovered`: a torn tail was found after a crash, cut and fsynced before the next append.
+/// `recovered`: a torn tail was found after a crash, cut and fsynced before the next append;
+/// or a log without checkpoint history was adopted on request (`--recover`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveredRecord {
     /// The segment file (name within the log directory) whose tail was cut.
@@ -86,6 +87,10 @@ pub struct RecoveredRecord {
     pub offset: u64,
     /// How many bytes were cut.
     pub bytes_cut: u64,
+    /// Records found in a log that had no checkpoint history (nothing signed vouched for
+    /// them), adopted because the writer was started with `--recover`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsigned_adopted: Option<u64>,
 }
 
 /// `stop`: the writer shut down cleanly.

@@ -48,7 +48,11 @@ impl Faults {
 
     /// The injected fault for a write of `len` bytes to `path`, if one is due.
     fn on_write(&mut self, path: &Path, len: usize) -> Option<WriteFault> {
-        let error = |errno: i32| with_path(io::Error::from_raw_os_error(errno), path);
+        let error = |errno: i32| {
+            let real = io::Error::from_raw_os_error(errno);
+            let message = format!("{}: injected fault: {real}", path.display());
+            io::Error::new(real.kind(), message)
+        };
         let fault = match self.0? {
             StorageFault::Write => WriteFault::Fail(error(EIO)),
             StorageFault::NoSpace => WriteFault::Fail(error(ENOSPC)),
@@ -63,7 +67,9 @@ impl Faults {
     fn fire_sync(&mut self, path: &Path) -> io::Result<()> {
         if self.0 == Some(StorageFault::Sync) {
             self.0 = None;
-            return Err(with_path(io::Error::from_raw_os_error(EIO), path));
+            let real = io::Error::from_raw_os_error(EIO);
+            let message = format!("{}: injected fault: {real}", path.display());
+            return Err(io::Error::new(real.kind(), message));
         }
         Ok(())
     }
