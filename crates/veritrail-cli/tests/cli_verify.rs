@@ -184,6 +184,7 @@ fn an_older_checkpoint_file_fails_verification() {
     env.append(&events(0..2));
     let older = env.checkpoint();
     env.append(&events(2..4));
+    env.append(&events(4..6));
     env.ok(&["verify", "log", "--key", &vkey], b"");
     env.write("log/checkpoint", &older);
     let out = env.expect(1, &["verify", "log", "--key", &vkey], b"");
