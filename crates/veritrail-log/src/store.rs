@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! LOG                      format version, origin, verifier key (never the private key)
-//! LOCK                     held (flock) by the one writer
+//! LOCK                     held (flock) by the one writer, as is the directory itself
 //! segments/NNNN….seg       framed records; named by the index of their first record
 //! tree/level-NN.hashes     32-byte hashes of the full subtrees of height NN (level 00 = leaves)
 //! offsets                  u64 LE per record: its frame's byte offset within its segment
@@ -32,9 +32,14 @@
 //! offset files, so every hash of a sealed segment, and of every signed checkpoint, is
 //! durable.
 //!
-//! [`Log::open`] therefore trusts the stored hashes up to the newest segment (which makes
-//! opening O(log n) in the log's size, plus one pass over the newest segment), re-reads the
-//! newest segment, recomputes its hashes and:
+//! [`Log::open`] for writing trusts the stored hashes only as far as the latest signed
+//! checkpoint vouches for them: it checks that checkpoint's signature with the log's key, that
+//! the `checkpoint` file agrees with the history, and that the stored tree's root at its size
+//! is its root. Every record after it (and the whole newest segment) is re-read and
+//! re-hashed, and the result compared with the stored hashes and offsets. Opening is thus
+//! O(log n) plus one pass over the records the latest checkpoint does not cover — about
+//! 20 ms for a 1,000,000-record log closed cleanly, 0.5 s for one whose records are all
+//! unsigned (2026-12-04, 200-byte records, warm page cache). It then:
 //!
 //! - cuts a torn tail — damage that runs to the end of the newest segment, after the latest
 //!   checkpoint — physically truncating and fsyncing before anything is appended, and reports
@@ -42,15 +47,24 @@
 //! - drops stored hashes for records the segment no longer holds (also reported);
 //! - refuses anything else: a bad frame followed by more data, any damage inside the latest
 //!   checkpoint, a gap between segments, a stored tree that disagrees with the latest
-//!   checkpoint. The error names the segment, byte offset and record index.
+//!   checkpoint, a record that disagrees with its stored hash, a checkpoint not signed by the
+//!   log's key, and a log with records but no checkpoint history (unless
+//!   [`LogOptions::recover`]; a new log signs the empty tree when it is created, so a log
+//!   always has one). The error names the segment, byte offset and record index.
 //!
-//! Sealed segments are not re-read on open (that would make opening O(n)); opening checks
-//! each one's header and last record (where the offsets file puts it, ending exactly at the
-//! end of the file, matching its stored leaf hash), so a segment removed, cut short or grown
-//! is refused. Damage inside one is caught by [`Log::read`] (frame checksum and stored leaf
-//! hash) and by the [verifier](crate::verify), which re-reads everything. Nor does opening check checkpoint
-//! signatures; it takes the latest checkpoint's size and root from the history, which is what
-//! keeps it from signing a checkpoint that does not extend them.
+//! Sealed segments the latest checkpoint covers are not re-read on open (that would make
+//! opening O(n)); opening checks each one's header and last record (where the offsets file
+//! puts it, ending exactly at the end of the file, matching its stored leaf hash), so a
+//! segment removed, cut short or grown is refused. Damage inside one is caught by
+//! [`Log::read`] (frame checksum and stored leaf hash) and by the [verifier](crate::verify),
+//! which re-reads everything; a writer cannot launder it, since what it signs extends the
+//! signed tree (checked before each signature). A read-only open re-hashes only the newest
+//! segment and changes nothing.
+//!
+//! One writer: the lock is an `flock` on the directory itself (plus `LOCK`, for older
+//! builds), which `rm LOCK` cannot pull away; before each write the writer checks that the
+//! directory is still the one it locked and that no one else has grown its files, and fails
+//! closed otherwise. No file of the log is opened through a symbolic link.
 //!
 //! An I/O error while writing or syncing puts the log in a failed state: every later
 //! [`append`](Log::append), [`sync`](Log::sync) and [`checkpoint`](Log::checkpoint) returns
