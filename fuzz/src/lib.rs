@@ -185,8 +185,17 @@ pub fn log_options() -> LogOptions {
     }
 }
 
-/// A scratch directory on tmpfs where there is one (a log's fsyncs cost nothing there).
+/// A scratch directory in `$VERITRAIL_FUZZ_SCRATCH` (scripts/fuzz sets it, and removes it
+/// afterwards: a target's fixture lives as long as the process and is never dropped), else on
+/// tmpfs where there is one (a log's fsyncs cost nothing there).
 pub fn scratch_dir() -> tempfile::TempDir {
+    if let Some(dir) = std::env::var_os("VERITRAIL_FUZZ_SCRATCH") {
+        std::fs::create_dir_all(&dir).unwrap();
+        return tempfile::Builder::new()
+            .prefix("veritrail-fuzz")
+            .tempdir_in(dir)
+            .unwrap();
+    }
     let shm = Path::new("/dev/shm");
     if shm.is_dir()
         && let Ok(dir) = tempfile::Builder::new()
