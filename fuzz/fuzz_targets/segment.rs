@@ -95,7 +95,10 @@ fuzz_target!(|data: &[u8]| {
                 .take(fx.records.len())
                 .map(|r| r.expect("a verified log's records read").1)
                 .collect();
-            assert_eq!(records, fx.records, "a log verifies with other signed records");
+            assert_eq!(
+                records, fx.records,
+                "a log verifies with other signed records"
+            );
             true
         }
         Err(e) => {

@@ -385,7 +385,7 @@ pub fn scenario() -> Vec<Case> {
                 "two-tokens",
                 Some(token(RS256, read, json!({}))),
                 400,
-                "multiple_tokens",
+                "duplicate_authorization",
                 "error=\"invalid_request\"",
             )
         },

@@ -66,7 +66,7 @@ mod capture;
 mod client;
 mod exchange;
 mod ids;
-mod path;
+pub mod path;
 mod policy;
 mod rejection;
 mod view;
