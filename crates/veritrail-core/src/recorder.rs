@@ -40,7 +40,8 @@
 //! pub enum RecordError { /// queue full and the overflow policy refused the event
 //!     Overflow, /// the writer failed (I/O or fsync error); nothing more is recorded
 //!     Failed(String), /// the writer is shut down
-//!     Closed }
+//!     Closed, /// the store did not confirm in time; the writer keeps retrying
+//!     TimedOut(std::time::Duration) }
 //!
 //! pub type RecordFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Receipt, RecordError>> + Send + 'static>>;
 //!
@@ -99,6 +100,13 @@ pub enum RecordError {
     /// The writer is shut down.
     #[error("audit writer is shut down")]
     Closed,
+    /// The log's store (a database or a broker over the network) did not confirm the event
+    /// within the writer's bound on waiting; the writer keeps retrying, so the event may
+    /// still be recorded once the store is back. Treat the request as not audited.
+    #[error(
+        "the audit log did not confirm the event within {0:?} (its store is unreachable; the writer keeps retrying)"
+    )]
+    TimedOut(std::time::Duration),
 }
 
 /// The future a [`Recorder`] returns.

@@ -65,6 +65,7 @@ pub struct WriterConfig {
     pub(crate) checkpoint_every: Option<u64>,
     pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) drop_timeout: Duration,
+    pub(crate) durable_timeout: Option<Duration>,
     pub(crate) on_failure: Option<FailureHook>,
 }
 
@@ -82,6 +83,7 @@ impl std::fmt::Debug for WriterConfig {
             .field("checkpoint_every", &self.checkpoint_every)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("drop_timeout", &self.drop_timeout)
+            .field("durable_timeout", &self.durable_timeout)
             .field("on_failure", &self.on_failure.is_some())
             .finish()
     }
@@ -107,6 +109,7 @@ impl Default for WriterConfig {
             checkpoint_every: Some(1_000_000),
             checkpoint_interval: Some(Duration::from_secs(10)),
             drop_timeout: Duration::from_secs(5),
+            durable_timeout: None,
             on_failure: None,
         }
     }
@@ -180,6 +183,19 @@ impl WriterConfig {
     /// queue to drain and the `stop` record to be written.
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
         self.drop_timeout = timeout;
+        self
+    }
+
+    /// How long a `Durable` or `WriteAhead` caller waits for its event to be confirmed before
+    /// it gets [`RecordError::TimedOut`](veritrail_core::recorder::RecordError::TimedOut)
+    /// (the middleware answers 503). Unset, the sink's own bound applies
+    /// ([`Sink::durable_timeout`](crate::Sink::durable_timeout)): none for the file log, whose
+    /// fsync either completes or fails; a few seconds for a sink over the network, which
+    /// keeps retrying while its store is unreachable. The event stays queued (or in the
+    /// batch being retried) and may still be recorded afterwards. Waiting uses the tokio
+    /// timer: record from inside a runtime with time enabled.
+    pub fn durable_timeout(mut self, timeout: Duration) -> Self {
+        self.durable_timeout = Some(timeout);
         self
     }
 

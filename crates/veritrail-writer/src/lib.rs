@@ -39,6 +39,9 @@
 //! `Async` resolves once the event is queued; `Durable` and `WriteAhead` resolve with the
 //! event's log index once the batch holding it is fsynced. The event is serialized on the
 //! caller's thread; the writer thread only splices in the index, frames, hashes and writes.
+//! Over a sink whose store can be unreachable for a while (a database, a broker), a `Durable`
+//! caller waits at most [`WriterConfig::durable_timeout`] and is then told `TimedOut`; see
+//! [sink](sink#a-store-that-goes-away-for-a-while).
 //!
 //! # Overflow
 //!

@@ -15,6 +15,19 @@
 //! falsely succeed — "fsyncgate"). A sink that can retry safely (a network sink) does so
 //! inside `commit` before giving up.
 //!
+//! # A store that goes away for a while
+//!
+//! A sink over the network (a database, a broker) keeps retrying inside
+//! [`Sink::append`] and [`Sink::commit`] while its store is unreachable, and returns only
+//! once the batch is confirmed (or with an error that retrying cannot fix). Retrying must be
+//! safe: the broker de-duplicates by event id, a database checks what a lost commit did.
+//! Meanwhile the writer thread waits, so an outage behaves as follows, with no code of the
+//! sink's: `Durable` and `WriteAhead` callers get
+//! [`RecordError::TimedOut`](veritrail_core::recorder::RecordError::TimedOut) after
+//! [`Sink::durable_timeout`] (or [`WriterConfig::durable_timeout`](crate::WriterConfig::durable_timeout));
+//! `Async` events fill the bounded queue, where the overflow policy applies (`gap` records
+//! for what `DropNewest` drops); and writing resumes by itself when the store is back.
+//!
 //! The calls are blocking; a sink over an async client can `block_on` a runtime handle it
 //! keeps, since the writer thread is not a runtime worker.
 //!
@@ -167,6 +180,15 @@ pub trait Sink: Send + 'static {
         Ok(None)
     }
 
+    /// How long a `Durable` caller may wait for a commit of this sink before it is told
+    /// [`RecordError::TimedOut`](veritrail_core::recorder::RecordError::TimedOut), unless
+    /// the writer's config says otherwise. `None` (the default): as long as the commit
+    /// takes — right for a local file, whose fsync completes or fails. A sink that retries
+    /// through outages returns a bound here.
+    fn durable_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// What the sink repaired when it was opened (a torn tail cut after a crash), or that the
     /// previous writer did not stop cleanly (see [`ended_uncleanly`]), for the writer to
     /// record as a `recovered` record right after its `start` record.
@@ -197,6 +219,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn checkpoint(&mut self) -> Result<Option<String>, SinkError> {
         (**self).checkpoint()
+    }
+    fn durable_timeout(&self) -> Option<std::time::Duration> {
+        (**self).durable_timeout()
     }
     fn recovered(&self) -> Option<RecoveredRecord> {
         (**self).recovered()

@@ -162,6 +162,8 @@ pub struct Writer {
 pub struct WriterHandle {
     shared: Arc<Shared>,
     overflow: OverflowPolicy,
+    /// How long a caller waits for durability (none: until the commit ends).
+    durable_timeout: Option<Duration>,
 }
 
 impl Writer {
@@ -183,6 +185,7 @@ impl Writer {
     /// writer thread.
     pub fn start(sink: impl Sink, config: WriterConfig) -> Result<Writer, WriterError> {
         let metrics = Metrics::new(sink.origin());
+        let durable_timeout = config.durable_timeout.or(sink.durable_timeout());
         let shared = Arc::new(Shared::new(
             config.queue_events,
             config.queue_bytes,
@@ -217,6 +220,7 @@ impl Writer {
             handle: WriterHandle {
                 shared,
                 overflow: config.overflow,
+                durable_timeout,
             },
             finished,
             drop_timeout: config.drop_timeout,
@@ -315,32 +319,41 @@ fn ready(result: Result<Receipt, RecordError>) -> RecordFuture {
 
 async fn acknowledged(
     rx: Option<oneshot::Receiver<Result<Receipt, RecordError>>>,
+    timeout: Option<Duration>,
 ) -> Result<Receipt, RecordError> {
-    match rx {
-        None => Ok(Receipt { index: None }),
-        Some(rx) => rx.await.unwrap_or_else(|_| {
-            Err(RecordError::Failed(
-                "the audit writer stopped without acknowledging the event".into(),
-            ))
-        }),
+    let Some(rx) = rx else {
+        return Ok(Receipt { index: None });
+    };
+    let stopped = |_| {
+        Err(RecordError::Failed(
+            "the audit writer stopped without acknowledging the event".into(),
+        ))
+    };
+    match timeout {
+        None => rx.await.unwrap_or_else(stopped),
+        Some(timeout) => match tokio::time::timeout(timeout, rx).await {
+            Ok(answer) => answer.unwrap_or_else(stopped),
+            Err(_) => Err(RecordError::TimedOut(timeout)),
+        },
     }
 }
 
 /// Waits for room under [`OverflowPolicy::Block`], then for the acknowledgement.
 async fn block_for_room(
-    shared: Arc<Shared>,
+    handle: WriterHandle,
     mut record: Record,
     mut ack: Option<Ack>,
     rx: Option<oneshot::Receiver<Result<Receipt, RecordError>>>,
     timeout: Duration,
 ) -> Result<Receipt, RecordError> {
+    let shared = &handle.shared;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let room = shared.room.notified();
         tokio::pin!(room);
         room.as_mut().enable();
         match shared.push(record, ack, false) {
-            Ok(()) => return acknowledged(rx).await,
+            Ok(()) => return acknowledged(rx, handle.durable_timeout).await,
             Err(PushError::Refused(e)) => return Err(e),
             Err(PushError::Full(r, a)) => (record, ack) = (r, a),
         }
@@ -365,16 +378,12 @@ impl Recorder for WriterHandle {
         let drop_when_full = self.overflow == OverflowPolicy::DropNewest;
         match self.shared.push(record, ack, drop_when_full) {
             Ok(()) if rx.is_none() => ready(Ok(Receipt { index: None })),
-            Ok(()) => Box::pin(acknowledged(rx)),
+            Ok(()) => Box::pin(acknowledged(rx, self.durable_timeout)),
             Err(PushError::Refused(e)) => ready(Err(e)),
             Err(PushError::Full(record, ack)) => match self.overflow {
-                OverflowPolicy::Block { timeout } => Box::pin(block_for_room(
-                    self.shared.clone(),
-                    record,
-                    ack,
-                    rx,
-                    timeout,
-                )),
+                OverflowPolicy::Block { timeout } => {
+                    Box::pin(block_for_room(self.clone(), record, ack, rx, timeout))
+                }
                 OverflowPolicy::Reject | OverflowPolicy::DropNewest => {
                     self.shared
                         .counters

@@ -418,3 +418,68 @@ async fn a_request_dropped_while_the_queue_is_full_is_counted_in_a_gap() {
     );
     check_log(dir.path());
 }
+
+/// A store that stops answering for a while (a sink over the network retries inside its
+/// calls): `Durable` callers are told `TimedOut` within the bound rather than hang, `Async`
+/// events wait in the queue under its overflow policy, and once the store answers again the
+/// writer carries on by itself — with every event it accepted, the timed-out ones included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_times_durable_callers_out_and_writing_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FaultySink::new(dir.path(), SinkFault::WriteEio, u64::MAX);
+    let gate = sink.gate.clone();
+    let bound = Duration::from_millis(150);
+    let config = WriterConfig::default()
+        .queue_capacity(3, 1 << 20)
+        .overflow(OverflowPolicy::DropNewest)
+        .durable_timeout(bound);
+    let writer = Writer::start(sink, config).unwrap();
+    let handle = writer.handle();
+    gate.close();
+    handle
+        .record(event("held"), Durability::Async)
+        .await
+        .unwrap();
+    until(|| gate.waiting() == 1).await;
+
+    let started = Instant::now();
+    let told = handle.record(event("timed-out"), Durability::Durable).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(told, Err(RecordError::TimedOut(d)) if d == bound),
+        "{told:?}"
+    );
+    assert!(waited >= bound && waited < bound * 10, "waited {waited:?}");
+    assert!(handle.health().is_ok(), "an outage is not a failure");
+    for i in 0..4 {
+        let _ = handle
+            .record(event(&format!("async-{i}")), Durability::Async)
+            .await;
+    }
+    assert_eq!(
+        handle.queued(),
+        3,
+        "the queue is full; the rest is counted in a gap"
+    );
+
+    gate.open();
+    let after = handle
+        .record(event("after"), Durability::Durable)
+        .await
+        .expect("writing resumes on its own");
+    let report = writer.shutdown(soon()).await;
+    assert_eq!((report.error, report.lost, report.dropped), (None, 0, 2));
+    let events = events(dir.path());
+    let actions: Vec<String> = events.iter().filter_map(action).collect();
+    assert_eq!(
+        actions,
+        ["held", "timed-out", "async-0", "async-1", "after"],
+        "the timed-out event is still recorded once the store is back"
+    );
+    assert_eq!(gaps(&events), [(2, GAP_QUEUE_FULL.to_string())]);
+    assert_eq!(
+        action(&events[after.index.unwrap() as usize]).as_deref(),
+        Some("after")
+    );
+    check_log(dir.path());
+}

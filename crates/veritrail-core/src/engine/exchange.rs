@@ -329,6 +329,7 @@ fn record_error_summary(e: &RecordError) -> &'static str {
         RecordError::Overflow => "the audit queue is full",
         RecordError::Failed(_) => "the audit writer has failed",
         RecordError::Closed => "the audit writer is shut down",
+        RecordError::TimedOut(_) => "the audit log's store did not confirm the event in time",
     }
 }
 
