@@ -127,6 +127,13 @@ fn human_valid(dir: &Path, report: &VerifyReport, against_given: usize) -> Strin
         BASE64.encode(report.root),
         report.records
     ));
+    if report.records > report.signed_size {
+        out.push_str(&format!(
+            "unsigned:     records {}..{} come after the latest signed checkpoint: checked \
+             and hashed, but no signature vouches for them yet\n",
+            report.signed_size, report.records
+        ));
+    }
     if let Some(tail) = &report.tail {
         out.push_str(&format!(
             "note:         {} ends in a torn write after the last checkpoint (a crash): {} \
@@ -149,6 +156,7 @@ fn json_valid(dir: &Path, report: &VerifyReport) -> serde_json::Value {
         "bytes": report.bytes,
         "checkpoints_checked": report.checkpoints_checked,
         "against_checked": report.against_checked,
+        "signed_size": report.signed_size,
         "torn_tail": report.tail.as_ref().map(|t| serde_json::json!({
             "segment": t.segment.display().to_string(),
             "offset": t.offset,

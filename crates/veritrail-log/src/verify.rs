@@ -63,6 +63,10 @@ pub struct VerifyReport {
     pub checkpoints_checked: usize,
     /// `against` checkpoints the log was proven to extend.
     pub against_checked: usize,
+    /// The size of the largest stored checkpoint: records from this index on were checked
+    /// for framing and hashed, but no signature vouches for them yet (a writer that crashed
+    /// before signing, or records appended since the last checkpoint).
+    pub signed_size: u64,
     /// Whether the newest segment ends in a torn record (see [`tail`](Self::tail)).
     pub recovered_tail: bool,
     /// The torn tail (or stored hashes of records no longer present) that
@@ -485,6 +489,20 @@ impl<'a> Verifier<'a> {
                 });
             }
         }
+        if self.checkpoints.is_empty() && size > 0 {
+            // A writer signs its log's empty tree when it creates it, so a log with records
+            // and no checkpoint at all had its checkpoint files removed: nothing vouches for
+            // any of its records.
+            return Err(VerifyError::Checkpoint {
+                which: "checkpoints".into(),
+                size: None,
+                reason: format!(
+                    "the log holds {size} records and no signed checkpoint (a veritrail log \
+                     signs its empty tree when it is created): its checkpoint files were \
+                     removed, and no signature vouches for any record"
+                ),
+            });
+        }
         if size < signed {
             let (which, cp_size) = self
                 .checkpoints
@@ -558,6 +576,7 @@ impl<'a> Verifier<'a> {
             root,
             checkpoints_checked: self.checkpoints.len(),
             against_checked: self.opts.against.len(),
+            signed_size: signed,
             recovered_tail: tail.is_some(),
             tail,
             unhashed_records: size - prefix,
