@@ -553,4 +553,201 @@ optional = true
             .contains("is public")
         );
     }
+
+    /// The config file is fuzzed here rather than by a libFuzzer target (it is parsed inside
+    /// the binary crate, which a fuzz target cannot link): files built from hostile values —
+    /// paths with every trick the canonicaliser refuses, odd types, huge numbers, control
+    /// characters — and then byte-mutated. Loading never panics, and every config it accepts
+    /// has the invariants the proxy relies on.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn hostile_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                Just("/".to_owned()),
+                Just("/admin".to_owned()),
+                Just("/admin/".to_owned()),
+                Just("/health".to_owned()),
+                Just("/a/b/c".to_owned()),
+                "/[a-z%./;\\\\_~-]{0,12}",
+                "(/[a-zA-Z0-9._~%-]{0,4}){0,4}/?",
+                "\\PC{0,16}",
+                ".{0,24}",
+                Just("x".repeat(5000)),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = toml::Value> {
+            prop_oneof![
+                hostile_text().prop_map(toml::Value::String),
+                any::<i64>().prop_map(toml::Value::Integer),
+                prop_oneof![Just(0i64), Just(1), Just(-1), Just(i64::MAX)]
+                    .prop_map(toml::Value::Integer),
+                any::<bool>().prop_map(toml::Value::Boolean),
+                prop::collection::vec(hostile_text().prop_map(toml::Value::String), 0..3)
+                    .prop_map(toml::Value::Array),
+            ]
+        }
+
+        const KEYS: &[&str] = &[
+            "listen",
+            "upstream",
+            "jwks",
+            "oidc",
+            "hs_secret_file",
+            "issuer",
+            "audience",
+            "log",
+            "key",
+            "durability",
+            "identity_headers",
+            "upstream_timeout",
+            "shutdown_grace",
+            "trusted_proxies",
+            "forwarded_header",
+            "trust_request_id",
+            "underscores_in_headers",
+            "max_connections",
+            "max_connections_per_ip",
+            "realm",
+        ];
+        /// A `[[route]]` table: well-typed values mostly, so that many are accepted.
+        fn route() -> impl Strategy<Value = toml::Table> {
+            let names =
+                || prop::collection::vec(hostile_text().prop_map(toml::Value::String), 0..3);
+            (
+                hostile_text(),
+                prop::option::of(any::<bool>()),
+                prop::option::of(any::<bool>()),
+                prop::option::of(names()),
+                prop::option::of(names()),
+                prop::option::of(prop_oneof![
+                    Just("async".to_owned()),
+                    Just("durable".to_owned()),
+                    Just("write-ahead".to_owned()),
+                    hostile_text(),
+                ]),
+            )
+                .prop_map(|(prefix, public, optional, scopes, roles, durability)| {
+                    let mut t = toml::Table::new();
+                    t.insert("prefix".into(), toml::Value::String(prefix));
+                    let mut put = |k: &str, v: Option<toml::Value>| {
+                        if let Some(v) = v {
+                            t.insert(k.into(), v);
+                        }
+                    };
+                    put("public", public.map(toml::Value::Boolean));
+                    put("optional", optional.map(toml::Value::Boolean));
+                    put("scopes", scopes.map(toml::Value::Array));
+                    put("roles", roles.map(toml::Value::Array));
+                    put("durability", durability.map(toml::Value::String));
+                    t
+                })
+        }
+
+        fn table(keys: &'static [&'static str]) -> impl Strategy<Value = toml::Table> {
+            prop::collection::vec((prop::sample::select(keys), value()), 1..4)
+                .prop_map(|kv| kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        }
+
+        fn config() -> impl Strategy<Value = String> {
+            let routes = prop::collection::vec(route(), 0..6);
+            let over = prop_oneof![2 => Just(toml::Table::new()), 1 => table(KEYS)];
+            (over, routes, any::<bool>()).prop_map(|(over, routes, valid_base)| {
+                let mut top = toml::Table::new();
+                if valid_base {
+                    for (k, v) in [
+                        ("listen", "127.0.0.1:1"),
+                        ("upstream", "http://u"),
+                        ("jwks", "j"),
+                        ("issuer", "i"),
+                        ("audience", "a"),
+                        ("log", "l"),
+                        ("key", "k"),
+                    ] {
+                        top.insert(k.into(), toml::Value::String(v.into()));
+                    }
+                }
+                top.extend(over);
+                let routes = routes.into_iter().map(toml::Value::Table).collect();
+                top.insert("route".into(), toml::Value::Array(routes));
+                toml::to_string(&top).expect("a table prints")
+            })
+        }
+
+        fn mutated() -> impl Strategy<Value = Vec<u8>> {
+            let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4);
+            let edits = prop_oneof![3 => Just(Vec::new()), 1 => edits];
+            (config(), edits).prop_map(|(text, edits)| {
+                let mut bytes = text.into_bytes();
+                for (at, byte) in edits {
+                    if !bytes.is_empty() {
+                        let i = at.index(bytes.len());
+                        bytes[i] = byte;
+                    }
+                }
+                bytes
+            })
+        }
+
+        /// Every invariant the proxy relies on in an accepted config.
+        fn check(settings: &Settings, probes: &[String]) {
+            assert!(settings.listen.parse::<SocketAddr>().is_ok());
+            assert!(settings.max_connections >= 1 && settings.max_connections_per_ip >= 1);
+            let prefixes: Vec<&str> = settings.routes.iter().map(|(p, _)| p).collect();
+            for (i, prefix) in prefixes.iter().enumerate() {
+                assert_eq!(
+                    canonical_path(prefix).as_deref(),
+                    Ok(*prefix),
+                    "not canonical"
+                );
+                assert_eq!(
+                    settings.routes.matching(prefix).map(|p| &**p),
+                    Some(*prefix)
+                );
+                let covers = |p: &str| p.trim_end_matches('/').to_owned();
+                assert!(
+                    prefixes[i + 1..]
+                        .iter()
+                        .all(|p| covers(p) != covers(prefix)),
+                    "{prefix:?} twice"
+                );
+            }
+            // The chosen route is the longest configured prefix that covers the path.
+            for probe in probes {
+                let Ok(path) = canonical_path(probe) else {
+                    continue;
+                };
+                let chosen = settings.routes.matching(&path).map(|p| &**p);
+                let longest = prefixes
+                    .iter()
+                    .filter(|p| path_is_under(&path, p))
+                    .max_by_key(|p| p.trim_end_matches('/').len())
+                    .copied();
+                assert_eq!(
+                    chosen.map(|p| p.trim_end_matches('/').len()),
+                    longest.map(|p| p.trim_end_matches('/').len()),
+                    "{path:?}: chose {chosen:?}"
+                );
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+            #[test]
+            fn any_config_file_loads_or_is_refused_never_panics(
+                bytes in mutated(),
+                probes in prop::collection::vec(hostile_text(), 0..6),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("proxy.toml");
+                std::fs::write(&path, &bytes).unwrap();
+                if let Ok(settings) = load(&args(&path)) {
+                    check(&settings, &probes);
+                }
+            }
+        }
+    }
 }

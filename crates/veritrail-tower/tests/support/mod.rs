@@ -19,6 +19,9 @@ pub(crate) fn authenticator() -> Authenticator {
 }
 
 pub(crate) fn token(scopes: &[&str]) -> String {
+    // With every feature on, jsonwebtoken has two backends and no default: a test that mints
+    // a token before any authenticator was built (tests run in parallel) must pick one.
+    veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp();
     let claims = serde_json::json!({
         "sub": "alice", "iss": "https://idp.test", "aud": "orders-api",
