@@ -44,6 +44,10 @@ pub(crate) enum Command {
     /// An authenticating, auditing reverse proxy in front of any HTTP service.
     #[cfg(feature = "proxy")]
     Proxy(Box<ProxyArgs>),
+    /// The auditor's web view of a log and its JSON API (`/api/v1`), read-only: search the
+    /// events, and verify any of them in the browser without trusting the server.
+    #[cfg(feature = "serve")]
+    Serve(Box<ServeArgs>),
     /// Works with JWTs: `token verify` checks one as the proxy would.
     #[cfg(feature = "token")]
     Token(TokenArgs),
@@ -133,6 +137,46 @@ pub(crate) struct ProxyArgs {
     /// disagree with their stored hashes are refused all the same.
     #[arg(long)]
     pub(crate) recover: bool,
+}
+
+/// `veritrail serve LOG --listen ADDR (--no-auth | (--jwks FILE|URL | --oidc ISSUER_URL |
+/// --hs-secret-file FILE) --issuer ISS --audience AUD [--scope S]... [--role R]...
+/// --access-log DIR --access-key KEYFILE)`.
+#[cfg(feature = "serve")]
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The log to show (read-only: nothing in it changes).
+    #[arg(value_name = "LOG")]
+    pub(crate) log: PathBuf,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: String,
+    /// Where the token-checking keys come from (as for `veritrail proxy`).
+    #[command(flatten)]
+    pub(crate) keys: KeySourceArgs,
+    /// The tokens' required issuer (`iss`); with --oidc, defaults to that URL.
+    #[arg(long, value_name = "ISS")]
+    pub(crate) issuer: Option<String>,
+    /// The tokens' required audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    pub(crate) audience: Option<String>,
+    /// A scope every reader's token must hold (repeatable: all of them). Default `audit:read`,
+    /// unless --role is given.
+    #[arg(long, value_name = "SCOPE")]
+    pub(crate) scope: Vec<String>,
+    /// A role every reader's token must hold (repeatable: all of them).
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) role: Vec<String>,
+    /// Serve without checking tokens, for local use: anyone who can reach ADDR reads the log.
+    #[arg(long, conflicts_with_all = ["jwks", "oidc", "hs_secret_file", "issuer", "audience", "scope", "role"])]
+    pub(crate) no_auth: bool,
+    /// The log that records every use of the view (who searched for what, who downloaded which
+    /// proof): created if missing. Required unless --no-auth.
+    #[arg(long, value_name = "DIR", requires = "access_key")]
+    pub(crate) access_log: Option<PathBuf>,
+    /// The access log's private key file (`veritrail keygen`).
+    #[arg(long, value_name = "KEYFILE", requires = "access_log")]
+    pub(crate) access_key: Option<PathBuf>,
 }
 
 /// `--underscores-in-headers drop|keep`.

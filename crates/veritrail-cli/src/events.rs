@@ -139,7 +139,7 @@ pub(crate) fn row(index: u64, event: &AuditEvent) -> String {
 }
 
 /// `GET /orders/{id}` (the route template, or the path when there is none).
-fn request(http: &HttpEvent) -> String {
+pub(crate) fn request(http: &HttpEvent) -> String {
     let target = match &http.request.route {
         Some(route) => route.clone(),
         None => show(&http.request.path),
@@ -152,7 +152,7 @@ fn request(http: &HttpEvent) -> String {
 }
 
 /// A system record in a few words.
-fn summary(body: &EventBody) -> String {
+pub(crate) fn summary(body: &EventBody) -> String {
     match body {
         EventBody::Http(_) => String::new(),
         EventBody::Keyset(k) => {

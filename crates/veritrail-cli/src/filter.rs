@@ -62,6 +62,15 @@ impl Filter {
         })
     }
 
+    /// Whether no filter is set: every record, event or not, is selected.
+    #[cfg_attr(
+        not(feature = "serve"),
+        expect(dead_code, reason = "only the view pages")
+    )]
+    pub(crate) fn selects_everything(&self) -> bool {
+        self.since.is_none() && self.until.is_none() && !self.selects_requests()
+    }
+
     /// Whether a request filter is set (then only `http` events can match).
     fn selects_requests(&self) -> bool {
         self.sub.is_some()

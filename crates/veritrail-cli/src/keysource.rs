@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use veritrail_core::auth::remote::{JwksConfig, JwksStore};
-use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+use veritrail_core::auth::{Authenticator, Issuer, KeySet, TokenSource};
 
 use crate::cli::KeySourceArgs;
 
@@ -81,19 +81,20 @@ pub(crate) struct Keys {
     /// The public keys of a JWKS file (known before any token is checked); `None` for fetched
     /// keys (see [`OnFetchedKeys`]) and for a shared secret, which is never recorded anywhere.
     #[cfg_attr(
-        not(feature = "proxy"),
-        expect(dead_code, reason = "only the proxy records key sets")
+        not(feature = "server"),
+        expect(dead_code, reason = "only the proxy and the view record key sets")
     )]
     pub(crate) file_keys: Option<KeySet>,
 }
 
-/// Builds the authenticator for tokens of `issuer` for `audience`, with keys from `source`.
-/// Fetched key sets are passed to `on_fetched`. Must run inside a tokio runtime (fetched keys
-/// are refreshed by a task).
+/// Builds the authenticator for tokens of `issuer` for `audience`, with keys from `source`,
+/// reading tokens from `token_sources` (none: the `Authorization: Bearer` header). Fetched
+/// key sets are passed to `on_fetched`. Must run inside a tokio runtime (fetched keys are
+/// refreshed by a task).
 pub(crate) async fn authenticator(
     source: &KeySource,
-    issuer: &str,
-    audience: &str,
+    (issuer, audience): (&str, &str),
+    token_sources: &[TokenSource],
     on_fetched: Option<OnFetchedKeys>,
 ) -> Result<Keys> {
     let mut file_keys = None;
@@ -125,14 +126,66 @@ pub(crate) async fn authenticator(
             config.key_source(remote(JwksConfig::oidc_issuer(url), url, on_fetched).await?)
         }
     };
-    let authenticator = Authenticator::builder()
-        .issuer(config)
-        .build()
-        .context("invalid authentication settings")?;
+    let mut builder = Authenticator::builder().issuer(config);
+    if !token_sources.is_empty() {
+        builder = builder.token_sources(token_sources.iter().cloned());
+    }
+    let authenticator = builder.build().context("invalid authentication settings")?;
     Ok(Keys {
         authenticator,
         file_keys,
     })
+}
+
+/// The authenticator for `source` (as [`authenticator`] builds it), with the keys in force
+/// recorded in `log`: a `keyset` record at start and whenever a fetched key set changes. A
+/// shared secret is never recorded. `veritrail proxy` records into its audit log, `veritrail
+/// serve` into its access log.
+#[cfg(feature = "server")]
+pub(crate) async fn recording_authenticator(
+    source: &KeySource,
+    (issuer, audience): (&str, &str),
+    token_sources: &[TokenSource],
+    log: veritrail_writer::WriterHandle,
+) -> Result<Authenticator> {
+    let on_fetched: OnFetchedKeys = {
+        let (log, issuer) = (log.clone(), issuer.to_owned());
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |keys| {
+            let (log, issuer, keys) = (log.clone(), issuer.clone(), Arc::clone(keys));
+            runtime.spawn(async move {
+                if let Err(e) = record_keyset(&log, &issuer, &keys).await {
+                    eprintln!("cannot record the new key set: {e:#}");
+                }
+            });
+        })
+    };
+    let keys = authenticator(source, (issuer, audience), token_sources, Some(on_fetched)).await?;
+    if let Some(file_keys) = &keys.file_keys {
+        record_keyset(&log, issuer, file_keys).await?;
+    }
+    Ok(keys.authenticator)
+}
+
+#[cfg(feature = "server")]
+async fn record_keyset(
+    log: &veritrail_writer::WriterHandle,
+    issuer: &str,
+    keys: &KeySet,
+) -> Result<()> {
+    use veritrail_core::recorder::Recorder as _;
+    let id: String = keys.id().iter().map(|b| format!("{b:02x}")).collect();
+    log.record(
+        veritrail_core::event::AuditEvent::keyset(
+            Some(issuer.to_owned()),
+            id,
+            keys.to_public_jwks(),
+        ),
+        veritrail_core::recorder::Durability::Durable,
+    )
+    .await
+    .context("cannot record the key set in the log")?;
+    Ok(())
 }
 
 /// A remote key store, loaded once before this returns.

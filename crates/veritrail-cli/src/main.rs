@@ -11,6 +11,8 @@
 //! veritrail tail log                                      # follow new events
 //! veritrail export log --format ocsf --out events.ocsf.jsonl
 //! veritrail demo                                          # server, tokens, traffic, verification
+//! veritrail serve log --listen 127.0.0.1:8080 --jwks jwks.json --issuer https://login.example.com \
+//!     --audience audit --access-log access-log --access-key access.key   # or --no-auth, locally
 //! veritrail token verify - --jwks jwks.json --issuer https://login.example.com --audience api
 //! veritrail proxy --listen 0.0.0.0:8080 --upstream http://127.0.0.1:3000 \
 //!     --oidc https://login.example.com --audience api --log log --key audit.key
@@ -22,6 +24,7 @@ mod append;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
+mod dirstate;
 mod events;
 mod exit;
 mod export;
@@ -38,8 +41,12 @@ mod progress;
 mod proofs;
 #[cfg(feature = "proxy")]
 mod proxy;
+#[cfg(feature = "serve")]
+mod serve;
+#[cfg(any(feature = "proxy", feature = "serve"))]
+mod signal;
 mod tail;
-#[cfg(any(feature = "demo", feature = "proxy"))]
+#[cfg(any(feature = "demo", feature = "proxy", feature = "serve"))]
 mod telemetry;
 #[cfg(feature = "token")]
 mod token;
@@ -70,6 +77,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         #[cfg(feature = "proxy")]
         Command::Proxy(args) => proxy::run(args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(args),
         #[cfg(feature = "token")]
         Command::Token(args) => token::run(args),
     };

@@ -2,9 +2,11 @@
 //! `consistency`. None needs a key; each checks what it prints against the checkpoint's root
 //! before printing it, so a damaged log yields an error, never a proof that will not verify.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
-use veritrail_log::merkle;
 use veritrail_log::proof::{ConsistencyBody, InclusionProofFile};
+use veritrail_log::{Checkpoint, Log, merkle};
 
 use crate::cli::{CheckpointArgs, ConsistencyArgs, ProveArgs};
 use crate::exit::invalid;
@@ -23,34 +25,9 @@ pub(crate) fn prove(args: &ProveArgs) -> Result<()> {
     let log = open_read_only(&args.log)?;
     let signed = latest_checkpoint(&log, &args.log)?;
     let checkpoint = unverified_body(&signed, "the latest checkpoint")?;
-    let (index, size) = (args.index, checkpoint.size);
-    if index >= size {
-        bail!(
-            "there is no record {index} under the latest checkpoint of {}: it covers {}",
-            args.log.display(),
-            match size {
-                0 => "no records yet".to_owned(),
-                n => format!("indexes 0..={}", n - 1),
-            }
-        );
-    }
-    let record = log
-        .read(index)
-        .with_context(|| format!("cannot read record {index} of {}", args.log.display()))?;
-    let proof = log.inclusion_proof(index, size).with_context(|| {
-        format!(
-            "cannot build the inclusion proof of record {index} in {}",
-            args.log.display()
-        )
-    })?;
-    merkle::verify_inclusion(
-        &merkle::leaf_hash(&record),
-        index,
-        size,
-        &proof,
-        &checkpoint.root,
-    )
-    .map_err(|e| {
+    let file = inclusion_file(&log, &args.log, signed, &checkpoint, args.index)?;
+    let (index, size) = (file.index, checkpoint.size);
+    check_inclusion(&file, &checkpoint).map_err(|e| {
         invalid(format!(
             "record {index} of {} does not match the log's latest checkpoint ({e}); the log \
                  is damaged — run `veritrail verify {} --key VKEY` to find where",
@@ -58,13 +35,7 @@ pub(crate) fn prove(args: &ProveArgs) -> Result<()> {
             args.log.display()
         ))
     })?;
-    let text = InclusionProofFile {
-        index,
-        record,
-        proof,
-        checkpoint: signed,
-    }
-    .to_text();
+    let text = file.to_text();
     match &args.out {
         None => write_stdout(text.as_bytes()),
         Some(path) => {
@@ -81,6 +52,59 @@ pub(crate) fn prove(args: &ProveArgs) -> Result<()> {
     }
 }
 
+/// The proof file of record `index` of `log` (at `location`) under `checkpoint`, whose signed
+/// text is `signed`: the record as stored, its inclusion proof from the stored hashes, and the
+/// checkpoint. Not checked: see [`check_inclusion`].
+pub(crate) fn inclusion_file(
+    log: &Log,
+    location: &Path,
+    signed: String,
+    checkpoint: &Checkpoint,
+    index: u64,
+) -> Result<InclusionProofFile> {
+    let size = checkpoint.size;
+    if index >= size {
+        bail!(
+            "there is no record {index} under the latest checkpoint of {}: it covers {}",
+            location.display(),
+            match size {
+                0 => "no records yet".to_owned(),
+                n => format!("indexes 0..={}", n - 1),
+            }
+        );
+    }
+    let record = log
+        .read(index)
+        .with_context(|| format!("cannot read record {index} of {}", location.display()))?;
+    let proof = log.inclusion_proof(index, size).with_context(|| {
+        format!(
+            "cannot build the inclusion proof of record {index} in {}",
+            location.display()
+        )
+    })?;
+    Ok(InclusionProofFile {
+        index,
+        record,
+        proof,
+        checkpoint: signed,
+    })
+}
+
+/// Whether `file`'s record and proof lead to `checkpoint`'s root (its signature is not
+/// checked: whoever holds the verifier key does that).
+pub(crate) fn check_inclusion(
+    file: &InclusionProofFile,
+    checkpoint: &Checkpoint,
+) -> Result<(), merkle::ProofError> {
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(&file.record),
+        file.index,
+        checkpoint.size,
+        &file.proof,
+        &checkpoint.root,
+    )
+}
+
 /// Prints the tlog-witness `add-checkpoint` body proving the latest checkpoint extends `--from`.
 pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<()> {
     let log = open_read_only(&args.log)?;
@@ -90,7 +114,20 @@ pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<()> {
         .with_context(|| format!("cannot read the old checkpoint {from}"))?;
     let old = unverified_body(&old_text, &from)?;
     let new = unverified_body(&signed, "the latest checkpoint")?;
-    let dir = args.log.display();
+    let body = consistency_body(&log, &args.log, (&old, &from), (&new, signed))?;
+    write_stdout(body.to_text().as_bytes())
+}
+
+/// The consistency proof from `old` (named `from` in errors) to `new` (signed as `signed`) in
+/// `log` (at `location`), checked before it is returned: a damaged or rewritten log yields an
+/// error, never a body that will not verify.
+pub(crate) fn consistency_body(
+    log: &Log,
+    location: &Path,
+    (old, from): (&Checkpoint, &str),
+    (new, signed): (&Checkpoint, String),
+) -> Result<ConsistencyBody> {
+    let dir = location.display();
     if old.origin != new.origin {
         return Err(invalid(format!(
             "{from} is a checkpoint of the log {:?}, but {dir} is the log {:?}",
@@ -114,24 +151,23 @@ pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<()> {
             )
         })?
     };
-    check_extends(&old, &new, &proof).map_err(|reason| {
+    check_extends(old, new, &proof).map_err(|reason| {
         invalid(format!(
             "{dir} does not extend {from}: {reason}; the log was rewritten, or {from} is not \
              one of its checkpoints"
         ))
     })?;
-    let body = ConsistencyBody {
+    Ok(ConsistencyBody {
         old_size: old.size,
         proof,
         checkpoint: signed,
-    };
-    write_stdout(body.to_text().as_bytes())
+    })
 }
 
 /// Checks that `new` extends `old` under `proof` (size 0 is extended by every tree).
 fn check_extends(
-    old: &veritrail_log::Checkpoint,
-    new: &veritrail_log::Checkpoint,
+    old: &Checkpoint,
+    new: &Checkpoint,
     proof: &[veritrail_log::Hash],
 ) -> Result<(), String> {
     if old.size == 0 {

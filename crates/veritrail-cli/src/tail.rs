@@ -8,14 +8,15 @@
 //! Runs until interrupted (Ctrl-C) or until its reader goes away (`veritrail tail LOG | head`),
 //! which ends it with success.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 use veritrail_log::Log;
 
 use crate::cli::TailArgs;
+use crate::dirstate::DirState;
 use crate::events::{HEADER, Scan, for_each_event, print};
 use crate::exit::invalid;
 use crate::filter::Filter;
@@ -93,38 +94,8 @@ fn wait_for_growth(dir: &Path, seen: &mut DirState, interval: Duration, size: u6
                     return Err(e).with_context(|| format!("cannot reopen {}", dir.display()));
                 }
                 // Look again at the next tick even if nothing else changes.
-                seen.files.clear();
+                seen.forget();
             }
         }
-    }
-}
-
-/// The name, length and modification time of every file under the log directory.
-#[derive(Debug, PartialEq, Eq)]
-struct DirState {
-    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
-}
-
-impl DirState {
-    fn of(dir: &Path) -> Result<Self> {
-        let mut files = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(d) = pending.pop() {
-            let entries =
-                std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?;
-            for entry in entries {
-                let entry = entry.with_context(|| format!("cannot read {}", d.display()))?;
-                let path = entry.path();
-                // A file may vanish between listing and looking (a writer's temporary file).
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    pending.push(path);
-                } else {
-                    files.push((path, meta.len(), meta.modified().ok()));
-                }
-            }
-        }
-        files.sort();
-        Ok(DirState { files })
     }
 }

@@ -43,7 +43,7 @@ fn verify(args: &TokenVerifyArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let explanation = runtime.block_on(async {
-        let keys = keysource::authenticator(&source, issuer, &args.audience, None).await?;
+        let keys = keysource::authenticator(&source, (issuer, &args.audience), &[], None).await?;
         anyhow::Ok(explain(&keys.authenticator, &token).await)
     })?;
     let text = if args.json {

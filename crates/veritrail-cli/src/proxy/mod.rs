@@ -29,17 +29,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt;
-use veritrail_core::auth::{Authenticator, KeySet};
 use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies, canonical_path};
-use veritrail_core::event::AuditEvent;
-use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_otel::OtelLayer;
 use veritrail_tower::{AuditLayer, PeerAddr};
-use veritrail_writer::WriterHandle;
 
 use crate::cli::ProxyArgs;
 use crate::keys;
-use crate::keysource::{self, OnFetchedKeys};
+use crate::keysource;
 use crate::telemetry::Telemetry;
 use admission::{ConnectionLimits, OverCap};
 use config::Settings;
@@ -71,7 +67,13 @@ async fn serve(settings: Settings) -> Result<()> {
     let signer = keys::read_signer(&settings.key)?;
     let telemetry = Telemetry::from_env("veritrail-proxy")?;
     let writer = telemetry.open_writer(&settings.log, signer, settings.recover)?;
-    let authenticator = authenticator(&settings, writer.handle()).await?;
+    let authenticator = keysource::recording_authenticator(
+        &settings.keys,
+        (&settings.issuer, &settings.audience),
+        &[],
+        writer.handle(),
+    )
+    .await?;
     let proxies = TrustedProxies::parse(&settings.trusted_proxies)
         .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?
         .header(settings.forwarded_header);
@@ -115,7 +117,7 @@ async fn serve(settings: Settings) -> Result<()> {
 
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
-    let mut stop = std::pin::pin!(shutdown_signal());
+    let mut stop = std::pin::pin!(crate::signal::shutdown_signal());
     let mut turned_away = TurnedAway::default();
     loop {
         let (stream, peer) = tokio::select! {
@@ -339,67 +341,4 @@ fn connection_service(
             Box::pin(service.clone().oneshot(req))
         },
     )
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// The authenticator for the configured key source; the keys in force are recorded in the log
-/// (a `keyset` record at start and whenever a fetched key set changes). A shared secret is
-/// never recorded.
-async fn authenticator(settings: &Settings, log: WriterHandle) -> Result<Authenticator> {
-    let on_fetched: OnFetchedKeys = {
-        let (log, issuer) = (log.clone(), settings.issuer.clone());
-        let runtime = tokio::runtime::Handle::current();
-        Box::new(move |keys| {
-            let (log, issuer, keys) = (log.clone(), issuer.clone(), Arc::clone(keys));
-            runtime.spawn(async move {
-                if let Err(e) = record_keyset(&log, &issuer, &keys).await {
-                    eprintln!("cannot record the new key set: {e:#}");
-                }
-            });
-        })
-    };
-    let keys = keysource::authenticator(
-        &settings.keys,
-        &settings.issuer,
-        &settings.audience,
-        Some(on_fetched),
-    )
-    .await?;
-    if let Some(file_keys) = &keys.file_keys {
-        record_keyset(&log, &settings.issuer, file_keys).await?;
-    }
-    Ok(keys.authenticator)
-}
-
-async fn record_keyset(log: &WriterHandle, issuer: &str, keys: &KeySet) -> Result<()> {
-    let id: String = keys.id().iter().map(|b| format!("{b:02x}")).collect();
-    log.record(
-        AuditEvent::keyset(Some(issuer.to_owned()), id, keys.to_public_jwks()),
-        Durability::Durable,
-    )
-    .await
-    .context("cannot record the key set in the log")?;
-    Ok(())
 }

@@ -1,0 +1,320 @@
+//! `/api/v1`: what the pages use, for programs too (described in `openapi.json`).
+//!
+//! Records are returned exactly as stored — the bytes the log hashes — so that a client can
+//! check them against a proof without trusting this server.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use veritrail_core::engine::AuditContext;
+use veritrail_core::event::AuditEvent;
+
+use super::pages::{Failure, Search, blocking, parse_index, row_html};
+use super::trail::{Page, Row};
+use super::{View, audit};
+use crate::logdir::unverified_body;
+use crate::proofs::{consistency_body, inclusion_file};
+
+type Ctx = Option<Extension<AuditContext>>;
+
+fn ctx(ctx: &Ctx) -> Option<&AuditContext> {
+    ctx.as_ref().map(|Extension(c)| c)
+}
+
+fn json(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn plain(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// One record as a JSON member: the stored object itself when it is an audit event (valid JSON
+/// by construction), its base64 otherwise.
+fn record_json(row: &Row) -> String {
+    match &row.event {
+        Some(_) => format!(
+            "{{\"index\":{},\"record\":{}}}",
+            row.index,
+            String::from_utf8_lossy(&row.record)
+        ),
+        None => format!(
+            "{{\"index\":{},\"record_base64\":\"{}\"}}",
+            row.index,
+            BASE64.encode(&row.record)
+        ),
+    }
+}
+
+fn page_json(page: &Page) -> String {
+    let events: Vec<String> = page.rows.iter().map(record_json).collect();
+    format!(
+        "{{\"size\":{},\"searched\":{{\"from\":{},\"to\":{}}},\"older\":{},\"events\":[{}]}}",
+        page.size,
+        page.searched.start,
+        page.searched.end,
+        page.older
+            .map_or_else(|| "null".to_owned(), |o| o.to_string()),
+        events.join(",")
+    )
+}
+
+/// `GET /api/v1/events`: a page of the selected records, newest first.
+pub(crate) async fn events(
+    State(view): State<Arc<View>>,
+    audit_ctx: Ctx,
+    Query(search): Query<Search>,
+) -> Result<Response, Failure> {
+    audit(ctx(&audit_ctx), "trail.search", search.described());
+    let filter = search.filter().map_err(Failure::json)?;
+    let before = search.before().map_err(Failure::json)?;
+    let limit = search.limit().map_err(Failure::json)?;
+    let snapshot = view.trail.snapshot();
+    let page = blocking(move || snapshot.page(&filter, before, limit))
+        .await
+        .map_err(Failure::json)?;
+    Ok(json(page_json(&page)))
+}
+
+/// `GET /api/v1/events/{index}`: the record exactly as stored.
+pub(crate) async fn event(
+    State(view): State<Arc<View>>,
+    audit_ctx: Ctx,
+    Path(index): Path<String>,
+) -> Result<Response, Failure> {
+    let index = parse_index(&index).map_err(Failure::json)?;
+    audit(
+        ctx(&audit_ctx),
+        "trail.event.read",
+        Some(format!("record:{index}")),
+    );
+    let snapshot = view.trail.snapshot();
+    in_range(index, snapshot.log.size())?;
+    let row = blocking(move || snapshot.row(index))
+        .await
+        .map_err(Failure::json)?;
+    let kind = if row.event.is_some() {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    Ok(([(header::CONTENT_TYPE, kind)], row.record).into_response())
+}
+
+fn in_range(index: u64, size: u64) -> Result<(), Failure> {
+    if index >= size {
+        return Err(Failure::not_found(format!(
+            "there is no record {index}: the log holds {size} records"
+        ))
+        .json());
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/proof/{index}`: the record's `c2sp.org/tlog-proof@v1` file under the latest
+/// checkpoint, as stored — the reader's verifier checks it, not this server.
+pub(crate) async fn proof(
+    State(view): State<Arc<View>>,
+    audit_ctx: Ctx,
+    Path(index): Path<String>,
+) -> Result<Response, Failure> {
+    let index = parse_index(&index).map_err(Failure::json)?;
+    audit(
+        ctx(&audit_ctx),
+        "trail.proof.download",
+        Some(format!("record:{index}")),
+    );
+    let snapshot = view.trail.snapshot();
+    let Some((signed, checkpoint)) = snapshot.checkpoint.clone() else {
+        return Err(Failure::not_found("the log has no signed checkpoint yet").json());
+    };
+    in_range(index, checkpoint.size)?;
+    let text = blocking(move || {
+        let file = inclusion_file(
+            &snapshot.log,
+            snapshot.log.dir(),
+            signed,
+            &checkpoint,
+            index,
+        )?;
+        Ok(file.to_text())
+    })
+    .await
+    .map_err(Failure::json)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"record-{index}.tlog-proof\""),
+            ),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/checkpoint`: the latest signed checkpoint, verbatim.
+pub(crate) async fn checkpoint(
+    State(view): State<Arc<View>>,
+    audit_ctx: Ctx,
+) -> Result<Response, Failure> {
+    audit(ctx(&audit_ctx), "trail.checkpoint.read", None);
+    match &view.trail.snapshot().checkpoint {
+        Some((signed, _)) => Ok(plain(signed.clone())),
+        None => Err(Failure::not_found("the log has no signed checkpoint yet").json()),
+    }
+}
+
+/// `?from=SIZE[&to=SIZE]`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Sizes {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/consistency?from=SIZE[&to=SIZE]`: the tlog-witness body proving that the
+/// checkpoint of size `to` (default: the latest) extends the checkpoint of size `from`; both
+/// must be checkpoints the log signed.
+pub(crate) async fn consistency(
+    State(view): State<Arc<View>>,
+    audit_ctx: Ctx,
+    Query(sizes): Query<Sizes>,
+) -> Result<Response, Failure> {
+    let size = |name: &str, v: &Option<String>| -> Result<Option<u64>, Failure> {
+        v.as_deref()
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    Failure::bad_request(format!("{name} {v:?}: expected a tree size")).json()
+                })
+            })
+            .transpose()
+    };
+    let from = size("from", &sizes.from)?
+        .ok_or_else(|| Failure::bad_request("from=SIZE is required").json())?;
+    let to = size("to", &sizes.to)?;
+    audit(
+        ctx(&audit_ctx),
+        "trail.consistency.read",
+        Some(format!(
+            "sizes:{from}..{}",
+            to.map_or("latest".to_owned(), |t| t.to_string())
+        )),
+    );
+    let snapshot = view.trail.snapshot();
+    let body = blocking(move || {
+        let history = snapshot.log.checkpoint_history()?;
+        let find = |size: u64| -> anyhow::Result<(String, veritrail_log::Checkpoint)> {
+            for signed in history.iter().rev() {
+                let body = unverified_body(signed, "a stored checkpoint")?;
+                if body.size == size {
+                    return Ok((signed.clone(), body));
+                }
+            }
+            anyhow::bail!("the log signed no checkpoint of size {size}")
+        };
+        let (_, old) = find(from)?;
+        let (signed, new) = match to {
+            Some(to) => find(to)?,
+            None => snapshot
+                .checkpoint
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("the log has no signed checkpoint yet"))?,
+        };
+        let from_name = format!("the checkpoint of size {from}");
+        let body = consistency_body(
+            &snapshot.log,
+            snapshot.log.dir(),
+            (&old, &from_name),
+            (&new, signed),
+        )?;
+        Ok(body.to_text())
+    })
+    .await
+    .map_err(Failure::json)?;
+    Ok(plain(body))
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn openapi() -> Response {
+    json(include_str!("openapi.json").to_owned())
+}
+
+/// `GET /api/v1/events/stream`: server-sent events, one `record` event per new record that
+/// the filters select (`data`: `{"index":N,"html":"<tr>…</tr>"}`, the row already made safe).
+pub(crate) async fn stream(
+    State(view): State<Arc<View>>,
+    audit_ctx: Ctx,
+    Query(search): Query<Search>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, Failure> {
+    audit(ctx(&audit_ctx), "trail.live", search.described());
+    let filter = Arc::new(search.filter().map_err(Failure::json)?);
+    let mut sizes = view.trail.sizes();
+    let mut next = *sizes.borrow_and_update();
+    let stream = async_stream(move |tx| async move {
+        while sizes.changed().await.is_ok() {
+            let size = *sizes.borrow_and_update();
+            let snapshot = view.trail.snapshot();
+            let (from, filter) = (next, Arc::clone(&filter));
+            let rows = blocking(move || {
+                let mut rows = Vec::new();
+                for item in snapshot
+                    .log
+                    .records(from)
+                    .take((size.saturating_sub(from)).min(10_000) as usize)
+                {
+                    let (index, record) = item?;
+                    let event = AuditEvent::from_json(&record).ok();
+                    let selected = match &event {
+                        Some(e) => filter.matches(e),
+                        None => filter.selects_everything(),
+                    };
+                    if selected {
+                        rows.push(Row {
+                            index,
+                            record,
+                            event,
+                        });
+                    }
+                }
+                Ok(rows)
+            })
+            .await;
+            let Ok(rows) = rows else { return };
+            next = size;
+            for row in rows {
+                let data = serde_json::json!({"index": row.index, "html": row_html(&row)});
+                if tx
+                    .send(Event::default().event("record").data(data.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A stream fed by a task through a small channel; the task ends when the client goes away.
+fn async_stream<F, Fut>(task: F) -> impl futures_util::Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(task(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    })
+}

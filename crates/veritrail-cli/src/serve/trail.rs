@@ -1,0 +1,223 @@
+//! The log as the view reads it: a read-only snapshot, opened again when the log changes.
+//!
+//! Every page reads from the snapshot by position: a record through the stored offsets, a
+//! proof through the stored hashes, so the cost of a page does not grow with the log. Only a
+//! filtered search reads records one after another, newest first, and it stops after
+//! [`SEARCH_BUDGET`] records, saying which range it searched so the reader can go on.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use veritrail_core::event::AuditEvent;
+use veritrail_log::{Checkpoint, Log};
+
+use crate::dirstate::DirState;
+use crate::filter::Filter;
+use crate::logdir;
+
+/// Records a filtered search reads at most for one page.
+pub(crate) const SEARCH_BUDGET: u64 = 200_000;
+
+/// How often the log is looked at for new records.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The log being shown, kept current.
+pub(crate) struct Trail {
+    location: PathBuf,
+    current: RwLock<Arc<Snapshot>>,
+    size: watch::Sender<u64>,
+}
+
+/// The log as opened at one moment.
+pub(crate) struct Snapshot {
+    /// The log, read-only.
+    pub(crate) log: Log,
+    /// The latest signed checkpoint (note text and body), if any.
+    pub(crate) checkpoint: Option<(String, Checkpoint)>,
+}
+
+/// One record of a page.
+pub(crate) struct Row {
+    /// Its index.
+    pub(crate) index: u64,
+    /// Its bytes, as stored.
+    pub(crate) record: Vec<u8>,
+    /// The audit event it holds, when it is one.
+    pub(crate) event: Option<AuditEvent>,
+}
+
+/// One page of a search, newest first.
+pub(crate) struct Page {
+    /// The records selected.
+    pub(crate) rows: Vec<Row>,
+    /// The indexes looked at.
+    pub(crate) searched: Range<u64>,
+    /// Where the next (older) page starts (`before`), if there are older records.
+    pub(crate) older: Option<u64>,
+    /// The log's size when the page was read.
+    pub(crate) size: u64,
+}
+
+impl Trail {
+    /// Opens the log at `location` (with the CLI's log-opening rules).
+    pub(crate) fn open(location: &Path) -> Result<Arc<Trail>> {
+        let snapshot = Snapshot::open(location)?;
+        let (size, _) = watch::channel(snapshot.log.size());
+        Ok(Arc::new(Trail {
+            location: location.to_path_buf(),
+            current: RwLock::new(Arc::new(snapshot)),
+            size,
+        }))
+    }
+
+    /// Where the log is.
+    pub(crate) fn location(&self) -> &Path {
+        &self.location
+    }
+
+    /// The latest snapshot.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Its size, as it changes (for live pages).
+    pub(crate) fn sizes(&self) -> watch::Receiver<u64> {
+        self.size.subscribe()
+    }
+
+    /// Opens the log again whenever its directory changes, until the process ends. A log that
+    /// now holds fewer records than already shown is not taken: it was truncated or
+    /// replaced, which is said once on stderr.
+    pub(crate) async fn follow(self: Arc<Self>) {
+        let mut seen = DirState::of(&self.location).ok();
+        let mut warned = false;
+        loop {
+            tokio::time::sleep(POLL).await;
+            let trail = Arc::clone(&self);
+            let looked = tokio::task::spawn_blocking(move || {
+                let now = DirState::of(&trail.location).ok();
+                if now.is_some() && now == seen {
+                    return (seen, None);
+                }
+                (now, Some(Snapshot::open(&trail.location)))
+            })
+            .await;
+            let Ok((now, opened)) = looked else { return };
+            seen = now;
+            match opened {
+                None => {}
+                Some(Ok(snapshot)) => {
+                    let (old, new) = (self.snapshot().log.size(), snapshot.log.size());
+                    if new < old {
+                        if !warned {
+                            eprintln!(
+                                "warning: {} now holds {new} records, fewer than the {old} \
+                                 shown: it was truncated or replaced; still showing the \
+                                 {old} — run `veritrail verify` with a checkpoint you hold",
+                                self.location.display()
+                            );
+                            warned = true;
+                        }
+                        continue;
+                    }
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+                    self.size.send_replace(new);
+                }
+                // A writer between two writes of one update: look again at the next tick.
+                Some(Err(_)) => {
+                    if let Some(seen) = &mut seen {
+                        seen.forget();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    fn open(location: &Path) -> Result<Snapshot> {
+        let log = logdir::open_read_only(location)?;
+        let checkpoint = match log
+            .latest_checkpoint()
+            .with_context(|| format!("cannot read the checkpoint of {}", location.display()))?
+        {
+            Some(signed) => {
+                let body = logdir::unverified_body(&signed, "the latest checkpoint")?;
+                Some((signed, body))
+            }
+            None => None,
+        };
+        Ok(Snapshot { log, checkpoint })
+    }
+
+    /// The records `filter` selects before index `before` (default: the end), newest first,
+    /// at most `limit`. Without a filter this reads exactly the page's records; with one it
+    /// reads back from `before` until `limit` match or [`SEARCH_BUDGET`] were read.
+    pub(crate) fn page(&self, filter: &Filter, before: Option<u64>, limit: usize) -> Result<Page> {
+        let size = self.log.size();
+        let end = before.map_or(size, |b| b.min(size));
+        let floor = end.saturating_sub(SEARCH_BUDGET);
+        let chunk = if filter.selects_everything() {
+            limit as u64
+        } else {
+            4096
+        };
+        let mut rows = Vec::new();
+        let mut cursor = end;
+        'chunks: while cursor > floor && rows.len() < limit {
+            let start = cursor.saturating_sub(chunk).max(floor);
+            let mut chunk_rows = Vec::with_capacity((cursor - start) as usize);
+            for item in self.log.records(start).take((cursor - start) as usize) {
+                let (index, record) = item.with_context(|| {
+                    format!(
+                        "cannot read the records of {} — run `veritrail verify` on it",
+                        self.log.dir().display()
+                    )
+                })?;
+                chunk_rows.push((index, record));
+            }
+            for (index, record) in chunk_rows.into_iter().rev() {
+                let event = AuditEvent::from_json(&record).ok();
+                let selected = match &event {
+                    Some(event) => filter.matches(event),
+                    None => filter.selects_everything(),
+                };
+                if selected {
+                    rows.push(Row {
+                        index,
+                        record,
+                        event,
+                    });
+                    if rows.len() == limit {
+                        cursor = index;
+                        break 'chunks;
+                    }
+                }
+            }
+            cursor = start;
+        }
+        Ok(Page {
+            rows,
+            searched: cursor..end,
+            older: (cursor > 0).then_some(cursor),
+            size,
+        })
+    }
+
+    /// Record `index`, checked against its stored leaf hash.
+    pub(crate) fn row(&self, index: u64) -> Result<Row> {
+        let record = self.log.read(index).with_context(|| {
+            format!("cannot read record {index} of {}", self.log.dir().display())
+        })?;
+        let event = AuditEvent::from_json(&record).ok();
+        Ok(Row {
+            index,
+            record,
+            event,
+        })
+    }
+}
