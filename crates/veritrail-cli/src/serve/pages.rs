@@ -255,7 +255,7 @@ fn filter_form(search: &Search) -> String {
         } else {
             ""
         };
-        let _ = write!(outcomes, "<option{selected}>{o}</option>");
+        let _ = write!(outcomes, "<option value=\"{o}\"{selected}>{o}</option>");
     }
     format!(
         "<form id=\"filters\" method=\"get\" action=\"/events\" role=\"search\">\
@@ -439,6 +439,27 @@ pub(crate) async fn event(
             text(&problem)
         );
     }
+    let _ = write!(
+        main,
+        "<section id=\"verify\" aria-labelledby=\"verify-h\" data-index=\"{index}\" \
+         data-record=\"{record}\"><h2 id=\"verify-h\">Verify it yourself</h2>\
+         <p>Your browser checks, without trusting this server: the record's SHA-256 leaf hash, \
+         its inclusion proof up to the signed checkpoint, and the checkpoint's Ed25519 \
+         signature against the verifier key you pinned. Pin the log's key once, from a source \
+         you trust (not from this page); it is kept in this browser.</p>\
+         <form id=\"pin-form\" class=\"js-only\" hidden><p><label for=\"pinned-key\">Pinned \
+         verifier key</label> <input id=\"pinned-key\" name=\"key\" size=\"70\" \
+         autocomplete=\"off\" spellcheck=\"false\" placeholder=\"name+hexid+base64\"> \
+         <button type=\"submit\" id=\"pin\">Pin key</button></p></form>\
+         <p class=\"js-only\" hidden><button type=\"button\" id=\"verify-button\">Verify</button></p>\
+         <p id=\"verify-result\" role=\"status\" aria-live=\"polite\"></p>\
+         <noscript><p>The check runs in your browser and needs JavaScript. Without it, download \
+         the proof and run <code>veritrail verify-proof record-{index}.tlog-proof --key VKEY</code>.\
+         </p></noscript><p><a id=\"proof-link\" href=\"/api/v1/proof/{index}\" \
+         download=\"record-{index}.tlog-proof\">Download the proof (record-{index}.tlog-proof)</a></p>\
+         </section>",
+        record = BASE64.encode(&row.record),
+    );
     main.push_str("<div class=\"columns\"><section aria-labelledby=\"fields-h\"><h2 id=\"fields-h\">What happened</h2><dl id=\"fields\">");
     let value: Option<Value> = serde_json::from_slice(&row.record).ok();
     for (label, pointer) in FIELDS {
@@ -474,27 +495,6 @@ pub(crate) async fn event(
         block(&pretty),
         row.record.len(),
         text(&exact),
-    );
-    let _ = write!(
-        main,
-        "<section id=\"verify\" aria-labelledby=\"verify-h\" data-index=\"{index}\" \
-         data-record=\"{record}\"><h2 id=\"verify-h\">Verify it yourself</h2>\
-         <p>Your browser checks, without trusting this server: the record's SHA-256 leaf hash, \
-         its inclusion proof up to the signed checkpoint, and the checkpoint's Ed25519 \
-         signature against the verifier key you pinned. Pin the log's key once, from a source \
-         you trust (not from this page); it is kept in this browser.</p>\
-         <form id=\"pin-form\" class=\"js-only\" hidden><p><label for=\"pinned-key\">Pinned \
-         verifier key</label> <input id=\"pinned-key\" name=\"key\" size=\"70\" \
-         autocomplete=\"off\" spellcheck=\"false\" placeholder=\"name+hexid+base64\"> \
-         <button type=\"submit\" id=\"pin\">Pin key</button></p></form>\
-         <p class=\"js-only\" hidden><button type=\"button\" id=\"verify-button\">Verify</button></p>\
-         <p id=\"verify-result\" role=\"status\" aria-live=\"polite\"></p>\
-         <noscript><p>The check runs in your browser and needs JavaScript. Without it, download \
-         the proof and run <code>veritrail verify-proof record-{index}.tlog-proof --key VKEY</code>.\
-         </p></noscript><p><a id=\"proof-link\" href=\"/api/v1/proof/{index}\" \
-         download=\"record-{index}.tlog-proof\">Download the proof (record-{index}.tlog-proof)</a></p>\
-         </section>",
-        record = BASE64.encode(&row.record),
     );
     let _ = write!(main, "<nav class=\"pager\" aria-label=\"Records\">");
     if index > 0 {

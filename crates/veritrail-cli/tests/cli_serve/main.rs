@@ -1,0 +1,463 @@
+//! `veritrail serve`: the real binary over logs made by `veritrail demo` and `veritrail append`,
+//! asked over HTTP (this file) and driven in headless Chromium ([`browser`]).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod browser;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use veritrail_log::proof::{ConsistencyBody, InclusionProofFile};
+use veritrail_log::{Checkpoint, NoteVerifier};
+
+use common::{Env, fixture, jwks, stderr, stdout};
+
+pub(crate) const ISSUER: &str = "https://idp.serve.test";
+pub(crate) const AUDIENCE: &str = "audit-view";
+
+/// A token of `sub` from the fixture's RSA key with `scope`, valid for ten minutes.
+pub(crate) fn token(sub: &str, scope: &str) -> String {
+    veritrail_core::auth::backend::install_default_provider();
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now,
+        "exp": now + 600, "scope": scope});
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa1".into());
+    let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// A log made by `veritrail demo` in `env` at `demo/log` (verifier key `demo/log.pub`).
+pub(crate) fn demo_log(env: &Env) {
+    env.ok(&["demo", "--dir", "demo"], b"");
+}
+
+/// A running `veritrail serve`, stopped (SIGTERM) when dropped.
+pub(crate) struct Serve {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Serve {
+    /// `veritrail serve LOG --listen 127.0.0.1:0 ARGS…` in `env`'s directory.
+    pub(crate) fn start(env: &Env, log: &str, args: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+            .args(["serve", log, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(env.path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = match line
+            .trim()
+            .strip_prefix("veritrail serve listening on http://")
+        {
+            Some(addr) => addr.parse().unwrap(),
+            None => {
+                let out = child.wait_with_output().unwrap();
+                panic!("serve did not start: {line:?} {}", stderr(&out));
+            }
+        };
+        Serve { child, addr }
+    }
+
+    /// The view with the fixture's JWKS, scope `audit:read` required, the access log in
+    /// `access` (key `access.key`, made here).
+    pub(crate) fn start_with_auth(env: &Env, log: &str) -> Serve {
+        env.write("jwks.json", jwks());
+        env.keygen_as("access.serve.test/view", "access.key");
+        Serve::start(
+            env,
+            log,
+            &[
+                "--jwks",
+                "jwks.json",
+                "--issuer",
+                ISSUER,
+                "--audience",
+                AUDIENCE,
+                "--access-log",
+                "access",
+                "--access-key",
+                "access.key",
+            ],
+        )
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM; asserts exit 0; returns stderr.
+    pub(crate) fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+        }
+        assert_eq!(code.code(), Some(0), "serve exit; stderr: {err}");
+        err
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One request; returns status, headers and body.
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, http::HeaderMap, Bytes) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        sender.send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()),
+    )
+    .await
+    .expect("an answer in time")
+    .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+pub(crate) async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Bytes) {
+    let (status, _, body) = request(addr, "GET", path, headers, "").await;
+    (status, body)
+}
+
+/// The records `veritrail events LOG FILTERS --json` prints, as (index, record line).
+pub(crate) fn cli_events(env: &Env, log: &str, filters: &[&str]) -> Vec<(u64, String)> {
+    let mut args = vec!["events", log, "--json"];
+    args.extend_from_slice(filters);
+    stdout(&env.ok(&args, b""))
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            (v["index"].as_u64().unwrap(), line.to_owned())
+        })
+        .collect()
+}
+
+/// The access log's records (verified with its key first).
+fn access_records(env: &Env) -> Vec<Value> {
+    let vkey = env.read("access.key.pub");
+    env.ok(&["verify", "access", "--key", vkey.trim()], b"");
+    cli_events(env, "access", &[])
+        .into_iter()
+        .map(|(_, line)| serde_json::from_str(&line).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_scopes_and_every_use_in_the_access_log() {
+    let env = Env::new();
+    demo_log(&env);
+    let serve = Serve::start_with_auth(&env, "demo/log");
+    let addr = serve.addr;
+    let reader = token("auditor", "audit:read");
+    let bearer = format!("Bearer {reader}");
+    let auth = [("authorization", bearer.as_str())];
+
+    // No token: 401 with the RFC 6750 challenge; a browser is shown the way to the login page.
+    let (status, headers, _) = request(addr, "GET", "/api/v1/events", &[], "").await;
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let (status, headers, body) =
+        request(addr, "GET", "/events", &[("accept", "text/html")], "").await;
+    assert_eq!(status, 401);
+    assert!(headers.contains_key("www-authenticate"));
+    assert!(String::from_utf8_lossy(&body).contains("href=\"/login\""));
+    // A token without the scope: 403.
+    let other = format!("Bearer {}", token("intruder", "orders:read"));
+    let (status, _) = get(addr, "/api/v1/events", &[("authorization", &other)]).await;
+    assert_eq!(status, 403);
+    // The assets and the login page need no token; the login sets an HttpOnly cookie that
+    // then reads the pages.
+    assert_eq!(get(addr, "/assets/view.js", &[]).await.0, 200);
+    let (status, headers, _) = request(
+        addr,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("token={reader}"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let jar = cookie.split(';').next().unwrap().to_owned();
+    let (status, body) = get(addr, "/events?sub=alice", &[("cookie", &jar)]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // With the token: the search answers what `veritrail events` answers.
+    let (status, body) = get(addr, "/api/v1/events?sub=alice&outcome=denied", &auth).await;
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let got: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    let mut want: Vec<u64> =
+        cli_events(&env, "demo/log", &["--sub", "alice", "--outcome", "denied"])
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+    want.reverse();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    // A proof downloaded from the view verifies offline with the log's key.
+    let (status, proof) = get(addr, "/api/v1/proof/3", &auth).await;
+    assert_eq!(status, 200);
+    env.write("three.tlog-proof", &proof);
+    let vkey = env.read("demo/log.pub");
+    env.ok(
+        &["verify-proof", "three.tlog-proof", "--key", vkey.trim()],
+        b"",
+    );
+
+    let err = serve.stop();
+    assert!(err.contains("uses recorded in the access log"), "{err}");
+    let records = access_records(&env);
+    let http: Vec<&Value> = records.iter().filter(|r| r["kind"] == "http").collect();
+    assert!(
+        records.iter().any(|r| r["kind"] == "keyset"),
+        "the keys in force are recorded"
+    );
+    let denied: Vec<_> = http.iter().filter(|r| r["outcome"] == "denied").collect();
+    assert_eq!(
+        denied.len(),
+        3,
+        "two without a token, one without the scope"
+    );
+    assert!(
+        denied
+            .iter()
+            .any(|r| r["actor"]["sub"] == "intruder" && r["status"] == 403)
+    );
+    let search = http
+        .iter()
+        .find(|r| r["action"] == "trail.search" && r["request"]["query"]["outcome"] == "denied")
+        .expect("the search is recorded with its filters");
+    assert_eq!(search["actor"]["sub"], "auditor");
+    assert_eq!(search["request"]["query"]["sub"], "alice");
+    let download = http
+        .iter()
+        .find(|r| r["action"] == "trail.proof.download")
+        .expect("the download is recorded");
+    assert_eq!(download["target"], "record:3");
+    assert_eq!(download["actor"]["sub"], "auditor");
+    // The token itself never reaches the access log.
+    assert!(!records.iter().any(|r| r.to_string().contains(&reader)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_records_are_shown_escaped_under_a_strict_policy() {
+    let env = Env::new();
+    env.keygen();
+    // A right-to-left override as the character itself, an escape sequence, markup.
+    let hostile = [
+        format!(
+            r#"{{"v":1,"id":"00000000-0000-7000-8000-000000000001","index":0,"time":"2026-11-27T12:00:00.000000Z","kind":"http","phase":"complete","actor":{{"sub":"admin{}nimda<script>alert(1)</script>"}},"request":{{"method":"GET","path":"/x\u001b[2J\"><img src=x onerror=alert(2)>"}},"status":200,"outcome":"success"}}"#,
+            '\u{202e}'
+        ),
+        r#"{"not":"an event","html":"</pre><script>alert(3)</script>"}"#.to_owned(),
+    ];
+    env.append(&hostile);
+    let serve = Serve::start(&env, "log", &["--no-auth"]);
+    for path in ["/events", "/events/0", "/events/1", "/", "/checkpoints"] {
+        let (status, headers, body) = request(serve.addr, "GET", path, &[], "").await;
+        assert_eq!(status, 200, "{path}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        for raw in ["<script>alert", "<img src", "\u{202e}", "\u{1b}"] {
+            assert!(!page.contains(raw), "{path} shows {raw:?} unescaped");
+        }
+        // The only scripts are the view's own.
+        assert_eq!(page.matches("<script").count(), 1, "{path}");
+    }
+    let (_, event) = get(serve.addr, "/events/0", &[]).await;
+    let event = String::from_utf8_lossy(&event);
+    assert!(
+        event.contains(r"admin\u{202e}nimda&lt;script&gt;"),
+        "{event}"
+    );
+    assert!(event.contains(r"/x\x1b[2J"), "{event}");
+    // The API gives the records exactly as stored.
+    let lines = cli_events(&env, "log", &[]);
+    let (status, body) = get(serve.addr, "/api/v1/events/0", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&body), lines[0].1);
+    let (_, body) = get(serve.addr, "/api/v1/events/1", &[]).await;
+    assert_eq!(body.as_ref(), hostile[1].as_bytes());
+    assert_eq!(get(serve.addr, "/api/v1/events/2", &[]).await.0, 404);
+    assert_eq!(get(serve.addr, "/api/v1/events/x", &[]).await.0, 400);
+    assert_eq!(
+        get(serve.addr, "/api/v1/events?outcome=maybe", &[]).await.0,
+        400
+    );
+    assert_eq!(get(serve.addr, "/assets/../Cargo.toml", &[]).await.0, 404);
+    let err = serve.stop();
+    assert!(err.contains("warning: --no-auth"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_proofs_consistency_and_the_openapi_document() {
+    let env = Env::new();
+    let vkey = NoteVerifier::from_text(&env.keygen()).unwrap();
+    env.append(&common::events(0..7));
+    let first = env.checkpoint();
+    env.append(&common::events(7..23));
+    let serve = Serve::start(&env, "log", &["--no-auth"]);
+    let addr = serve.addr;
+
+    // Paging by position, newest first, every record once.
+    let mut seen = Vec::new();
+    let mut next = Some(23);
+    while let Some(before) = next {
+        let (status, body) = get(
+            addr,
+            &format!("/api/v1/events?limit=5&before={before}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200);
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(page["size"], 23);
+        for e in page["events"].as_array().unwrap() {
+            seen.push(e["index"].as_u64().unwrap());
+        }
+        next = page["older"].as_u64();
+    }
+    assert_eq!(seen, (0..23).rev().collect::<Vec<_>>());
+
+    // Every proof verifies with the library against the log's key.
+    for index in [0, 6, 22] {
+        let (status, body) = get(addr, &format!("/api/v1/proof/{index}"), &[]).await;
+        assert_eq!(status, 200);
+        let file = InclusionProofFile::parse(std::str::from_utf8(&body).unwrap()).unwrap();
+        assert_eq!(file.index, index);
+        assert_eq!(file.verify(&vkey).unwrap().size, 23);
+    }
+    assert_eq!(get(addr, "/api/v1/proof/23", &[]).await.0, 404);
+    // The consistency proof from the first checkpoint to the latest.
+    let old = Checkpoint::open(&first, &vkey).unwrap();
+    let (status, body) = get(addr, &format!("/api/v1/consistency?from={}", old.size), &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let proof = ConsistencyBody::parse(std::str::from_utf8(&body).unwrap()).unwrap();
+    assert_eq!(proof.verify(&old, &vkey).unwrap().size, 23);
+    let (_, latest) = get(addr, "/api/v1/checkpoint", &[]).await;
+    assert_eq!(latest.as_ref(), env.checkpoint().as_bytes());
+    // The checkpoints page links each consistency proof.
+    let (_, page) = get(addr, "/checkpoints", &[]).await;
+    assert!(
+        String::from_utf8_lossy(&page)
+            .contains(&format!("/api/v1/consistency?from={}&amp;to=23", old.size))
+    );
+    // The OpenAPI document names every API path the router serves.
+    let (status, body) = get(addr, "/api/v1/openapi.json", &[]).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    for path in [
+        "/api/v1/events",
+        "/api/v1/events/{index}",
+        "/api/v1/events/stream",
+        "/api/v1/proof/{index}",
+        "/api/v1/checkpoint",
+        "/api/v1/consistency",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_sends_records_as_they_are_appended() {
+    let env = Env::new();
+    env.keygen();
+    env.append(&common::events(0..3));
+    let serve = Serve::start(&env, "log", &["--no-auth"]);
+    let stream = tokio::net::TcpStream::connect(serve.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/api/v1/events/stream")
+        .header("host", serve.addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    env.append(&common::events(3..5));
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(seen.contains("data-index=\\\"3\\\"") && seen.contains("data-index=\\\"4\\\"")) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no new records streamed; got {seen:?}"))
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(seen.contains("event: record"), "{seen}");
+    assert!(!seen.contains("\"index\":2"), "only new records: {seen}");
+}
