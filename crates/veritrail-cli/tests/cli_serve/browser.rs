@@ -2,225 +2,16 @@
 //! `chromium-driver`; `.ci/run` installs them when missing), driven over WebDriver with
 //! fantoccini. Screenshots of every page go to `$CARGO_TARGET_TMPDIR/serve-browser/<test>/`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
+use fantoccini::Locator;
+use serde_json::Value;
 
 use super::common::{Env, events, join, stdout};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use veritrail_log::proof::InclusionProofFile;
 
+use super::driver::Browser;
 use super::{Serve, cli_events, demo_log, token};
-
-/// Chromium under chromedriver, with a folder for its screenshots.
-pub(crate) struct Browser {
-    driver: Child,
-    pub(crate) client: Client,
-    shots: PathBuf,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Browser {
-    /// Starts chromedriver on a free port and opens a headless Chromium session.
-    pub(crate) async fn start(test: &str) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start chromedriver ({e}): the browser tests need Debian's chromium \
-                     and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run \
-                     installs them)"
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut options = json!({"args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
-        ]});
-        if std::path::Path::new("/usr/bin/chromium").exists() {
-            options["binary"] = json!("/usr/bin/chromium");
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), options);
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session");
-        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("serve-browser")
-            .join(test);
-        std::fs::create_dir_all(&shots).unwrap();
-        Browser {
-            driver,
-            client,
-            shots,
-        }
-    }
-
-    pub(crate) async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap();
-    }
-
-    /// Saves a screenshot of the window as `name.png`.
-    pub(crate) async fn shot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    pub(crate) async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
-    }
-
-    /// Types `text` into the field `css` (cleared first).
-    pub(crate) async fn fill(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.unwrap();
-        field.clear().await.unwrap();
-        field.send_keys(text).await.unwrap();
-    }
-
-    pub(crate) async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    }
-
-    /// The page's own measure of its last navigation, from its start to the end of `load`.
-    pub(crate) async fn load_ms(&self) -> f64 {
-        let v = self
-            .client
-            .execute(
-                "const n = performance.getEntriesByType('navigation')[0]; \
-                 return n.loadEventEnd - n.startTime;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        v.as_f64().unwrap()
-    }
-
-    /// Waits until the address holds both `a` and `b` (a navigation has finished).
-    pub(crate) async fn wait_for_url(&self, a: &str, b: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let url = self.client.current_url().await.unwrap().to_string();
-            if url.contains(a) && url.contains(b) {
-                let state = self
-                    .client
-                    .execute("return document.readyState;", vec![])
-                    .await
-                    .unwrap();
-                if state == "complete" {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "still at {url}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The `data-index` of every row of the events table, top to bottom.
-    pub(crate) async fn row_indexes(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        for row in self
-            .client
-            .find_all(Locator::Css("#events tbody tr"))
-            .await
-            .unwrap()
-        {
-            out.push(
-                row.attr("data-index")
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .parse()
-                    .unwrap(),
-            );
-        }
-        out
-    }
-
-    /// Pins `key`, presses Verify, and waits for the verdict: its state (`verified` or
-    /// `failed`), its text, and how long the check took in the page (ms).
-    pub(crate) async fn verify(&self, key: &str) -> (String, String, f64) {
-        self.fill("#pinned-key", key).await;
-        self.click("#pin").await;
-        self.wait_state(&["pinned", "failed"]).await;
-        self.click("#verify-button").await;
-        let state = self.wait_state(&["verified", "failed"]).await;
-        let result = self
-            .client
-            .find(Locator::Id("verify-result"))
-            .await
-            .unwrap();
-        let ms = result
-            .attr("data-ms")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
-        (state, result.text().await.unwrap(), ms)
-    }
-
-    async fn wait_state(&self, states: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let result = self
-                .client
-                .find(Locator::Id("verify-result"))
-                .await
-                .unwrap();
-            if let Some(state) = result.attr("data-state").await.unwrap()
-                && states.contains(&state.as_str())
-            {
-                return state;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no verdict in time: {:?}",
-                result.text().await
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
 
 /// The verifier key in a `.pub` file written by `veritrail demo` or `keygen`.
 fn key_in(env: &Env, file: &str) -> String {
@@ -243,6 +34,7 @@ async fn an_auditor_logs_in_searches_and_verifies_an_event_in_the_browser() {
         .fill("#token", &token("auditor", "audit:read"))
         .await;
     browser.click("#login").await;
+    browser.wait_for_path("/").await;
     assert_eq!(browser.text("h1").await, "Overview");
     browser.shot("02-overview").await;
 

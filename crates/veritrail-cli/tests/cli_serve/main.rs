@@ -5,6 +5,7 @@
 mod common;
 
 mod browser;
+mod driver;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
