@@ -12,10 +12,12 @@
 //! end of `load`; the Verify button: click to verdict, `data-ms`). Needs Debian's `chromium`
 //! and `chromium-driver`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/cli_serve/driver.rs"]
 mod driver;
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -138,27 +140,10 @@ impl Drop for Serve {
 }
 
 fn serve(log: &Path) -> Serve {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            log.to_str().unwrap(),
-            "--no-auth",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("veritrail serve listening on ")
-        .expect("serve started")
-        .to_owned();
+    let log = log.to_str().unwrap();
+    let serve = ["serve", log, "--no-auth", "--listen", "127.0.0.1:0"];
+    let (child, addr) = common::start_server(Command::new(BIN).args(serve), "serve");
+    let url = format!("http://{addr}");
     Serve(child, url)
 }
 

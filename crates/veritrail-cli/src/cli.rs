@@ -80,15 +80,9 @@ pub(crate) struct ProxyArgs {
     /// request's path).
     #[arg(long, value_name = "URL")]
     pub(crate) upstream: Option<String>,
-    /// Where the token-checking keys come from.
+    /// Which tokens are accepted.
     #[command(flatten)]
-    pub(crate) keys: KeySourceArgs,
-    /// The tokens' required issuer (`iss`); with --oidc, defaults to that URL.
-    #[arg(long, value_name = "ISS")]
-    pub(crate) issuer: Option<String>,
-    /// The tokens' required audience (`aud`).
-    #[arg(long, value_name = "AUD")]
-    pub(crate) audience: Option<String>,
+    pub(crate) tokens: TokenRulesArgs,
     /// The audit log directory (created if missing).
     #[arg(long, value_name = "LOG")]
     pub(crate) log: Option<PathBuf>,
@@ -151,15 +145,9 @@ pub(crate) struct ServeArgs {
     /// The address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub(crate) listen: String,
-    /// Where the token-checking keys come from (as for `veritrail proxy`).
+    /// Which tokens are accepted (as by `veritrail proxy`).
     #[command(flatten)]
-    pub(crate) keys: KeySourceArgs,
-    /// The tokens' required issuer (`iss`); with --oidc, defaults to that URL.
-    #[arg(long, value_name = "ISS")]
-    pub(crate) issuer: Option<String>,
-    /// The tokens' required audience (`aud`).
-    #[arg(long, value_name = "AUD")]
-    pub(crate) audience: Option<String>,
+    pub(crate) tokens: TokenRulesArgs,
     /// A scope every reader's token must hold (repeatable: all of them). Default `audit:read`,
     /// unless --role is given.
     #[arg(long, value_name = "SCOPE")]
@@ -188,6 +176,21 @@ pub(crate) enum UnderscoresArg {
     Drop,
     /// Forward them (identity-header look-alikes are still dropped).
     Keep,
+}
+
+/// The token rules `proxy` and `serve` share: the key source, `--issuer`, `--audience`.
+#[cfg(any(feature = "proxy", feature = "serve"))]
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct TokenRulesArgs {
+    /// Where the token-checking keys come from.
+    #[command(flatten)]
+    pub(crate) keys: KeySourceArgs,
+    /// The tokens' required issuer (`iss`); with --oidc, defaults to that URL.
+    #[arg(long, value_name = "ISS")]
+    pub(crate) issuer: Option<String>,
+    /// The tokens' required audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    pub(crate) audience: Option<String>,
 }
 
 /// `--jwks FILE|URL | --oidc ISSUER_URL | --hs-secret-file FILE`: at most one.

@@ -119,14 +119,7 @@ pub(crate) fn row(index: u64, event: &AuditEvent) -> String {
     let kind = event.kind().as_str();
     match &event.body {
         EventBody::Http(http) => {
-            let sub = http
-                .actor
-                .as_ref()
-                .and_then(|a| a.sub.as_ref())
-                .map_or_else(|| "-".to_owned(), show);
-            let status = http
-                .status
-                .map_or_else(|| "-".to_owned(), |s| s.to_string());
+            let (sub, status) = (subject(http), status(http));
             let outcome = http.outcome.map_or("-", outcome_name);
             let action = http.action.as_deref().unwrap_or("-");
             format!(
@@ -136,6 +129,20 @@ pub(crate) fn row(index: u64, event: &AuditEvent) -> String {
         }
         body => format!("{time:<27}  {index:>5}  {kind:<9}  {}", summary(body)),
     }
+}
+
+/// The actor's subject for people (`-` when anonymous).
+pub(crate) fn subject(http: &HttpEvent) -> String {
+    http.actor
+        .as_ref()
+        .and_then(|a| a.sub.as_ref())
+        .map_or_else(|| "-".to_owned(), show)
+}
+
+/// The response status (`-` when there is none, as on an intent record).
+pub(crate) fn status(http: &HttpEvent) -> String {
+    http.status
+        .map_or_else(|| "-".to_owned(), |s| s.to_string())
 }
 
 /// `GET /orders/{id}` (the route template, or the path when there is none).

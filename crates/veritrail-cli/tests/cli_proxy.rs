@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -253,24 +252,8 @@ impl Proxy {
                 sh
             }
         };
-        let mut child = command
-            .args(&args)
-            .current_dir(env.path(""))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("veritrail proxy listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", stderr_of(&mut child)))
-            .parse()
-            .unwrap();
+        let (child, addr) =
+            common::start_server(command.args(&args).current_dir(env.path("")), "proxy");
         Proxy {
             child: KillOnDrop(child),
             addr,
@@ -353,7 +336,7 @@ async fn send(
     headers: &[(&str, &str)],
     body: ReqBody,
 ) -> (u16, http::HeaderMap, Bytes) {
-    let response = send_head(addr, method, path, headers, body).await;
+    let response = common::send_head(addr, method, path, headers, body).await;
     let (parts, body) = response.into_parts();
     (
         parts.status.as_u16(),
@@ -365,35 +348,6 @@ async fn send(
 /// The status of a request without a body.
 async fn status_of(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
     send(addr, method, path, headers, empty()).await.0
-}
-
-async fn send_head(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: ReqBody,
-) -> http::Response<hyper::body::Incoming> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "shop.example");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    // Bounded: a proxy that buffered a streamed body would never answer here.
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        sender.send_request(req.body(body).unwrap()),
-    )
-    .await
-    .expect("the response head arrived in time")
-    .unwrap()
 }
 
 fn empty() -> ReqBody {
@@ -587,7 +541,7 @@ async fn bodies_stream_both_ways() {
     assert_eq!(body, (CHUNK * CHUNKS).to_string());
 
     // Download: the upstream sends the rest only after the client got the first chunk.
-    let response = send_head(
+    let response = common::send_head(
         proxy.addr,
         "GET",
         "/download",

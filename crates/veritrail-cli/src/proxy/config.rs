@@ -261,18 +261,20 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
     let upstream = Upstream::parse(&upstream)?;
 
     // The flags' key source replaces the file's entirely.
-    let keys = match KeySource::from_args(&args.keys)? {
+    let keys = match KeySource::from_args(&args.tokens.keys)? {
         Some(keys) => keys,
         None => KeySource::choose(file.jwks, file.oidc, file.hs_secret_file, |p| rel(p.into()))?
             .ok_or_else(|| missing("one of --jwks, --oidc or --hs-secret-file"))?,
     };
     let issuer = args
+        .tokens
         .issuer
         .clone()
         .or(file.issuer)
         .or_else(|| keys.default_issuer().map(str::to_owned))
         .ok_or_else(|| missing("--issuer"))?;
     let audience = args
+        .tokens
         .audience
         .clone()
         .or(file.audience)
@@ -472,7 +474,7 @@ optional = true
             "inherits the default"
         );
 
-        a.keys.oidc = Some("https://login.example".into());
+        a.tokens.keys.oidc = Some("https://login.example".into());
         let s = load(&a).unwrap();
         assert!(
             matches!(s.keys, KeySource::Oidc(_)),

@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,20 +14,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use veritrail_core::engine::AuditContext;
-use veritrail_core::event::AuditEvent;
 
-use super::pages::{Failure, Search, blocking, parse_index, row_html};
+use super::pages::{Ctx, Failure, Search, blocking, ctx, indexed, row_html};
 use super::trail::{Page, Row};
 use super::{View, audit};
 use crate::logdir::unverified_body;
 use crate::proofs::{consistency_body, inclusion_file};
-
-type Ctx = Option<Extension<AuditContext>>;
-
-fn ctx(ctx: &Ctx) -> Option<&AuditContext> {
-    ctx.as_ref().map(|Extension(c)| c)
-}
 
 fn json(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -91,12 +82,7 @@ pub(crate) async fn event(
     audit_ctx: Ctx,
     Path(index): Path<String>,
 ) -> Result<Response, Failure> {
-    let index = parse_index(&index).map_err(Failure::json)?;
-    audit(
-        ctx(&audit_ctx),
-        "trail.event.read",
-        Some(format!("record:{index}")),
-    );
+    let index = indexed(ctx(&audit_ctx), &index, "trail.event.read").map_err(Failure::json)?;
     let snapshot = view.trail.snapshot();
     in_range(index, snapshot.log.size())?;
     let row = blocking(move || snapshot.row(index))
@@ -127,12 +113,7 @@ pub(crate) async fn proof(
     audit_ctx: Ctx,
     Path(index): Path<String>,
 ) -> Result<Response, Failure> {
-    let index = parse_index(&index).map_err(Failure::json)?;
-    audit(
-        ctx(&audit_ctx),
-        "trail.proof.download",
-        Some(format!("record:{index}")),
-    );
+    let index = indexed(ctx(&audit_ctx), &index, "trail.proof.download").map_err(Failure::json)?;
     let snapshot = view.trail.snapshot();
     let Some((signed, checkpoint)) = snapshot.checkpoint.clone() else {
         return Err(Failure::not_found("the log has no signed checkpoint yet").json());
@@ -265,32 +246,11 @@ pub(crate) async fn stream(
             let size = *sizes.borrow_and_update();
             let snapshot = view.trail.snapshot();
             let (from, filter) = (next, Arc::clone(&filter));
-            let rows = blocking(move || {
-                let mut rows = Vec::new();
-                for item in snapshot
-                    .log
-                    .records(from)
-                    .take((size.saturating_sub(from)).min(10_000) as usize)
-                {
-                    let (index, record) = item?;
-                    let event = AuditEvent::from_json(&record).ok();
-                    let selected = match &event {
-                        Some(e) => filter.matches(e),
-                        None => filter.selects_everything(),
-                    };
-                    if selected {
-                        rows.push(Row {
-                            index,
-                            record,
-                            event,
-                        });
-                    }
-                }
-                Ok(rows)
-            })
-            .await;
+            // At most 10,000 records per change; the rest with the next one.
+            let last = size.min(from.saturating_add(10_000));
+            let rows = blocking(move || snapshot.selected(from..last, &filter)).await;
             let Ok(rows) = rows else { return };
-            next = size;
+            next = last;
             for row in rows {
                 let data = serde_json::json!({"index": row.index, "html": row_html(&row)});
                 if tx

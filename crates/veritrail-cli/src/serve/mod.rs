@@ -97,17 +97,22 @@ impl Auth {
         if args.no_auth {
             return Ok(Auth::Nobody);
         }
-        let keys = KeySource::from_args(&args.keys)?.context(
+        let keys = KeySource::from_args(&args.tokens.keys)?.context(
             "give the token-checking keys (--jwks, --oidc or --hs-secret-file, with --issuer \
              and --audience, as for `veritrail proxy`), or --no-auth to serve without tokens \
              on a machine only you can reach",
         )?;
         let issuer = args
+            .tokens
             .issuer
             .clone()
             .or_else(|| keys.default_issuer().map(str::to_owned))
             .context("--issuer is required with --jwks or --hs-secret-file")?;
-        let audience = args.audience.clone().context("--audience is required")?;
+        let audience = args
+            .tokens
+            .audience
+            .clone()
+            .context("--audience is required")?;
         if args.access_log.is_none() {
             bail!(
                 "--access-log DIR and --access-key KEYFILE are required: every use of the view \

@@ -21,7 +21,7 @@ use super::html::{self, Nav, block, query_value, text};
 use super::trail::{Page, Row, SEARCH_BUDGET, Snapshot};
 use super::{TOKEN_COOKIE, View, audit};
 use crate::cli::{EventFilterArgs, OutcomeArg};
-use crate::events::{outcome_name, request, rfc3339, show, summary};
+use crate::events::{outcome_name, request, rfc3339, show, status, subject, summary};
 use crate::filter::Filter;
 use crate::output::plural;
 use crate::proofs::{check_inclusion, inclusion_file};
@@ -203,9 +203,10 @@ impl Search {
     }
 }
 
-type Ctx = Option<Extension<AuditContext>>;
+/// The request's audit context, when the access log is on.
+pub(crate) type Ctx = Option<Extension<AuditContext>>;
 
-fn ctx(ctx: &Ctx) -> Option<&AuditContext> {
+pub(crate) fn ctx(ctx: &Ctx) -> Option<&AuditContext> {
     ctx.as_ref().map(|Extension(c)| c)
 }
 
@@ -342,11 +343,7 @@ pub(crate) fn row_html(row: &Row) -> String {
     );
     match &event.body {
         EventBody::Http(http) => {
-            let sub = http
-                .actor
-                .as_ref()
-                .and_then(|a| a.sub.as_ref())
-                .map_or_else(|| "-".to_owned(), show);
+            let sub = subject(http);
             let outcome = http.outcome.map_or("-", outcome_name);
             let class = match http.outcome {
                 Some(Outcome::Denied) => " class=\"denied\"",
@@ -357,8 +354,7 @@ pub(crate) fn row_html(row: &Row) -> String {
                 "<tr data-index=\"{index}\" data-sub=\"{sub}\" data-outcome=\"{outcome}\"{class}>\
                  {head}<td>{sub}</td><td>{}</td><td>{}</td><td>{outcome}</td><td>{}</td></tr>",
                 text(&request(http)),
-                http.status
-                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                status(http),
                 text(http.action.as_deref().unwrap_or("-")),
                 sub = text(&sub),
             )
@@ -410,12 +406,7 @@ pub(crate) async fn event(
     audit_ctx: Ctx,
     Path(index): Path<String>,
 ) -> Result<Html<String>, Failure> {
-    let index = parse_index(&index)?;
-    audit(
-        ctx(&audit_ctx),
-        "trail.event.view",
-        Some(format!("record:{index}")),
-    );
+    let index = indexed(ctx(&audit_ctx), &index, "trail.event.view")?;
     let snapshot = view.trail.snapshot();
     let origin = snapshot.log.origin().to_owned();
     let size = snapshot.log.size();
@@ -599,9 +590,17 @@ fn server_check(snapshot: &Snapshot, index: u64) -> Option<String> {
     }
 }
 
-pub(crate) fn parse_index(text: &str) -> Result<u64, Failure> {
-    text.parse()
-        .map_err(|_| Failure::bad_request(format!("{text:?} is not a record index")))
+/// The record index in a path, with the request named in the access log as `action` on it.
+pub(crate) fn indexed(
+    ctx: Option<&AuditContext>,
+    text: &str,
+    action: &str,
+) -> Result<u64, Failure> {
+    let index = text
+        .parse()
+        .map_err(|_| Failure::bad_request(format!("{text:?} is not a record index")))?;
+    audit(ctx, action, Some(format!("record:{index}")));
+    Ok(index)
 }
 
 /// `?window=`: the overview's time window.

@@ -170,32 +170,12 @@ impl Snapshot {
         let mut cursor = end;
         'chunks: while cursor > floor && rows.len() < limit {
             let start = cursor.saturating_sub(chunk).max(floor);
-            let mut chunk_rows = Vec::with_capacity((cursor - start) as usize);
-            for item in self.log.records(start).take((cursor - start) as usize) {
-                let (index, record) = item.with_context(|| {
-                    format!(
-                        "cannot read the records of {} — run `veritrail verify` on it",
-                        self.log.dir().display()
-                    )
-                })?;
-                chunk_rows.push((index, record));
-            }
-            for (index, record) in chunk_rows.into_iter().rev() {
-                let event = AuditEvent::from_json(&record).ok();
-                let selected = match &event {
-                    Some(event) => filter.matches(event),
-                    None => filter.selects_everything(),
-                };
-                if selected {
-                    rows.push(Row {
-                        index,
-                        record,
-                        event,
-                    });
-                    if rows.len() == limit {
-                        cursor = index;
-                        break 'chunks;
-                    }
+            for row in self.selected(start..cursor, filter)?.into_iter().rev() {
+                let index = row.index;
+                rows.push(row);
+                if rows.len() == limit {
+                    cursor = index;
+                    break 'chunks;
                 }
             }
             cursor = start;
@@ -206,6 +186,34 @@ impl Snapshot {
             older: (cursor > 0).then_some(cursor),
             size,
         })
+    }
+
+    /// The records in `range` that `filter` selects, oldest first (a record that is not an
+    /// audit event only when the filter selects everything).
+    pub(crate) fn selected(&self, range: Range<u64>, filter: &Filter) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        let count = range.end.saturating_sub(range.start) as usize;
+        for item in self.log.records(range.start).take(count) {
+            let (index, record) = item.with_context(|| {
+                format!(
+                    "cannot read the records of {} — run `veritrail verify` on it",
+                    self.log.dir().display()
+                )
+            })?;
+            let event = AuditEvent::from_json(&record).ok();
+            let selected = match &event {
+                Some(event) => filter.matches(event),
+                None => filter.selects_everything(),
+            };
+            if selected {
+                rows.push(Row {
+                    index,
+                    record,
+                    event,
+                });
+            }
+        }
+        Ok(rows)
     }
 
     /// Record `index`, checked against its stored leaf hash.

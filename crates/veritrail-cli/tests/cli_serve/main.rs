@@ -7,9 +7,8 @@ mod common;
 mod browser;
 mod driver;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 use veritrail_log::proof::{ConsistencyBody, InclusionProofFile};
 use veritrail_log::{Checkpoint, NoteVerifier};
 
-use common::{Env, fixture, jwks, stderr, stdout};
+use common::{Env, fixture, jwks, stdout};
 
 pub(crate) const ISSUER: &str = "https://idp.serve.test";
 pub(crate) const AUDIENCE: &str = "audit-view";
@@ -51,29 +50,13 @@ pub(crate) struct Serve {
 impl Serve {
     /// `veritrail serve LOG --listen 127.0.0.1:0 ARGS…` in `env`'s directory.
     pub(crate) fn start(env: &Env, log: &str, args: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
-            .args(["serve", log, "--listen", "127.0.0.1:0"])
-            .args(args)
-            .current_dir(env.path(""))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = match line
-            .trim()
-            .strip_prefix("veritrail serve listening on http://")
-        {
-            Some(addr) => addr.parse().unwrap(),
-            None => {
-                let out = child.wait_with_output().unwrap();
-                panic!("serve did not start: {line:?} {}", stderr(&out));
-            }
-        };
+        let (child, addr) = common::start_server(
+            Command::new(env!("CARGO_BIN_EXE_veritrail"))
+                .args(["serve", log, "--listen", "127.0.0.1:0"])
+                .args(args)
+                .current_dir(env.path("")),
+            "serve",
+        );
         Serve { child, addr }
     }
 
@@ -86,17 +69,11 @@ impl Serve {
             env,
             log,
             &[
-                "--jwks",
-                "jwks.json",
-                "--issuer",
-                ISSUER,
-                "--audience",
-                AUDIENCE,
-                "--access-log",
-                "access",
-                "--access-key",
-                "access.key",
-            ],
+                ["--jwks", "jwks.json", "--issuer", ISSUER].as_slice(),
+                &["--audience", AUDIENCE, "--access-log", "access"],
+                &["--access-key", "access.key"],
+            ]
+            .concat(),
         )
     }
 
@@ -138,25 +115,8 @@ pub(crate) async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, http::HeaderMap, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = tokio::time::timeout(
-        Duration::from_secs(20),
-        sender.send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()),
-    )
-    .await
-    .expect("an answer in time")
-    .unwrap();
+    let body = Full::new(Bytes::from(body.to_owned()));
+    let response = common::send_head(addr, method, path, headers, body).await;
     let (parts, body) = response.into_parts();
     (
         parts.status.as_u16(),

@@ -1,9 +1,9 @@
 //! Runs the real `veritrail` binary in a temporary directory.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A temporary working directory with a key `key` (name `test.example/log`) made on demand.
 pub(crate) struct Env {
@@ -184,4 +184,75 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).expect("copy file");
         }
     }
+}
+
+/// Starts a server (`veritrail proxy`, `veritrail serve`) from `command`, stdin closed and
+/// stdout and stderr piped, and waits for the address it listens on (see [`listening_on`]).
+pub(crate) fn start_server(command: &mut Command, name: &str) -> (Child, std::net::SocketAddr) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the server");
+    let addr = listening_on(&mut child, name);
+    (child, addr)
+}
+
+/// The address a server child (`veritrail proxy`, `veritrail serve`) prints on its first stdout
+/// line after `"veritrail <command> listening on http://"`; panics with its stderr when the line
+/// is something else (the server did not start).
+pub(crate) fn listening_on(child: &mut Child, command: &str) -> std::net::SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("read the first line");
+    let prefix = format!("veritrail {command} listening on http://");
+    match line.trim().strip_prefix(&prefix) {
+        Some(addr) => addr.parse().expect("an address"),
+        None => {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{command} did not start: first line {line:?}; stderr: {err}");
+        }
+    }
+}
+
+/// Sends one request over a fresh connection to `addr` (`Host: shop.example`) and returns the
+/// response head as soon as it arrives (within 10 seconds), its body still streaming.
+pub(crate) async fn send_head<B>(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: B,
+) -> http::Response<hyper::body::Incoming>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "shop.example");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    // Bounded: a proxy that buffered a streamed body would never answer here.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sender.send_request(req.body(body).unwrap()),
+    )
+    .await
+    .expect("the response head arrived in time")
+    .unwrap()
 }
