@@ -165,6 +165,11 @@ pub(crate) struct ServeArgs {
     /// The access log's private key file (`veritrail keygen`).
     #[arg(long, value_name = "KEYFILE", requires = "access_log")]
     pub(crate) access_key: Option<PathBuf>,
+    /// The key the overview's full verification checks the log with: its text
+    /// (`name+hexid+base64`) or a file holding it. Default: the key stored in the log, which
+    /// proves the log intact but not that it is the log you think.
+    #[arg(long, value_name = "VKEY")]
+    pub(crate) verify_key: Option<String>,
 }
 
 /// `--underscores-in-headers drop|keep`.

@@ -22,6 +22,7 @@ mod api;
 mod html;
 mod pages;
 mod trail;
+mod verification;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub(crate) struct View {
     pub(crate) trail: Arc<Trail>,
     /// Whether readers are authenticated (the pages say when they are not).
     pub(crate) auth: bool,
+    /// The overview's full verification.
+    pub(crate) verification: Arc<verification::Verification>,
 }
 
 /// Runs the view until SIGTERM or Ctrl-C.
@@ -70,12 +73,18 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         )
     })?;
     let auth = Auth::from_args(args)?;
+    let verify_key = args
+        .verify_key
+        .as_deref()
+        .map(keys::read_verifier)
+        .transpose()?;
     let trail = Trail::open(&args.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(trail, listen, auth, args))
+    let verification = Arc::new(verification::Verification::new(verify_key));
+    runtime.block_on(serve(trail, verification, listen, auth, args))
 }
 
 /// Who may read, checked before anything starts.
@@ -133,7 +142,13 @@ impl Auth {
     }
 }
 
-async fn serve(trail: Arc<Trail>, listen: SocketAddr, auth: Auth, args: &ServeArgs) -> Result<()> {
+async fn serve(
+    trail: Arc<Trail>,
+    verification: Arc<verification::Verification>,
+    listen: SocketAddr,
+    auth: Auth,
+    args: &ServeArgs,
+) -> Result<()> {
     let telemetry = Telemetry::from_env("veritrail-serve")?;
     let writer = match (&args.access_log, &args.access_key) {
         (Some(dir), Some(key)) => {
@@ -182,6 +197,7 @@ async fn serve(trail: Arc<Trail>, listen: SocketAddr, auth: Auth, args: &ServeAr
     let view = Arc::new(View {
         trail: Arc::clone(&trail),
         auth: matches!(auth, Auth::Tokens { .. }),
+        verification,
     });
     let mut app = router(view);
     if let Some(engine) = engine {
@@ -291,6 +307,7 @@ fn router(view: Arc<View>) -> Router {
         .route("/events", get(pages::events))
         .route("/events/{index}", get(pages::event))
         .route("/checkpoints", get(pages::checkpoints))
+        .route("/verify", post(pages::verify_log))
         .route("/login", get(pages::login).post(pages::log_in))
         .route("/logout", post(pages::log_out))
         .route("/assets/{name}", get(asset))

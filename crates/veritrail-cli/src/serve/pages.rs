@@ -693,13 +693,7 @@ pub(crate) async fn overview(
         "refusals-reason",
         &counts.refused_reasons,
     ));
-    let _ = write!(
-        main,
-        "<h2>Full verification</h2><p>Verify the whole log where you trust the machine, with the \
-         key you hold: <code>veritrail verify {} --key VKEY --against CHECKPOINT_YOU_HOLD</code>. \
-         Any single event can be checked on its page.</p>",
-        text(&view.trail.location().display().to_string())
-    );
+    main.push_str(&view.verification.html(log.verifier()));
     Ok(Html(html::page(
         "Overview",
         log.origin(),
@@ -862,6 +856,13 @@ fn bar_list(title: &str, id: &str, items: &[(String, u64)]) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+/// `POST /verify`: starts a full verification (unless one runs) and goes back to the overview.
+pub(crate) async fn verify_log(State(view): State<Arc<View>>, audit_ctx: Ctx) -> Redirect {
+    audit(ctx(&audit_ctx), "trail.verify.run", None);
+    view.verification.start(&view.trail);
+    Redirect::to("/")
 }
 
 /// `?before=`: paging the checkpoint history (a position in it).

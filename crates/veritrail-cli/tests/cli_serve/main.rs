@@ -422,3 +422,37 @@ async fn the_live_stream_sends_records_as_they_are_appended() {
     assert!(seen.contains("event: record"), "{seen}");
     assert!(!seen.contains("\"index\":2"), "only new records: {seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_runs_a_full_verification_and_shows_its_result() {
+    let env = Env::new();
+    env.keygen();
+    env.append(&common::events(0..23));
+    let serve = Serve::start(&env, "log", &["--no-auth", "--verify-key", "key.pub"]);
+    let (_, page) = get(serve.addr, "/", &[]).await;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    assert!(page.contains("No full verification has run"), "{page}");
+    assert!(page.contains("with the key given to the view"), "{page}");
+    let (status, headers, _) = request(serve.addr, "POST", "/verify", &[], "").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) = get(serve.addr, "/", &[]).await;
+        let page = String::from_utf8_lossy(&page).into_owned();
+        if page.contains("data-state=\"verified\"") {
+            assert!(
+                page.contains("valid: 23 records and 3 checkpoints checked"),
+                "{page}"
+            );
+            break;
+        }
+        assert!(!page.contains("FAILED"), "{page}");
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Without --verify-key the page says whose key it would use.
+    let other = Serve::start(&env, "log", &["--no-auth"]);
+    let (_, page) = get(other.addr, "/", &[]).await;
+    assert!(String::from_utf8_lossy(&page).contains("with the key stored in the log"));
+}

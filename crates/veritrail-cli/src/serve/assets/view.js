@@ -201,6 +201,11 @@
     });
   }
 
+  // The overview follows a full verification while it runs.
+  if (document.querySelector("#verification[data-running]")) {
+    setTimeout(() => location.reload(), 1000);
+  }
+
   // Live mode: new rows from /api/v1/events/stream, on the newest page only.
   const live = document.getElementById("live");
   const table = document.querySelector("#events tbody");
