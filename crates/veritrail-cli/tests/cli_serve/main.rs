@@ -456,3 +456,35 @@ async fn the_overview_runs_a_full_verification_and_shows_its_result() {
     let (_, page) = get(other.addr, "/", &[]).await;
     assert!(String::from_utf8_lossy(&page).contains("with the key stored in the log"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_auth_with_an_access_log_still_records_each_use() {
+    let env = Env::new();
+    env.keygen();
+    env.append(&common::events(0..3));
+    env.keygen_as("access.serve.test/view", "access.key");
+    let serve = Serve::start(
+        &env,
+        "log",
+        &[
+            "--no-auth",
+            "--access-log",
+            "access",
+            "--access-key",
+            "access.key",
+        ],
+    );
+    assert_eq!(get(serve.addr, "/api/v1/proof/1", &[]).await.0, 200);
+    assert_eq!(get(serve.addr, "/events?status=4xx", &[]).await.0, 200);
+    let err = serve.stop();
+    assert!(err.contains("their use is recorded in access"), "{err}");
+    let records = access_records(&env);
+    assert!(records.iter().any(|r| r["action"] == "trail.proof.download"
+        && r["target"] == "record:1"
+        && r["actor"].is_null()));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "trail.search" && r["request"]["query"]["status"] == "4xx")
+    );
+}
