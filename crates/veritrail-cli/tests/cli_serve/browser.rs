@@ -3,6 +3,7 @@
 //! fantoccini. Screenshots of every page go to `$CARGO_TARGET_TMPDIR/serve-browser/<test>/`.
 
 use fantoccini::Locator;
+use fantoccini::key::Key;
 use serde_json::Value;
 
 use super::common::{Env, events, join, stdout};
@@ -87,9 +88,18 @@ async fn an_auditor_logs_in_searches_and_verifies_an_event_in_the_browser() {
         "demo log ({} records): event page load {load_ms:.1} ms, in-browser verification {verify_ms:.1} ms",
         cli_events(&env, "demo/log", &[]).len()
     );
-    // The pinned key stays in the browser: another event verifies without pinning again.
+    // The pinned key stays in the browser: another event verifies without pinning again, and
+    // with the keyboard alone: the first Tab reaches the skip link, more Tabs the Verify button.
     browser.goto(&serve.url("/events/3")).await;
-    browser.click("#verify-button").await;
+    browser.press(Key::Tab).await;
+    assert_eq!(browser.focused().await, "skip");
+    let mut tabs = 1;
+    while browser.focused().await != "verify-button" {
+        assert!(tabs < 40, "Verify is not reachable with Tab");
+        browser.press(Key::Tab).await;
+        tabs += 1;
+    }
+    browser.press(Key::Enter).await;
     assert_eq!(
         browser.wait_state(&["verified", "failed"]).await,
         "verified"

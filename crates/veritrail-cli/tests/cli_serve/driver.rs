@@ -120,6 +120,25 @@ impl Browser {
             .unwrap();
     }
 
+    /// Presses `key` (Tab, Enter…) on whatever has the focus, as a keyboard would.
+    pub(crate) async fn press(&self, key: fantoccini::key::Key) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let key: char = key.into();
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(actions).await.unwrap();
+    }
+
+    /// The focused element's `id` (or its class when it has none).
+    pub(crate) async fn focused(&self) -> String {
+        let element = self.client.active_element().await.unwrap();
+        match element.attr("id").await.unwrap() {
+            Some(id) if !id.is_empty() => id,
+            _ => element.attr("class").await.unwrap().unwrap_or_default(),
+        }
+    }
+
     /// The page's own measure of its last navigation, from its start to the end of `load`.
     pub(crate) async fn load_ms(&self) -> f64 {
         let v = self
