@@ -57,6 +57,7 @@
 //! - [`proof`]: `c2sp.org/tlog-proof@v1` files and tlog-witness consistency bodies.
 //! - [`store`]: the on-disk log ([`Log`]): segments, stored hashes, checkpoints, recovery.
 //! - [`verify`]: the offline verifier.
+//! - [`witness`]: C2SP witness cosignatures (`cosignature/v1`) and the `add-checkpoint` witness.
 //!
 //! # Why these crates
 //!
@@ -81,6 +82,7 @@ pub mod note;
 pub mod proof;
 pub mod store;
 pub mod verify;
+pub mod witness;
 
 pub use checkpoint::Checkpoint;
 pub use merkle::Hash;

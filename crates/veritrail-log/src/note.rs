@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 /// The signed-note signature type byte for Ed25519.
 const ALG_ED25519: u8 = 0x01;
 /// The signature line prefix: EM DASH (U+2014) and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// Notes with more signature lines are refused (the spec asks for at least 16).
 const MAX_SIGNATURES: usize = 100;
 
@@ -121,7 +121,7 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
 }
 
-fn check_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     if is_valid_name(name) {
         Ok(())
     } else {
@@ -132,9 +132,15 @@ fn check_name(name: &str) -> Result<(), NoteError> {
 /// The signed-note key ID of an Ed25519 key: `SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4]`,
 /// big-endian.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
+    typed_key_id(ALG_ED25519, name, public_key)
+}
+
+/// `SHA-256(name ‖ 0x0A ‖ alg ‖ public key)[:4]`, big-endian: the key ID of a key of signature
+/// type `alg` (0x01 for note signatures, 0x04 for cosignature/v1).
+pub(crate) fn typed_key_id(alg: u8, name: &str, public_key: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(public_key);
     let d = h.finalize();
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
@@ -149,22 +155,22 @@ fn parse_hex_id(hex: &str) -> Option<u32> {
     }
 }
 
-/// The fields shared by both key texts: `name+hexid+base64(0x01 ‖ 32-byte key)`.
-struct KeyFields<'a> {
-    name: &'a str,
-    key_id: u32,
+/// The fields shared by both key texts: `name+hexid+base64(alg ‖ 32-byte key)`.
+pub(crate) struct KeyFields<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) key_id: u32,
     /// The seed or public key; zeroed on drop since it may be a secret.
-    key: Zeroizing<[u8; 32]>,
+    pub(crate) key: Zeroizing<[u8; 32]>,
 }
 
 /// Why key fields were refused: a bad name, or a reason the caller wraps in its own variant.
-enum KeyFieldsError {
+pub(crate) enum KeyFieldsError {
     Name(NoteError),
     Reason(&'static str),
 }
 
 impl KeyFieldsError {
-    fn into_error(self, wrap: impl FnOnce(&'static str) -> NoteError) -> NoteError {
+    pub(crate) fn into_error(self, wrap: impl FnOnce(&'static str) -> NoteError) -> NoteError {
         match self {
             Self::Name(e) => e,
             Self::Reason(r) => wrap(r),
@@ -173,6 +179,15 @@ impl KeyFieldsError {
 }
 
 fn parse_key_fields(text: &str) -> Result<KeyFields<'_>, KeyFieldsError> {
+    parse_typed_key_fields(text, ALG_ED25519, "the key type is not Ed25519 (0x01)")
+}
+
+/// Parses `name+hexid+base64(alg ‖ 32-byte key)` for keys of signature type `alg`.
+pub(crate) fn parse_typed_key_fields<'a>(
+    text: &'a str,
+    alg: u8,
+    wrong_type: &'static str,
+) -> Result<KeyFields<'a>, KeyFieldsError> {
     use KeyFieldsError::Reason;
     // The name holds no '+', but the base64 may: the key is everything after the second '+'.
     let mut fields = text.splitn(3, '+');
@@ -187,9 +202,9 @@ fn parse_key_fields(text: &str) -> Result<KeyFields<'_>, KeyFieldsError> {
             .decode(b64)
             .map_err(|_| Reason("the key is not valid base64"))?,
     );
-    let (&alg, key) = decoded.split_first().ok_or(Reason("the key is empty"))?;
-    if alg != ALG_ED25519 {
-        return Err(Reason("the key type is not Ed25519 (0x01)"));
+    let (&found, key) = decoded.split_first().ok_or(Reason("the key is empty"))?;
+    if found != alg {
+        return Err(Reason(wrong_type));
     }
     let key = <[u8; 32]>::try_from(key).map_err(|_| Reason("an Ed25519 key must be 32 bytes"))?;
     Ok(KeyFields {
@@ -312,7 +327,7 @@ impl NoteSigner {
 }
 
 /// Checks a note text: non-empty, ends in a newline, no control characters but newlines.
-fn check_text(text: &str) -> Result<(), String> {
+pub(crate) fn check_text(text: &str) -> Result<(), String> {
     if !text.ends_with('\n') {
         return Err("a note text must be non-empty and end with a newline".into());
     }
@@ -408,6 +423,51 @@ impl fmt::Display for NoteVerifier {
 /// signature by the trusted key that does not verify rejects the whole note. Returns the note
 /// text: everything up to and including the newline before the last blank line.
 pub fn open<'a>(note: &'a str, verifier: &NoteVerifier) -> Result<&'a str, NoteError> {
+    let (text, lines) = split_signed(note)?;
+    let mut found = Vec::new();
+    let mut verified = false;
+    for line in &lines {
+        found.push(format!("{}+{:08x}", line.name, line.key_id));
+        if line.name != verifier.name || line.key_id != verifier.key_id {
+            continue;
+        }
+        if !verifier.verify(text, &line.signature) {
+            return Err(NoteError::BadSignature {
+                name: line.name.into(),
+                key_id: line.key_id,
+            });
+        }
+        verified = true;
+    }
+    if !verified {
+        return Err(NoteError::NotSigned {
+            name: verifier.name.clone(),
+            key_id: verifier.key_id,
+            found: if found.is_empty() {
+                "none".into()
+            } else {
+                found.join(", ")
+            },
+        });
+    }
+    Ok(text)
+}
+
+/// One signature line of a signed note: `— <name> base64(key ID ‖ signature)`.
+pub(crate) struct SignatureLine<'a> {
+    /// The key name.
+    pub(crate) name: &'a str,
+    /// The key ID (the first four decoded bytes).
+    pub(crate) key_id: u32,
+    /// The signature bytes after the key ID (at least one byte).
+    pub(crate) signature: Vec<u8>,
+    /// The whole line, without its newline.
+    pub(crate) line: &'a str,
+}
+
+/// Splits a signed note into its text (up to and including the newline before the last blank
+/// line) and its signature lines, each checked for form (not for signature).
+pub(crate) fn split_signed(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
     let malformed = |reason: String| NoteError::Malformed { reason };
     check_chars(note).map_err(malformed)?;
     let split = note.rfind("\n\n").ok_or_else(|| {
@@ -425,8 +485,7 @@ pub fn open<'a>(note: &'a str, verifier: &NoteVerifier) -> Result<&'a str, NoteE
         ));
     }
     let text_lines = text.matches('\n').count() + 1;
-    let mut found = Vec::new();
-    let mut verified = false;
+    let mut lines = Vec::new();
     for (i, line) in sigs[..sigs.len() - 1].split('\n').enumerate() {
         let line_no = text_lines + 1 + i;
         if i >= MAX_SIGNATURES {
@@ -449,7 +508,7 @@ pub fn open<'a>(note: &'a str, verifier: &NoteVerifier) -> Result<&'a str, NoteE
                 "line {line_no}: invalid key name {name:?}"
             )));
         }
-        let raw = BASE64
+        let mut raw = BASE64
             .decode(b64)
             .map_err(|_| malformed(format!("line {line_no}: the signature is not base64")))?;
         if raw.len() < 5 {
@@ -458,31 +517,15 @@ pub fn open<'a>(note: &'a str, verifier: &NoteVerifier) -> Result<&'a str, NoteE
                 raw.len()
             )));
         }
-        let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        found.push(format!("{name}+{id:08x}"));
-        if name != verifier.name || id != verifier.key_id {
-            continue;
-        }
-        if !verifier.verify(text, &raw[4..]) {
-            return Err(NoteError::BadSignature {
-                name: name.into(),
-                key_id: id,
-            });
-        }
-        verified = true;
-    }
-    if !verified {
-        return Err(NoteError::NotSigned {
-            name: verifier.name.clone(),
-            key_id: verifier.key_id,
-            found: if found.is_empty() {
-                "none".into()
-            } else {
-                found.join(", ")
-            },
+        let signature = raw.split_off(4);
+        lines.push(SignatureLine {
+            name,
+            key_id: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+            signature,
+            line,
         });
     }
-    Ok(text)
+    Ok((text, lines))
 }
 
 #[cfg(test)]
