@@ -62,6 +62,15 @@ impl Filter {
         })
     }
 
+    /// The `--until` bound, if any (records at or after it are not selected).
+    #[cfg_attr(
+        not(feature = "serve"),
+        expect(dead_code, reason = "only the view seeks by time")
+    )]
+    pub(crate) fn until(&self) -> Option<OffsetDateTime> {
+        self.until
+    }
+
     /// Whether no filter is set: every record, event or not, is selected.
     #[cfg_attr(
         not(feature = "serve"),

@@ -22,6 +22,10 @@ use crate::logdir;
 /// Records a filtered search reads at most for one page.
 pub(crate) const SEARCH_BUDGET: u64 = 200_000;
 
+/// Records appended out of time order by at most this many positions are still found when a
+/// search starts from its `until` time (requests finish, and so are appended, out of order).
+pub(crate) const TIME_SLACK: u64 = 4096;
+
 /// How often the log is looked at for new records.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -159,7 +163,13 @@ impl Snapshot {
     /// reads back from `before` until `limit` match or [`SEARCH_BUDGET`] were read.
     pub(crate) fn page(&self, filter: &Filter, before: Option<u64>, limit: usize) -> Result<Page> {
         let size = self.log.size();
-        let end = before.map_or(size, |b| b.min(size));
+        let mut end = before.map_or(size, |b| b.min(size));
+        if let Some(until) = filter.until() {
+            end = end.min(
+                self.first_at_or_after(until, end)?
+                    .saturating_add(TIME_SLACK),
+            );
+        }
         let floor = end.saturating_sub(SEARCH_BUDGET);
         let chunk = if filter.selects_everything() {
             limit as u64
@@ -214,6 +224,29 @@ impl Snapshot {
             }
         }
         Ok(rows)
+    }
+
+    /// The first index before `end` whose record's time is at or after `time`, found by binary
+    /// search (records are appended in about time order: see [`TIME_SLACK`]); `end` if none.
+    /// A record without a time (not an audit event) counts as the next one that has one.
+    fn first_at_or_after(&self, time: time::OffsetDateTime, end: u64) -> Result<u64> {
+        let (mut low, mut high) = (0, end);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let at = self
+                .log
+                .records(middle)
+                .take((high - middle).min(16) as usize)
+                .filter_map(|item| item.ok())
+                .find_map(|(_, record)| AuditEvent::from_json(&record).ok().map(|e| e.time));
+            match at {
+                Some(t) if t >= time => high = middle,
+                Some(_) => low = middle + 1,
+                // No time in sight: look further down.
+                None => high = middle,
+            }
+        }
+        Ok(low)
     }
 
     /// Record `index`, checked against its stored leaf hash.

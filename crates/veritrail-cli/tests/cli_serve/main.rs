@@ -488,3 +488,49 @@ async fn no_auth_with_an_access_log_still_records_each_use() {
             .any(|r| r["action"] == "trail.search" && r["request"]["query"]["status"] == "4xx")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_bounds_select_what_the_cli_selects() {
+    let env = Env::new();
+    demo_log(&env);
+    let serve = Serve::start(&env, "demo/log", &["--no-auth"]);
+    let all = cli_events(&env, "demo/log", &[]);
+    let time = |i: usize| {
+        let v: Value = serde_json::from_str(&all[i].1).unwrap();
+        v["time"].as_str().unwrap().to_owned()
+    };
+    for (since, until) in [(None, Some(6)), (Some(3), Some(9)), (Some(8), None)] {
+        let mut query = Vec::new();
+        let mut flags = Vec::new();
+        let (s, u) = (since.map(time), until.map(time));
+        if let Some(s) = &s {
+            query.push(format!("since={s}"));
+            flags.extend(["--since", s.as_str()]);
+        }
+        if let Some(u) = &u {
+            query.push(format!("until={u}"));
+            flags.extend(["--until", u.as_str()]);
+        }
+        let (status, body) = get(
+            serve.addr,
+            &format!("/api/v1/events?{}", query.join("&")),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200);
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        let got: Vec<u64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        let mut want: Vec<u64> = cli_events(&env, "demo/log", &flags)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        want.reverse();
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{flags:?}");
+    }
+}
