@@ -56,6 +56,8 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
 //! - [`proof`]: `c2sp.org/tlog-proof@v1` files and tlog-witness consistency bodies.
 //! - [`store`]: the on-disk log ([`Log`]): segments, stored hashes, checkpoints, recovery.
+//! - [`source`]: reading any store ([`source::LogSource`]): proofs and the verifier written
+//!   once for the directory and for databases.
 //! - [`verify`]: the offline verifier.
 //! - [`witness`]: C2SP witness cosignatures (`cosignature/v1`) and the `add-checkpoint` witness.
 //!
@@ -80,6 +82,7 @@ pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod source;
 pub mod store;
 pub mod verify;
 pub mod witness;

@@ -611,6 +611,11 @@ impl Log {
         Ok(merkle::root_at(&self.tree, size)?)
     }
 
+    /// The stored hash of the full subtree `(level, index)` (level 0: leaf hashes).
+    pub fn stored_node(&self, level: u8, index: u64) -> Result<Hash, LogError> {
+        Ok(merkle::HashSource::node(&self.tree, level, index)?)
+    }
+
     /// Syncs and signs the final checkpoint. A read-only log just closes.
     pub fn close(mut self) -> Result<(), LogError> {
         self.closed = true;

@@ -153,6 +153,17 @@ pub enum VerifyError {
         /// What is wrong.
         reason: String,
     },
+    /// A store other than a directory holds something that disagrees with its records (see
+    /// [`verify_source`](crate::source::verify_source)).
+    #[error("{location}: {reason}")]
+    Stored {
+        /// The store (a URL without secrets, with the origin).
+        location: String,
+        /// The first record index concerned, when there is one.
+        index: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
     /// The per-record callback of [`verify_dir_with`] refused a record.
     #[error("record {index}: {reason}")]
     Rejected {
@@ -175,6 +186,7 @@ impl VerifyError {
         match self {
             Self::Record { index, .. } | Self::Rejected { index, .. } => Some(*index),
             Self::StoredHash { first_index, .. } => Some(*first_index),
+            Self::Stored { index, .. } => *index,
             _ => None,
         }
     }
