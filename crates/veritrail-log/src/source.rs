@@ -337,15 +337,14 @@ pub fn verify_source_with(
     }
     let size = src.size();
     if let Some((which, cp)) = checkpoints.iter().find(|(_, c)| c.size > size) {
-        return Err(VerifyError::Checkpoint {
-            which: which.clone(),
-            size: Some(cp.size),
-            reason: format!(
-                "it covers {} records but {location} holds only {size}: records were removed \
-                 from the end",
-                cp.size
+        return Err(stored(
+            Some(size),
+            format!(
+                "records {size}..{} are missing: checkpoint {which} covers {} records but the \
+                 store holds only {size} (records were removed from the end)",
+                cp.size, cp.size
             ),
-        });
+        ));
     }
 
     // 2. Records, leaf hashes and stored interior hashes; 3. roots at each checkpoint.
@@ -475,6 +474,7 @@ pub fn verify_source_with(
         root,
         checkpoints_checked: checkpoints.len() + usize::from(latest.is_some()),
         against_checked: opts.against.len(),
+        signed_size: checkpoints.last().map_or(0, |(_, c)| c.size),
         recovered_tail: false,
         tail: None,
         unhashed_records: 0,
