@@ -13,7 +13,8 @@ use crate::{PgError, PgLocation};
 /// A client on its own single-threaded runtime. The connection task runs while a call is
 /// being driven ([`Db::run`]); nothing else shares the runtime.
 pub(crate) struct Db {
-    rt: Runtime,
+    /// Always `Some` but in `drop`.
+    rt: Option<Runtime>,
     client: Option<Client>,
     pub(crate) loc: PgLocation,
 }
@@ -29,7 +30,7 @@ impl Db {
                 reason: format!("cannot start the client's runtime: {e}"),
             })?;
         let mut db = Db {
-            rt,
+            rt: Some(rt),
             client: None,
             loc: loc.clone(),
         };
@@ -76,7 +77,7 @@ impl Db {
         F: Future + Send,
         F::Output: Send,
     {
-        block(&self.rt, f)
+        block(self.rt.as_ref().expect("runtime"), f)
     }
 
     /// Runs `f` with the client, giving up after `limit`: the connection is then dropped
@@ -93,6 +94,7 @@ impl Db {
                 reason: "not connected".into(),
             });
         };
+        let rt = rt.as_ref().expect("runtime");
         let result = block(rt, async move {
             match tokio::time::timeout(limit, f(c)).await {
                 Ok(r) => r,
@@ -107,6 +109,17 @@ impl Db {
             *client = None;
         }
         result
+    }
+}
+
+impl Drop for Db {
+    /// Without waiting: a store may be dropped inside someone else's runtime, where blocking
+    /// on this one's shutdown is not allowed.
+    fn drop(&mut self) {
+        self.client = None;
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

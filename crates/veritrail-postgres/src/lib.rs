@@ -94,9 +94,9 @@
 //! again) until [`PgLogOptions::commit_timeout`], then returns [`PgError::Unavailable`] and
 //! keeps the batch: the next commit sends it again. After a lost connection it first reads
 //! what the database holds, so a batch whose commit succeeded just before the connection
-//! dropped is not stored twice. [`PgSink`] reports such an error to the writer as
-//! [`SinkError::Unavailable`](veritrail_writer::SinkError::Unavailable): `Durable` callers
-//! get an error within the timeout, `Async` events wait in the writer's queue, and writing
+//! dropped is not stored twice. [`PgSink`] keeps calling it until the database is back, as
+//! the writer's sink contract asks: `Durable` callers get `TimedOut` after the commit
+//! timeout, `Async` events wait in the writer's queue under its overflow policy, and writing
 //! resumes on its own.
 //!
 //! # Why tokio-postgres

@@ -366,6 +366,22 @@ impl PgLog {
     }
 }
 
+impl Drop for PgLog {
+    /// Gives the origin's lock back at once (closing the session would too, once the server
+    /// notices), so that a writer reopening right after finds it free.
+    fn drop(&mut self) {
+        if self.db.is_connected() {
+            let _ = self.db.call(Duration::from_secs(1), |c| {
+                Box::pin(async move {
+                    c.batch_execute("SELECT pg_advisory_unlock_all()")
+                        .await
+                        .map_err(|e| PgError::db("unlocking", e))
+                })
+            });
+        }
+    }
+}
+
 /// One transaction: the records (binary COPY), the hashes they complete, the checkpoint.
 async fn write_batch(
     c: &mut tokio_postgres::Client,

@@ -137,7 +137,8 @@ fn tables_are_append_only_and_the_writer_role_cannot_delete() {
         "CREATE ROLE {writer} LOGIN; CREATE ROLE {auditor} LOGIN;\n{}",
         grants_sql(&schema.name, &writer, &auditor)
     ));
-    let cleanup = RoleCleanup(&schema, vec![writer.clone(), auditor.clone()]);
+    let mut cleanup = support::RoleCleanup::new(&schema, &writer);
+    cleanup.push(&auditor);
     let err = schema
         .try_sql_as(Some(&writer), "DELETE FROM {s}.records WHERE idx = 3")
         .unwrap_err();
@@ -155,18 +156,6 @@ fn tables_are_append_only_and_the_writer_role_cannot_delete() {
     write(&mut log, 0, 10);
     drop(log);
     drop(cleanup);
-}
-
-struct RoleCleanup<'a>(&'a TestSchema, Vec<String>);
-
-impl Drop for RoleCleanup<'_> {
-    fn drop(&mut self) {
-        for role in &self.1 {
-            let _ = self
-                .0
-                .try_sql(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
-        }
-    }
 }
 
 /// Tampering as the owner with the triggers off, as an attacker with the owner's password

@@ -148,12 +148,6 @@ pub enum SinkError {
         /// The indexes the sink reported.
         got: Range<u64>,
     },
-    /// The store cannot be reached for now (a database or broker outage). The sink keeps
-    /// every record it was handed and not yet committed, and commits them — exactly once —
-    /// at a later [`Sink::commit`]; the writer answers the callers waiting on them with an
-    /// error, keeps queueing `Async` events under its overflow policy, and retries.
-    #[error("store unavailable: {0}")]
-    Unavailable(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Any other sink's error (database, broker, exporter).
     #[error("{0}")]
     Other(Box<dyn std::error::Error + Send + Sync + 'static>),

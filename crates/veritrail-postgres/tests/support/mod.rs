@@ -44,6 +44,29 @@ impl TestSchema {
         schema
     }
 
+    /// A handle on the server that owns no schema (for statements about the whole server).
+    pub(crate) fn raw(base: &str) -> TestSchema {
+        TestSchema {
+            name: String::new(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// How many rows a query returns.
+    pub(crate) fn count(&self, sql: &str) -> usize {
+        let config: tokio_postgres::Config = self.base.parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sql = sql.to_owned();
+        rt.block_on(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client.query(&sql, &[]).await.unwrap().len()
+        })
+    }
+
     /// The schema's location, for `origin` (or for none).
     pub(crate) fn loc(&self, origin: Option<&str>) -> PgLocation {
         let mut url = format!("{}?schema={}", self.base, self.name);
@@ -81,11 +104,7 @@ impl TestSchema {
         if let Some(user) = user {
             config.user(user);
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        block_on(async move {
             let (client, conn) = config
                 .connect(tokio_postgres::NoTls)
                 .await
@@ -105,11 +124,7 @@ impl TestSchema {
     pub(crate) fn query_text(&self, sql: &str) -> Option<String> {
         let sql = sql.replace("{s}", &self.name);
         let config: tokio_postgres::Config = self.base.parse().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        block_on(async move {
             let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
             tokio::spawn(conn);
             let rows = client.simple_query(&sql).await.unwrap();
@@ -123,6 +138,51 @@ impl TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        let _ = self.try_sql("DROP SCHEMA IF EXISTS {s} CASCADE");
+        if !self.name.is_empty() {
+            let _ = self.try_sql("DROP SCHEMA IF EXISTS {s} CASCADE");
+        }
     }
+}
+
+/// Drops a role (and what it owns) when dropped.
+pub(crate) struct RoleCleanup<'a>(&'a TestSchema, Vec<String>);
+
+impl<'a> RoleCleanup<'a> {
+    pub(crate) fn new(schema: &'a TestSchema, role: &str) -> Self {
+        RoleCleanup(schema, vec![role.to_owned()])
+    }
+
+    pub(crate) fn push(&mut self, role: &str) {
+        self.1.push(role.to_owned());
+    }
+}
+
+impl Drop for RoleCleanup<'_> {
+    fn drop(&mut self) {
+        for role in &self.1 {
+            let _ = self.0.try_sql(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
+                 DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"
+            ));
+        }
+    }
+}
+
+/// Runs `f` on a runtime of its own, on a thread of its own (tests call this from inside
+/// their own runtime too).
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+        .join()
+        .unwrap()
+    })
 }

@@ -1,0 +1,244 @@
+//! The writer into PostgreSQL: batches under load while the sink's connections are
+//! terminated, and an outage during which `Durable` callers get a bounded error and `Async`
+//! events wait, then writing resumes — every acknowledged event stored exactly once, and the
+//! log verifies.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::TestSchema;
+use veritrail_core::event::AuditEvent;
+use veritrail_core::recorder::{Durability, RecordError, Recorder};
+use veritrail_log::NoteSigner;
+use veritrail_log::source::LogSource;
+use veritrail_log::verify::VerifyOptions;
+use veritrail_postgres::{PgLocation, PgLogOptions, PgSink, PgStore, grants_sql, verify};
+use veritrail_writer::{OverflowPolicy, Writer, WriterConfig};
+
+/// How many times each action occurs in the log.
+fn actions(loc: &PgLocation) -> HashMap<String, u32> {
+    let store = PgStore::open(loc).unwrap();
+    let mut seen = HashMap::new();
+    for item in store.records(0) {
+        let item = item.unwrap();
+        let event = AuditEvent::from_json(&item.record).unwrap();
+        if let Some(action) = event.as_http().and_then(|h| h.action.clone()) {
+            *seen.entry(action).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+fn event(action: String) -> AuditEvent {
+    AuditEvent::http("POST", "/orders")
+        .route("/orders")
+        .action(action)
+        .status(201)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_terminated_connections_exactly_once() {
+    let schema = TestSchema::new("kill");
+    let app = format!("{}_sink", schema.name);
+    let url = format!(
+        "{}&application_name={app}",
+        schema.url(Some("orders-api/pod-1"))
+    );
+    let loc: PgLocation = url.parse().unwrap();
+    let signer = NoteSigner::generate("orders-api/pod-1").unwrap();
+    let sink = PgSink::open(&loc, signer.clone(), PgLogOptions::default()).unwrap();
+    let writer = Writer::start(sink, WriterConfig::default()).unwrap();
+
+    // Terminate the sink's connections again and again while the load runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        let base = support::server_url();
+        let app = app.clone();
+        std::thread::spawn(move || {
+            let mut terminated = 0;
+            let kill = TestSchema::raw(&base);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(120));
+                terminated += kill.count(&format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = '{app}'"
+                ));
+            }
+            terminated
+        })
+    };
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let recorder = writer.handle();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..150 {
+                let action = format!("t{task}-{i}");
+                let durability = if i % 3 == 0 {
+                    Durability::Async
+                } else {
+                    Durability::Durable
+                };
+                match recorder.record(event(action.clone()), durability).await {
+                    Ok(receipt) if durability == Durability::Durable => {
+                        acked.push((action, receipt.index.unwrap()));
+                    }
+                    Ok(_) | Err(RecordError::TimedOut(_)) => {}
+                    Err(e) => panic!("{action}: {e}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let terminated = killer.join().unwrap();
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(30))
+        .await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert!(
+        terminated >= 3,
+        "only {terminated} connections were terminated"
+    );
+    assert!(
+        acked.len() > 500,
+        "only {} durable events acknowledged",
+        acked.len()
+    );
+
+    let store = PgStore::open(&loc).unwrap();
+    let report = verify(&store, &signer.verifier(), &VerifyOptions::default()).unwrap();
+    assert_eq!(report.records, store.size());
+    let seen = actions(&loc);
+    for (action, index) in &acked {
+        assert_eq!(
+            seen.get(action),
+            Some(&1),
+            "{action} is stored {:?} times",
+            seen.get(action)
+        );
+        let stored = AuditEvent::from_json(&store.read(*index).unwrap()).unwrap();
+        assert_eq!(
+            stored.as_http().unwrap().action.as_deref(),
+            Some(action.as_str())
+        );
+    }
+    // Nothing is stored twice, acknowledged or not.
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_gives_durable_callers_a_bounded_error_and_writing_resumes() {
+    let schema = TestSchema::new("outage");
+    // The owner creates the schema; the service writes as a role of its own, which is
+    // refused logins (and its sessions ended) for the outage.
+    drop(
+        veritrail_postgres::PgLog::open(
+            &schema.loc(Some("setup")),
+            NoteSigner::generate("setup").unwrap(),
+            Default::default(),
+        )
+        .unwrap(),
+    );
+    let role = format!("{}_w", schema.name);
+    schema.sql(&format!(
+        "CREATE ROLE {role} LOGIN;\n{}",
+        grants_sql(&schema.name, &role, &role)
+    ));
+    let _cleanup = support::RoleCleanup::new(&schema, &role);
+    let loc: PgLocation = format!(
+        "postgres://{role}@127.0.0.1:5432/test?schema={}&origin=pod-2&connect_timeout=1",
+        schema.name
+    )
+    .parse()
+    .unwrap();
+    let signer = NoteSigner::generate("pod-2").unwrap();
+    let opts = PgLogOptions {
+        commit_timeout: Duration::from_secs(1),
+        ..PgLogOptions::default()
+    };
+    let sink = PgSink::open(&loc, signer.clone(), opts).unwrap();
+    let config = WriterConfig::default()
+        .overflow(OverflowPolicy::Block {
+            timeout: Duration::from_millis(50),
+        })
+        .queue_capacity(64, 1 << 20);
+    let writer = Writer::start(sink, config).unwrap();
+    let recorder = writer.handle();
+    recorder
+        .record(event("before".into()), Durability::Durable)
+        .await
+        .unwrap();
+
+    schema.sql(&format!(
+        "ALTER ROLE {role} NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE usename = '{role}'"
+    ));
+    let started = Instant::now();
+    let err = recorder
+        .record(event("during-durable".into()), Durability::Durable)
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, RecordError::TimedOut(_)), "{err}");
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    // Async events wait in the queue; past its capacity the overflow policy answers.
+    let mut queued = Vec::new();
+    let mut overflowed = 0;
+    for i in 0..100 {
+        match recorder
+            .record(event(format!("during-async-{i}")), Durability::Async)
+            .await
+        {
+            Ok(_) => queued.push(format!("during-async-{i}")),
+            Err(RecordError::Overflow) => overflowed += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        !queued.is_empty() && overflowed > 0,
+        "{} queued, {overflowed} refused",
+        queued.len()
+    );
+
+    schema.sql(&format!("ALTER ROLE {role} LOGIN"));
+    // Writing resumes on its own.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        match recorder
+            .record(event("after".into()), Durability::Durable)
+            .await
+        {
+            Ok(receipt) => break receipt.index.unwrap(),
+            Err(RecordError::TimedOut(_) | RecordError::Overflow) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("writing did not resume: {e}"),
+        }
+    };
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+
+    let owner_loc = schema.loc(Some("pod-2"));
+    let store = PgStore::open(&owner_loc).unwrap();
+    verify(&store, &signer.verifier(), &VerifyOptions::default()).unwrap();
+    assert!(store.read(after).is_ok());
+    let seen = actions(&owner_loc);
+    for action in queued.iter().map(String::as_str).chain(["before", "after"]) {
+        assert_eq!(seen.get(action), Some(&1), "{action}");
+    }
+    // The timed-out event was kept and written when the database came back (at most once).
+    assert!(seen.get("during-durable").is_none_or(|&n| n == 1));
+}
