@@ -38,6 +38,9 @@ pub(crate) enum Command {
     Tail(TailArgs),
     /// Exports the audit events as OCSF JSON (one object per line) for a SIEM.
     Export(ExportArgs),
+    /// Copies a log between stores (directory ↔ PostgreSQL), verifying as it goes.
+    #[cfg(feature = "postgres")]
+    Copy(CopyArgs),
     /// The quick start: a real server, real tokens, real traffic, then verification.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -51,6 +54,25 @@ pub(crate) enum Command {
     /// Works with JWTs: `token verify` checks one as the proxy would.
     #[cfg(feature = "token")]
     Token(TokenArgs),
+}
+
+/// `veritrail copy SRC DST --key KEYFILE`.
+#[cfg(feature = "postgres")]
+#[derive(Debug, clap::Args)]
+pub(crate) struct CopyArgs {
+    /// The log to copy: a directory, or `postgres://…?origin=O`.
+    #[arg(value_name = "SRC")]
+    pub(crate) src: PathBuf,
+    /// Where to: a directory that does not exist yet (or is empty), or `postgres://…` (the
+    /// origin defaults to the source's; the log must not exist there yet).
+    #[arg(value_name = "DST")]
+    pub(crate) dst: PathBuf,
+    /// The log's private key. The copy is signed again with it at each of the source's
+    /// checkpoint sizes, and Ed25519 signatures are deterministic, so the copy's checkpoints
+    /// are the source's byte for byte (checked as it goes): checkpoints held elsewhere
+    /// verify against either store.
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) key: PathBuf,
 }
 
 /// `veritrail demo [--dir DIR]`.
@@ -83,7 +105,9 @@ pub(crate) struct ProxyArgs {
     /// Which tokens are accepted.
     #[command(flatten)]
     pub(crate) tokens: TokenRulesArgs,
-    /// The audit log directory (created if missing).
+    /// The audit log: a directory (created if missing), or
+    /// `postgres://USER@HOST:PORT/DB?schema=S&origin=O` (the origin defaults to the key's
+    /// name; schema and log are created if missing).
     #[arg(long, value_name = "LOG")]
     pub(crate) log: Option<PathBuf>,
     /// The log's private key file (`veritrail keygen`).
@@ -313,7 +337,7 @@ pub(crate) struct AppendArgs {
 /// `veritrail checkpoint LOG`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckpointArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
 }
@@ -321,7 +345,7 @@ pub(crate) struct CheckpointArgs {
 /// `veritrail prove LOG INDEX [--out FILE]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProveArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// The record's index (0-based).
@@ -335,7 +359,7 @@ pub(crate) struct ProveArgs {
 /// `veritrail consistency LOG --from OLD_CHECKPOINT`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConsistencyArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// A file holding an earlier signed checkpoint of this log.
@@ -346,12 +370,14 @@ pub(crate) struct ConsistencyArgs {
 /// `veritrail verify LOG --key VKEY [--against CHECKPOINT]... [--json] [--tokens]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
-    /// The verifier key: its text (`name+hexid+base64`) or a file holding it.
-    #[arg(long, value_name = "VKEY")]
-    pub(crate) key: String,
+    /// The verifier key: its text (`name+hexid+base64`) or a file holding it. Repeatable:
+    /// each log is checked with the key it names (a PostgreSQL store may hold logs of
+    /// several keys); a log whose key is not given fails.
+    #[arg(long, value_name = "VKEY", required = true)]
+    pub(crate) key: Vec<String>,
     /// A signed checkpoint held elsewhere (a file); the log must extend it. Repeatable.
     /// This is what catches a truncated or rewritten log.
     #[arg(long, value_name = "CHECKPOINT")]
@@ -420,7 +446,7 @@ pub(crate) enum OutcomeArg {
 /// `veritrail events LOG [filters] [--json]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct EventsArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// Which events to list.
@@ -434,7 +460,7 @@ pub(crate) struct EventsArgs {
 /// `veritrail tail LOG [filters] [--json] [--from-start | -n N]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TailArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// Which events to print.
@@ -457,7 +483,7 @@ pub(crate) struct TailArgs {
 /// `veritrail export LOG --format ocsf [--out FILE] [filters]`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExportArgs {
-    /// The log directory.
+    /// The log: a directory, or `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
     #[arg(value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// The output format.

@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 use veritrail_core::event::{AuditEvent, EventBody, HttpEvent, Outcome, Text};
-use veritrail_log::Log;
+use veritrail_log::source::LogSource;
 
 use crate::cli::EventsArgs;
 use crate::filter::Filter;
@@ -21,14 +21,14 @@ use crate::progress::{self, Results};
 /// Lists the selected events of a log.
 pub(crate) fn run(args: &EventsArgs) -> Result<()> {
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
-    let log = logdir::open_read_only(&args.log)?;
+    let log = logdir::open_source(&args.log)?;
     let bar = progress::records(log.size(), "reading", Results::Stdout);
     let mut out = Lines::stdout();
     if !args.json {
         out.line(HEADER.as_bytes())?;
     }
     let mut scan = Scan::default();
-    for_each_event(&log, 0, &mut scan, |index, record, event| {
+    for_each_event(&*log, 0, &mut scan, |index, record, event| {
         bar.inc(1);
         if filter.matches(event) {
             print(&mut out, args.json, index, record, event)?;
@@ -66,18 +66,19 @@ impl Scan {
 /// Calls `each(index, record, event)` for every record from `start` that is an audit event,
 /// counting the others in `scan`; stops early when `each` returns `Ok(false)`.
 pub(crate) fn for_each_event(
-    log: &Log,
+    log: &dyn LogSource,
     start: u64,
     scan: &mut Scan,
     mut each: impl FnMut(u64, &[u8], &AuditEvent) -> Result<bool>,
 ) -> Result<()> {
     for item in log.records(start) {
-        let (index, record) = item.with_context(|| {
-            format!(
-                "cannot read the records of {} — run `veritrail verify` on it",
-                log.dir().display()
-            )
-        })?;
+        let veritrail_log::source::StoredRecord { index, record, .. } =
+            item.with_context(|| {
+                format!(
+                    "cannot read the records of {} — run `veritrail verify` on it",
+                    log.location()
+                )
+            })?;
         match AuditEvent::from_json(&record) {
             Ok(event) => {
                 if !each(index, &record, &event)? {

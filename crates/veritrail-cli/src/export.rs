@@ -17,7 +17,7 @@ use crate::progress::{self, Results};
 pub(crate) fn run(args: &ExportArgs) -> Result<()> {
     let ExportFormat::Ocsf = args.format;
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
-    let log = logdir::open_read_only(&args.log)?;
+    let log = logdir::open_source(&args.log)?;
     let (mut out, results) = match &args.out {
         Some(path) => (Lines::file(path)?, Results::Elsewhere),
         None => (Lines::stdout(), Results::Stdout),
@@ -26,7 +26,7 @@ pub(crate) fn run(args: &ExportArgs) -> Result<()> {
     let bar = progress::records(log.size(), "exporting", results);
     let mut scan = Scan::default();
     let (mut events, mut written) = (0u64, 0u64);
-    for_each_event(&log, 0, &mut scan, |index, _, event| {
+    for_each_event(&*log, 0, &mut scan, |index, _, event| {
         bar.inc(1);
         if filter.matches(event) {
             let objects = ocsf::events(index, event, &origin);

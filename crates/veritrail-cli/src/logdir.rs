@@ -1,12 +1,61 @@
-//! Opening a log directory for the read-side commands, with errors that say what to do.
+//! Opening a log — a directory, or `postgres://…` — for the read-side commands, with errors
+//! that say what to do.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use veritrail_log::source::LogSource;
 use veritrail_log::store::LogError;
 use veritrail_log::{Checkpoint, Log};
 
 use crate::exit::invalid;
+
+/// Opens the log `log` names for reading: a directory, or a PostgreSQL location with an
+/// origin.
+pub(crate) fn open_source(log: &Path) -> Result<Box<dyn LogSource>> {
+    if let Some(loc) = postgres_location(log)? {
+        return open_postgres(&loc);
+    }
+    Ok(Box::new(open_read_only(log)?))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(loc: &veritrail_postgres::PgLocation) -> Result<Box<dyn LogSource>> {
+    Ok(Box::new(
+        veritrail_postgres::PgStore::open(loc).with_context(|| format!("cannot open {loc}"))?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(loc: &PgLocation) -> Result<Box<dyn LogSource>> {
+    match *loc {}
+}
+
+/// A PostgreSQL location, parsed.
+#[cfg(feature = "postgres")]
+pub(crate) type PgLocation = veritrail_postgres::PgLocation;
+
+/// Without the `postgres` feature there is none.
+#[cfg(not(feature = "postgres"))]
+pub(crate) enum PgLocation {}
+
+/// The PostgreSQL location `log` spells (`postgres://…`), or `None` for a path.
+pub(crate) fn postgres_location(log: &Path) -> Result<Option<PgLocation>> {
+    let Some(text) = log.to_str() else {
+        return Ok(None);
+    };
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        return Ok(None);
+    }
+    #[cfg(feature = "postgres")]
+    {
+        Ok(Some(text.parse()?))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        bail!("this veritrail was built without the `postgres` feature: it cannot read {text}")
+    }
+}
 
 /// Opens the log at `dir` read-only, after checking it is there at all.
 pub(crate) fn open_read_only(dir: &Path) -> Result<Log> {
@@ -48,16 +97,15 @@ pub(crate) fn require_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The latest signed checkpoint of `log` (at `dir`), as stored.
-pub(crate) fn latest_checkpoint(log: &Log, dir: &Path) -> Result<String> {
+/// The latest signed checkpoint of `log`, as stored.
+pub(crate) fn latest_checkpoint(log: &dyn LogSource) -> Result<String> {
+    let at = log.location();
     log.latest_checkpoint()
-        .with_context(|| format!("cannot read the latest checkpoint of {}", dir.display()))?
+        .with_context(|| format!("cannot read the latest checkpoint of {at}"))?
         .with_context(|| {
             format!(
-                "{} has no signed checkpoint yet — append records with \
-                 `veritrail append {} --key KEYFILE`, which signs one",
-                dir.display(),
-                dir.display()
+                "{at} has no signed checkpoint yet — append records with \
+                 `veritrail append {at} --key KEYFILE`, which signs one"
             )
         })
 }

@@ -10,6 +10,8 @@
 //! veritrail events log --sub alice --since 1h             # or --json: the stored records
 //! veritrail tail log                                      # follow new events
 //! veritrail export log --format ocsf --out events.ocsf.jsonl
+//! veritrail verify 'postgres://audit@db:5432/app' --key audit.key.pub  # every origin there
+//! veritrail copy log 'postgres://audit@db:5432/app?origin=api-1' --key audit.key
 //! veritrail demo                                          # server, tokens, traffic, verification
 //! veritrail serve log --listen 127.0.0.1:8080 --jwks jwks.json --issuer https://login.example.com \
 //!     --audience audit --access-log access-log --access-key access.key   # or --no-auth, locally
@@ -22,6 +24,8 @@
 
 mod append;
 mod cli;
+#[cfg(feature = "postgres")]
+mod copy;
 #[cfg(feature = "demo")]
 mod demo;
 mod dirstate;
@@ -52,6 +56,8 @@ mod telemetry;
 mod token;
 mod tokens;
 mod verify;
+#[cfg(feature = "postgres")]
+mod verify_pg;
 
 use std::process::ExitCode;
 
@@ -73,6 +79,8 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Export(args) => export::run(args),
+        #[cfg(feature = "postgres")]
+        Command::Copy(args) => copy::run(args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
         #[cfg(feature = "proxy")]

@@ -10,20 +10,20 @@ use veritrail_log::{Checkpoint, Log, merkle};
 
 use crate::cli::{CheckpointArgs, ConsistencyArgs, ProveArgs};
 use crate::exit::invalid;
-use crate::logdir::{latest_checkpoint, open_read_only, unverified_body};
+use crate::logdir::{latest_checkpoint, open_source, unverified_body};
 use crate::output::write_stdout;
 
 /// Prints the latest signed checkpoint verbatim.
 pub(crate) fn checkpoint(args: &CheckpointArgs) -> Result<()> {
-    let log = open_read_only(&args.log)?;
-    let signed = latest_checkpoint(&log, &args.log)?;
+    let log = open_source(&args.log)?;
+    let signed = latest_checkpoint(&*log)?;
     write_stdout(signed.as_bytes())
 }
 
 /// Prints (or writes to `--out`) a `c2sp.org/tlog-proof@v1` file for one record.
 pub(crate) fn prove(args: &ProveArgs) -> Result<()> {
-    let log = open_read_only(&args.log)?;
-    let signed = latest_checkpoint(&log, &args.log)?;
+    let log = open_source(&args.log)?;
+    let signed = latest_checkpoint(&*log)?;
     let checkpoint = unverified_body(&signed, "the latest checkpoint")?;
     let file = inclusion_file(&log, &args.log, signed, &checkpoint, args.index)?;
     let (index, size) = (file.index, checkpoint.size);
@@ -107,8 +107,8 @@ pub(crate) fn check_inclusion(
 
 /// Prints the tlog-witness `add-checkpoint` body proving the latest checkpoint extends `--from`.
 pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<()> {
-    let log = open_read_only(&args.log)?;
-    let signed = latest_checkpoint(&log, &args.log)?;
+    let log = open_source(&args.log)?;
+    let signed = latest_checkpoint(&*log)?;
     let from = args.from.display().to_string();
     let old_text = std::fs::read_to_string(&args.from)
         .with_context(|| format!("cannot read the old checkpoint {from}"))?;

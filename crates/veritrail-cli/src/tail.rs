@@ -31,6 +31,10 @@ const MAX_REOPEN_FAILURES: u32 = 25;
 pub(crate) fn run(args: &TailArgs) -> Result<()> {
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
     let dir = args.log.as_path();
+    #[cfg(feature = "postgres")]
+    if let Some(loc) = logdir::postgres_location(dir)? {
+        return follow_postgres(args, &filter, &loc);
+    }
     let mut log = logdir::open_read_only(dir)?;
     let mut next = if args.from_start {
         0
@@ -61,6 +65,52 @@ pub(crate) fn run(args: &TailArgs) -> Result<()> {
 }
 
 /// Sleeps until the directory changes and the log opens with at least `size` records.
+/// `tail` of a log in PostgreSQL: polls the size (one index lookup) every interval.
+#[cfg(feature = "postgres")]
+fn follow_postgres(args: &TailArgs, filter: &Filter, loc: &logdir::PgLocation) -> Result<()> {
+    let mut store =
+        veritrail_postgres::PgStore::open(loc).with_context(|| format!("cannot open {loc}"))?;
+    let mut next = if args.from_start {
+        0
+    } else {
+        veritrail_log::source::LogSource::size(&store).saturating_sub(args.lines.unwrap_or(0))
+    };
+    let interval = Duration::from_millis(args.interval);
+    let mut out = Lines::stdout();
+    if !args.json {
+        out.line(HEADER.as_bytes())?;
+    }
+    let mut scan = Scan::default();
+    loop {
+        for_each_event(&store, next, &mut scan, |index, record, event| {
+            if filter.matches(event) {
+                print(&mut out, args.json, index, record, event)?;
+            }
+            Ok(!out.is_closed())
+        })?;
+        out.flush()?;
+        if out.is_closed() {
+            return Ok(());
+        }
+        next = veritrail_log::source::LogSource::size(&store);
+        loop {
+            std::thread::sleep(interval);
+            let size = store
+                .refresh()
+                .with_context(|| format!("cannot read the size of {loc}"))?;
+            if size < next {
+                return Err(invalid(format!(
+                    "{loc} now holds {size} records, fewer than the {next} already shown: rows \
+                     were removed — run `veritrail verify` with a checkpoint you hold"
+                )));
+            }
+            if size > next {
+                break;
+            }
+        }
+    }
+}
+
 fn wait_for_growth(dir: &Path, seen: &mut DirState, interval: Duration, size: u64) -> Result<Log> {
     let mut failures = 0;
     loop {

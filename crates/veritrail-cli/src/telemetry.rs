@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use veritrail_log::{LogOptions, NoteSigner};
 use veritrail_otel::{OtelGuard, OtelLayer, OtelLogSink};
-use veritrail_writer::{FileSink, Writer, WriterConfig};
+use veritrail_writer::{FileSink, Sink, Writer, WriterConfig};
 
 /// The OTLP providers, when the environment asks for them.
 pub(crate) struct Telemetry {
@@ -33,7 +33,8 @@ impl Telemetry {
             .map(|g| base.tracer_provider(g.tracer_provider()))
     }
 
-    /// A writer over the file log at `dir`, exporting its records as OTel logs when on. A
+    /// A writer over the file log at `dir` (or the PostgreSQL log a `postgres://` location
+    /// names), exporting its records as OTel logs when on. A
     /// failure of the writer is printed on stderr when it happens. `recover` adopts a log
     /// without checkpoint history ([`LogOptions::recover`]).
     pub(crate) fn open_writer(
@@ -55,11 +56,20 @@ impl Telemetry {
             recover,
             ..LogOptions::default()
         };
-        let file = FileSink::open(dir, signer, options).with_context(opened)?;
+        let sink: Box<dyn Sink> = match crate::logdir::postgres_location(dir)? {
+            #[cfg(feature = "postgres")]
+            Some(loc) => Box::new(
+                veritrail_postgres::PgSink::open(&loc, signer, Default::default())
+                    .with_context(opened)?,
+            ),
+            #[cfg(not(feature = "postgres"))]
+            Some(loc) => match loc {},
+            None => Box::new(FileSink::open(dir, signer, options).with_context(opened)?),
+        };
         let writer = match &self.guard {
-            None => Writer::start(file, config),
+            None => Writer::start(sink, config),
             Some(guard) => {
-                let sink = OtelLogSink::new(file, guard.logger_provider());
+                let sink = OtelLogSink::new(sink, guard.logger_provider());
                 Writer::start(sink, config)
             }
         };

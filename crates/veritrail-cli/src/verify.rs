@@ -22,16 +22,24 @@ use crate::tokens::{TokenAudit, TokenRules};
 
 /// Verifies a log directory and prints the report (human or `--json`).
 pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
-    let verifier = keys::read_verifier(&args.key)?;
+    #[cfg(feature = "postgres")]
+    if let Some(loc) = crate::logdir::postgres_location(&args.log)? {
+        return crate::verify_pg::verify(args, &loc);
+    }
     require_dir(&args.log)?;
-    let against = args
-        .against
-        .iter()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the --against checkpoint {}", path.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let verifiers = read_verifiers(&args.key)?;
+    let verifier = if verifiers.len() == 1 {
+        verifiers[0].clone()
+    } else {
+        // The key the log names, if it is among those given.
+        let stored = crate::logdir::open_read_only(&args.log)?.verifier().clone();
+        verifiers
+            .iter()
+            .find(|v| **v == stored)
+            .unwrap_or(&verifiers[0])
+            .clone()
+    };
+    let against = read_against(&args.against)?;
     let opts = VerifyOptions {
         against,
         ..VerifyOptions::default()
@@ -166,7 +174,7 @@ fn json_valid(dir: &Path, report: &VerifyReport) -> serde_json::Value {
 }
 
 /// The verdict, the first failure, and where to look.
-fn human_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
+pub(crate) fn human_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
     let mut out = format!("{} is INVALID\nfirst failure: {err}\n", dir.display());
     if let Some(index) = err.index() {
         out.push_str(&format!("first bad record: index {index}\n"));
@@ -177,7 +185,7 @@ fn human_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
     out
 }
 
-fn json_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
+pub(crate) fn json_invalid(dir: &Path, err: &VerifyError, against: &[PathBuf]) -> String {
     let mut value = serde_json::json!({
         "valid": false,
         "log": dir.display().to_string(),
@@ -203,6 +211,22 @@ fn against_file<'a>(err: &VerifyError, against: &'a [PathBuf]) -> Option<&'a Pat
         VerifyError::Against { position, .. } => against.get(position.checked_sub(1)?),
         _ => None,
     }
+}
+
+/// Every `--key` given.
+pub(crate) fn read_verifiers(keys: &[String]) -> Result<Vec<veritrail_log::NoteVerifier>> {
+    keys.iter().map(|k| keys::read_verifier(k)).collect()
+}
+
+/// The `--against` files' texts.
+pub(crate) fn read_against(paths: &[PathBuf]) -> Result<Vec<String>> {
+    paths
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the --against checkpoint {}", path.display()))
+        })
+        .collect()
 }
 
 /// Checks a `.tlog-proof` file offline: prints the record on stdout, the verdict on stderr.

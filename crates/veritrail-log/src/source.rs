@@ -97,8 +97,8 @@ pub trait LogSource {
     /// Record `index`, checked against its stored leaf hash.
     fn read(&self, index: u64) -> Result<Vec<u8>, SourceError>;
 
-    /// The records from `start` on, in index order. The store reports each record's own
-    /// index, so a missing record shows as a jump.
+    /// The records from `start` to [`size`](Self::size), in index order. The store reports
+    /// each record's own index, so a missing record shows as a jump.
     fn records(&self, start: u64) -> Records<'_>;
 
     /// The stored hash of the full subtree `(level, index)` (level 0: leaf hashes).

@@ -343,11 +343,12 @@ impl LogSource for PgStore {
     fn records(&self, start: u64) -> Records<'_> {
         let loc = self.db.borrow().loc.clone();
         let origin = self.origin.clone();
+        let end = self.size;
         let (tx, rx) = mpsc::sync_channel::<Result<Vec<StoredRecord>, PgError>>(8);
         // A connection of its own, on a thread of its own: the caller may read stored hashes
         // while it iterates (the verifier does), and fetching overlaps hashing.
         std::thread::spawn(move || {
-            if let Err(e) = stream_records(&loc, &origin, start, &tx) {
+            if let Err(e) = stream_records(&loc, &origin, start..end, &tx) {
                 let _ = tx.send(Err(e));
             }
         });
@@ -396,7 +397,7 @@ impl LogSource for PgStore {
 fn stream_records(
     loc: &PgLocation,
     origin: &str,
-    start: u64,
+    range: std::ops::Range<u64>,
     tx: &mpsc::SyncSender<Result<Vec<StoredRecord>, PgError>>,
 ) -> Result<(), PgError> {
     let db = Db::connect(loc)?;
@@ -414,7 +415,8 @@ fn stream_records(
                 .get(0);
             let sql = format!(
                 "COPY (SELECT idx, record, leaf_hash FROM {schema}.records WHERE origin = \
-                 {literal} AND idx >= {start} ORDER BY idx) TO STDOUT (FORMAT binary)"
+                 {literal} AND idx >= {} AND idx < {} ORDER BY idx) TO STDOUT (FORMAT binary)",
+                range.start, range.end
             );
             let out = c
                 .copy_out(&sql)

@@ -282,7 +282,9 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
     let log = args
         .log
         .clone()
-        .or(file.log.map(rel))
+        .or(file
+            .log
+            .map(|log| if is_url(&log) { log } else { rel(log) }))
         .ok_or_else(|| missing("--log"))?;
     let key = args
         .key
@@ -382,6 +384,11 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         realm: file.realm,
         routes: Routes { entries },
     })
+}
+
+/// A log location given as a URL (`postgres://…`), not a path relative to the config file.
+fn is_url(log: &Path) -> bool {
+    log.to_str().is_some_and(|s| s.contains("://"))
 }
 
 #[cfg(test)]
