@@ -399,55 +399,66 @@ pub fn verify_source_with(
     };
     let mut bytes = 0u64;
     let mut expected = 0u64;
-    for item in src.records(0) {
-        let item = item.map_err(io)?;
-        if item.index != expected {
-            return Err(stored(
-                Some(expected),
-                if item.index > expected {
-                    format!(
-                        "record {expected} is missing (the next stored record is {})",
-                        item.index
-                    )
-                } else {
-                    format!("record {} is stored twice", item.index)
-                },
-            ));
+    let threads = opts.threads.max(1);
+    let mut records = src.records(0);
+    let mut chunk: Vec<StoredRecord> = Vec::with_capacity(HASH_CHUNK);
+    loop {
+        chunk.clear();
+        for item in records.by_ref().take(HASH_CHUNK) {
+            chunk.push(item.map_err(io)?);
         }
-        let leaf = merkle::leaf_hash(&item.record);
-        match item.leaf_hash {
-            Some(h) if h != leaf => {
+        if chunk.is_empty() {
+            break;
+        }
+        let leaves = leaf_hashes(&chunk, threads);
+        for (item, leaf) in chunk.iter().zip(leaves) {
+            if item.index != expected {
                 return Err(stored(
-                    Some(item.index),
-                    "the record does not match its stored leaf hash: the record (or its hash) \
-                     was altered"
-                        .into(),
+                    Some(expected),
+                    if item.index > expected {
+                        format!(
+                            "record {expected} is missing (the next stored record is {})",
+                            item.index
+                        )
+                    } else {
+                        format!("record {} is stored twice", item.index)
+                    },
                 ));
             }
-            Some(_) => {}
-            None if src.stores_level(0) => pending.push(((0, item.index), leaf)),
-            None => {}
-        }
-        range.append(leaf, |level, index, hash| {
-            if level > 0 && src.stores_level(level) {
-                pending.push(((level, index), *hash));
+            match item.leaf_hash {
+                Some(h) if h != leaf => {
+                    return Err(stored(
+                        Some(item.index),
+                        "the record does not match its stored leaf hash: the record (or its hash) \
+                         was altered"
+                            .into(),
+                    ));
+                }
+                Some(_) => {}
+                None if src.stores_level(0) => pending.push(((0, item.index), leaf)),
+                None => {}
             }
-        });
-        bytes += item.record.len() as u64;
-        expected += 1;
-        if pending.len() >= 8192 {
-            compare(&mut pending)?;
+            range.append(leaf, |level, index, hash| {
+                if level > 0 && src.stores_level(level) {
+                    pending.push(((level, index), *hash));
+                }
+            });
+            bytes += item.record.len() as u64;
+            expected += 1;
+            if pending.len() >= 8192 {
+                compare(&mut pending)?;
+            }
+            while let Some((which, cp)) = due.peek()
+                && cp.size == expected
+            {
+                check_root(&range, which, cp)?;
+                due.next();
+            }
+            on_record(item.index, &item.record).map_err(|reason| VerifyError::Rejected {
+                index: item.index,
+                reason,
+            })?;
         }
-        while let Some((which, cp)) = due.peek()
-            && cp.size == expected
-        {
-            check_root(&range, which, cp)?;
-            due.next();
-        }
-        on_record(item.index, &item.record).map_err(|reason| VerifyError::Rejected {
-            index: item.index,
-            reason,
-        })?;
     }
     compare(&mut pending)?;
     if expected != size {
@@ -480,6 +491,30 @@ pub fn verify_source_with(
         unhashed_records: 0,
         segments: 0,
         bytes,
+    })
+}
+
+/// Records hashed together (on [`VerifyOptions::threads`] threads).
+const HASH_CHUNK: usize = 4096;
+
+/// The leaf hashes of `records`, on up to `threads` threads.
+fn leaf_hashes(records: &[StoredRecord], threads: usize) -> Vec<Hash> {
+    let hash = |rs: &[StoredRecord]| -> Vec<Hash> {
+        rs.iter().map(|r| merkle::leaf_hash(&r.record)).collect()
+    };
+    if threads < 2 || records.len() < 64 {
+        return hash(records);
+    }
+    let per = records.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut parts = records.chunks(per);
+        let first = parts.next().expect("not empty");
+        let others: Vec<_> = parts.map(|p| s.spawn(move || hash(p))).collect();
+        let mut out = hash(first);
+        for h in others {
+            out.extend(h.join().expect("hashing thread panicked"));
+        }
+        out
     })
 }
 

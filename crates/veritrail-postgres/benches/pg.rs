@@ -42,7 +42,10 @@ fn main() {
         writer_vs_copy(&rt, &base);
         prove_and_verify(&base, large);
     });
-    rt.block_on(sql(&server, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")));
+    rt.block_on(sql(
+        &server,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+    ));
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -81,7 +84,10 @@ fn writer_vs_copy(rt: &tokio::runtime::Runtime, base: &str) {
             tasks.push(tokio::spawn(async move {
                 for i in 0..EVENTS / CALLERS {
                     let n = i * CALLERS + c;
-                    recorder.record(event(n), Durability::Durable).await.unwrap();
+                    recorder
+                        .record(event(n), Durability::Durable)
+                        .await
+                        .unwrap();
                 }
             }));
         }
@@ -204,8 +210,8 @@ async fn copy_rows(base: &str, rows: &[Row], batch: usize) {
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for (idx, record, leaf, time, t, status, u) in chunk {
             let values: [&(dyn ToSql + Sync); 14] = [
-                &origin, idx, record, leaf, time, &t[0], &t[1], &t[2], &t[3], &t[4], status,
-                &u[0], &u[1], &u[2],
+                &origin, idx, record, leaf, time, &t[0], &t[1], &t[2], &t[3], &t[4], status, &u[0],
+                &u[1], &u[2],
             ];
             writer.as_mut().write(&values).await.unwrap();
         }
@@ -234,7 +240,8 @@ fn prove_and_verify(base: &str, n: u64) {
             .collect();
         pg.append_batch(records.iter().map(Vec::as_slice)).unwrap();
         pg.commit().unwrap();
-        file.append_batch(records.iter().map(Vec::as_slice)).unwrap();
+        file.append_batch(records.iter().map(Vec::as_slice))
+            .unwrap();
         i = end;
     }
     file.checkpoint().unwrap();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::Statement;
 use tokio_postgres::types::{ToSql, Type};
 use veritrail_log::merkle::{self, CompactRange, Hash};
 use veritrail_log::source::LogSource;
@@ -74,6 +75,8 @@ pub struct PgLog {
     pending_note: Option<String>,
     /// After a lost connection: what the database holds must be read before writing again.
     reconnected: bool,
+    /// The commit's statements, prepared on the current connection.
+    statements: Option<Arc<Statements>>,
     failed: Option<String>,
 }
 
@@ -178,6 +181,7 @@ impl PgLog {
             pending: Arc::default(),
             pending_note: None,
             reconnected: false,
+            statements: None,
             failed: None,
         })
     }
@@ -303,6 +307,7 @@ impl PgLog {
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(10));
         if !self.db.is_connected() {
+            self.statements = None;
             self.db.reconnect()?;
             self.reconnected = true;
         }
@@ -342,10 +347,21 @@ impl PgLog {
                 });
             }
         }
+        let statements = match &self.statements {
+            Some(st) => st.clone(),
+            None => {
+                let s = self.schema.clone();
+                let st = Arc::new(self.db.call(limit, move |c| {
+                    Box::pin(async move { Statements::prepare(c, &s).await })
+                })?);
+                self.statements = Some(st.clone());
+                st
+            }
+        };
         let pending = self.pending.clone();
-        let (s, o, note) = (self.schema.clone(), self.origin.clone(), note.to_owned());
+        let (o, note) = (self.origin.clone(), note.to_owned());
         self.db.call(limit, move |c| {
-            Box::pin(async move { write_batch(c, &s, &o, &pending, end, &note).await })
+            Box::pin(async move { write_batch(c, &statements, &o, &pending, end, &note).await })
         })
     }
 
@@ -382,10 +398,43 @@ impl Drop for PgLog {
     }
 }
 
-/// One transaction: the records (binary COPY), the hashes they complete, the checkpoint.
+/// The statements of a commit, prepared once per connection.
+struct Statements {
+    records: String,
+    hashes: Statement,
+    checkpoint: Statement,
+}
+
+impl Statements {
+    async fn prepare(c: &tokio_postgres::Client, schema: &str) -> Result<Statements, PgError> {
+        let prepare = |sql: String| async move {
+            c.prepare(&sql)
+                .await
+                .map_err(|e| PgError::db("preparing the commit", e))
+        };
+        Ok(Statements {
+            records: format!(
+                "COPY {schema}.records (origin, idx, record, leaf_hash, time, kind, sub, iss, \
+                 method, route, status, outcome, action, request_id) FROM STDIN (FORMAT binary)"
+            ),
+            hashes: prepare(format!(
+                "INSERT INTO {schema}.hashes (origin, level, idx, hash) \
+                 SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])"
+            ))
+            .await?,
+            checkpoint: prepare(format!(
+                "INSERT INTO {schema}.checkpoints (origin, size, note) VALUES ($1, $2, $3)"
+            ))
+            .await?,
+        })
+    }
+}
+
+/// One transaction: the records (binary COPY), then — pipelined, one round trip — the
+/// hashes they complete and the checkpoint.
 async fn write_batch(
     c: &mut tokio_postgres::Client,
-    schema: &str,
+    st: &Statements,
     origin: &str,
     pending: &Pending,
     size: u64,
@@ -394,10 +443,7 @@ async fn write_batch(
     let db = |what: &'static str| move |e| PgError::db(what, e);
     let tx = c.transaction().await.map_err(db("starting a commit"))?;
     let sink = tx
-        .copy_in(&format!(
-            "COPY {schema}.records (origin, idx, record, leaf_hash, time, kind, sub, iss, \
-             method, route, status, outcome, action, request_id) FROM STDIN (FORMAT binary)"
-        ))
+        .copy_in(st.records.as_str())
         .await
         .map_err(db("writing records"))?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &RECORD_TYPES));
@@ -427,33 +473,22 @@ async fn write_batch(
             .map_err(db("writing records"))?;
     }
     writer.finish().await.map_err(db("writing records"))?;
-    if !pending.hashes.is_empty() {
-        let sink = tx
-            .copy_in(&format!(
-                "COPY {schema}.hashes (origin, level, idx, hash) FROM STDIN (FORMAT binary)"
-            ))
-            .await
-            .map_err(db("writing hashes"))?;
-        let mut writer = pin!(BinaryCopyInWriter::new(
-            sink,
-            &[Type::TEXT, Type::INT2, Type::INT8, Type::BYTEA]
-        ));
-        for (level, idx, hash) in &pending.hashes {
-            let hash: &[u8] = hash;
-            writer
-                .as_mut()
-                .write(&[&origin, level, idx, &hash])
-                .await
-                .map_err(db("writing hashes"))?;
+    let levels: Vec<i16> = pending.hashes.iter().map(|h| h.0).collect();
+    let indexes: Vec<i64> = pending.hashes.iter().map(|h| h.1).collect();
+    let hashes: Vec<&[u8]> = pending.hashes.iter().map(|h| &h.2[..]).collect();
+    let size = size as i64;
+    let hashes_written = async {
+        if levels.is_empty() {
+            return Ok(0);
         }
-        writer.finish().await.map_err(db("writing hashes"))?;
-    }
-    tx.execute(
-        &format!("INSERT INTO {schema}.checkpoints (origin, size, note) VALUES ($1, $2, $3)"),
-        &[&origin, &(size as i64), &note],
-    )
-    .await
-    .map_err(db("writing the checkpoint"))?;
+        tx.execute(&st.hashes, &[&origin, &levels, &indexes, &hashes])
+            .await
+    };
+    let params: [&(dyn ToSql + Sync); 3] = [&origin, &size, &note];
+    let checkpoint_written = tx.execute(&st.checkpoint, &params);
+    futures_util::future::try_join(hashes_written, checkpoint_written)
+        .await
+        .map_err(db("writing hashes and the checkpoint"))?;
     tx.commit().await.map_err(db("committing"))
 }
 
