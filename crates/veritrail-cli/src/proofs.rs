@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use veritrail_log::proof::{ConsistencyBody, InclusionProofFile};
-use veritrail_log::{Checkpoint, Log, merkle};
+use veritrail_log::source::LogSource;
+use veritrail_log::{Checkpoint, merkle};
 
 use crate::cli::{CheckpointArgs, ConsistencyArgs, ProveArgs};
 use crate::exit::invalid;
@@ -25,7 +26,7 @@ pub(crate) fn prove(args: &ProveArgs) -> Result<()> {
     let log = open_source(&args.log)?;
     let signed = latest_checkpoint(&*log)?;
     let checkpoint = unverified_body(&signed, "the latest checkpoint")?;
-    let file = inclusion_file(&log, &args.log, signed, &checkpoint, args.index)?;
+    let file = inclusion_file(&*log, &args.log, signed, &checkpoint, args.index)?;
     let (index, size) = (file.index, checkpoint.size);
     check_inclusion(&file, &checkpoint).map_err(|e| {
         invalid(format!(
@@ -56,7 +57,7 @@ pub(crate) fn prove(args: &ProveArgs) -> Result<()> {
 /// text is `signed`: the record as stored, its inclusion proof from the stored hashes, and the
 /// checkpoint. Not checked: see [`check_inclusion`].
 pub(crate) fn inclusion_file(
-    log: &Log,
+    log: &dyn LogSource,
     location: &Path,
     signed: String,
     checkpoint: &Checkpoint,
@@ -114,7 +115,7 @@ pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<()> {
         .with_context(|| format!("cannot read the old checkpoint {from}"))?;
     let old = unverified_body(&old_text, &from)?;
     let new = unverified_body(&signed, "the latest checkpoint")?;
-    let body = consistency_body(&log, &args.log, (&old, &from), (&new, signed))?;
+    let body = consistency_body(&*log, &args.log, (&old, &from), (&new, signed))?;
     write_stdout(body.to_text().as_bytes())
 }
 
@@ -122,7 +123,7 @@ pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<()> {
 /// `log` (at `location`), checked before it is returned: a damaged or rewritten log yields an
 /// error, never a body that will not verify.
 pub(crate) fn consistency_body(
-    log: &Log,
+    log: &dyn LogSource,
     location: &Path,
     (old, from): (&Checkpoint, &str),
     (new, signed): (&Checkpoint, String),

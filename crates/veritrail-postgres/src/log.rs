@@ -5,8 +5,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::Statement;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use veritrail_log::merkle::{self, CompactRange, Hash};
 use veritrail_log::source::LogSource;
