@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 use veritrail_log::Log;
+use veritrail_log::source::LogSource;
 
 use crate::cli::TailArgs;
 use crate::dirstate::DirState;
@@ -31,23 +32,40 @@ const MAX_REOPEN_FAILURES: u32 = 25;
 pub(crate) fn run(args: &TailArgs) -> Result<()> {
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
     let dir = args.log.as_path();
+    let interval = Duration::from_millis(args.interval);
     #[cfg(feature = "postgres")]
     if let Some(loc) = logdir::postgres_location(dir)? {
-        return follow_postgres(args, &filter, &loc);
+        let store = veritrail_postgres::PgStore::open(&loc)
+            .with_context(|| format!("cannot open {loc}"))?;
+        return follow(args, &filter, store, |store, size| {
+            wait_for_rows(store, &loc, interval, size)
+        });
     }
-    let mut log = logdir::open_read_only(dir)?;
+    let log = logdir::open_read_only(dir)?;
+    let mut seen = DirState::of(dir)?;
+    follow(args, &filter, log, |_, size| {
+        wait_for_growth(dir, &mut seen, interval, size)
+    })
+}
+
+/// Prints what `log` holds from where the arguments say, then what `grow(log, size)` — which
+/// returns once the log holds more than `size` records — brings, until the reader goes away.
+fn follow<S: LogSource>(
+    args: &TailArgs,
+    filter: &Filter,
+    mut log: S,
+    mut grow: impl FnMut(S, u64) -> Result<S>,
+) -> Result<()> {
     let mut next = if args.from_start {
         0
     } else {
         log.size().saturating_sub(args.lines.unwrap_or(0))
     };
-    let interval = Duration::from_millis(args.interval);
     let mut out = Lines::stdout();
     if !args.json {
         out.line(HEADER.as_bytes())?;
     }
     let mut scan = Scan::default();
-    let mut seen = DirState::of(dir)?;
     loop {
         for_each_event(&log, next, &mut scan, |index, record, event| {
             if filter.matches(event) {
@@ -60,57 +78,37 @@ pub(crate) fn run(args: &TailArgs) -> Result<()> {
             return Ok(());
         }
         next = log.size();
-        log = wait_for_growth(dir, &mut seen, interval, next)?;
+        log = grow(log, next)?;
+    }
+}
+
+/// Polls a log in PostgreSQL (one index lookup per interval) until it holds more than `size`
+/// records.
+#[cfg(feature = "postgres")]
+fn wait_for_rows(
+    mut store: veritrail_postgres::PgStore,
+    loc: &logdir::PgLocation,
+    interval: Duration,
+    size: u64,
+) -> Result<veritrail_postgres::PgStore> {
+    loop {
+        std::thread::sleep(interval);
+        let now = store
+            .refresh()
+            .with_context(|| format!("cannot read the size of {loc}"))?;
+        if now < size {
+            return Err(invalid(format!(
+                "{loc} now holds {now} records, fewer than the {size} already shown: rows were \
+                 removed — run `veritrail verify` with a checkpoint you hold"
+            )));
+        }
+        if now > size {
+            return Ok(store);
+        }
     }
 }
 
 /// Sleeps until the directory changes and the log opens with at least `size` records.
-/// `tail` of a log in PostgreSQL: polls the size (one index lookup) every interval.
-#[cfg(feature = "postgres")]
-fn follow_postgres(args: &TailArgs, filter: &Filter, loc: &logdir::PgLocation) -> Result<()> {
-    let mut store =
-        veritrail_postgres::PgStore::open(loc).with_context(|| format!("cannot open {loc}"))?;
-    let mut next = if args.from_start {
-        0
-    } else {
-        veritrail_log::source::LogSource::size(&store).saturating_sub(args.lines.unwrap_or(0))
-    };
-    let interval = Duration::from_millis(args.interval);
-    let mut out = Lines::stdout();
-    if !args.json {
-        out.line(HEADER.as_bytes())?;
-    }
-    let mut scan = Scan::default();
-    loop {
-        for_each_event(&store, next, &mut scan, |index, record, event| {
-            if filter.matches(event) {
-                print(&mut out, args.json, index, record, event)?;
-            }
-            Ok(!out.is_closed())
-        })?;
-        out.flush()?;
-        if out.is_closed() {
-            return Ok(());
-        }
-        next = veritrail_log::source::LogSource::size(&store);
-        loop {
-            std::thread::sleep(interval);
-            let size = store
-                .refresh()
-                .with_context(|| format!("cannot read the size of {loc}"))?;
-            if size < next {
-                return Err(invalid(format!(
-                    "{loc} now holds {size} records, fewer than the {next} already shown: rows \
-                     were removed — run `veritrail verify` with a checkpoint you hold"
-                )));
-            }
-            if size > next {
-                break;
-            }
-        }
-    }
-}
-
 fn wait_for_growth(dir: &Path, seen: &mut DirState, interval: Duration, size: u64) -> Result<Log> {
     let mut failures = 0;
     loop {

@@ -297,7 +297,10 @@ impl PgLog {
                     }
                     std::thread::sleep(self.opts.retry_interval);
                 }
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => {
+                    self.db.disconnect();
+                    return Err(self.fail(e));
+                }
             }
         }
     }
@@ -430,8 +433,11 @@ impl Statements {
     }
 }
 
-/// One transaction: the records (binary COPY), then — pipelined, one round trip — the
-/// hashes they complete and the checkpoint.
+/// One transaction in three round trips: `BEGIN` pipelined with the start of the records'
+/// binary `COPY`; the rows; then the hashes they complete, the checkpoint and `COMMIT`,
+/// pipelined. Every statement's result is checked, so a failed insert is never taken for a
+/// commit (the server turns that `COMMIT` into a rollback). After any error the caller drops
+/// the connection, so no half-done transaction is ever reused.
 async fn write_batch(
     c: &mut tokio_postgres::Client,
     st: &Statements,
@@ -440,10 +446,9 @@ async fn write_batch(
     size: u64,
     note: &str,
 ) -> Result<(), PgError> {
+    use futures_util::future::{try_join, try_join3};
     let db = |what: &'static str| move |e| PgError::db(what, e);
-    let tx = c.transaction().await.map_err(db("starting a commit"))?;
-    let sink = tx
-        .copy_in(st.records.as_str())
+    let (_, sink) = try_join(c.batch_execute("BEGIN"), c.copy_in(st.records.as_str()))
         .await
         .map_err(db("writing records"))?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &RECORD_TYPES));
@@ -481,15 +486,19 @@ async fn write_batch(
         if levels.is_empty() {
             return Ok(0);
         }
-        tx.execute(&st.hashes, &[&origin, &levels, &indexes, &hashes])
+        c.execute(&st.hashes, &[&origin, &levels, &indexes, &hashes])
             .await
     };
     let params: [&(dyn ToSql + Sync); 3] = [&origin, &size, &note];
-    let checkpoint_written = tx.execute(&st.checkpoint, &params);
-    futures_util::future::try_join(hashes_written, checkpoint_written)
-        .await
-        .map_err(db("writing hashes and the checkpoint"))?;
-    tx.commit().await.map_err(db("committing"))
+    let checkpoint_written = c.execute(&st.checkpoint, &params);
+    try_join3(
+        hashes_written,
+        checkpoint_written,
+        c.batch_execute("COMMIT"),
+    )
+    .await
+    .map_err(db("committing the batch, its hashes and its checkpoint"))?;
+    Ok(())
 }
 
 /// The column types of a `records` row, in `COPY` order.

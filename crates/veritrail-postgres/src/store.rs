@@ -38,6 +38,7 @@ pub struct PgStore {
 struct Statements {
     leaves: Statement,
     hashes: Statement,
+    hash_range: Statement,
     read: Statement,
 }
 
@@ -60,16 +61,20 @@ pub fn origins(loc: &PgLocation) -> Result<Vec<String>, PgError> {
             if schema::current_version(c, &schema).await?.is_none() {
                 return Err(no_schema(&location, &schema));
             }
-            let rows = c
-                .query(
-                    &format!("SELECT origin FROM {schema}.logs ORDER BY origin"),
-                    &[],
-                )
-                .await
-                .map_err(|e| PgError::db("listing the origins", e))?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            list_origins(c, &schema).await
         })
     })
+}
+
+async fn list_origins(c: &tokio_postgres::Client, schema: &str) -> Result<Vec<String>, PgError> {
+    let rows = c
+        .query(
+            &format!("SELECT origin FROM {schema}.logs ORDER BY origin"),
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::db("listing the origins", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 fn no_schema(location: &str, schema: &str) -> PgError {
@@ -108,14 +113,7 @@ impl PgStore {
                     .await
                     .map_err(|e| PgError::db("reading the log's key", e))?;
                 let Some(row) = row else {
-                    let rows = c
-                        .query(
-                            &format!("SELECT origin FROM {schema}.logs ORDER BY origin"),
-                            &[],
-                        )
-                        .await
-                        .map_err(|e| PgError::db("listing the origins", e))?;
-                    let there: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                    let there = list_origins(c, &schema).await?;
                     return Err(PgError::NoSuchOrigin {
                         location,
                         origin: o,
@@ -198,22 +196,45 @@ impl PgStore {
             }
         }
         let leaves: Vec<i64> = leaves.into_iter().collect();
-        let (levels, indexes): (Vec<i16>, Vec<i64>) = stored.into_iter().unzip();
+        // Many nodes close together on one level (the verifier asks for those) are read as a
+        // range; scattered ones (a proof's) by their keys.
+        let mut by_level: HashMap<i16, Vec<i64>> = HashMap::new();
+        for (level, index) in stored {
+            by_level.entry(level).or_default().push(index);
+        }
+        let (mut levels, mut indexes, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+        for (level, list) in by_level {
+            let (min, max) = (list.iter().min().copied(), list.iter().max().copied());
+            match (min, max) {
+                (Some(min), Some(max)) if list.len() >= 64 && max - min < 2 * list.len() as i64 => {
+                    ranges.push((level, min, max));
+                }
+                _ => {
+                    levels.extend(std::iter::repeat_n(level, list.len()));
+                    indexes.extend(list);
+                }
+            }
+        }
         let origin = self.origin.clone();
         let st = self.statements.clone();
         let found = self.db.borrow_mut().call(READ_TIMEOUT, move |c| {
             Box::pin(async move {
-                let (a, b) = futures_util::future::try_join(
+                let db = |e| PgError::db("reading stored hashes", e);
+                let ranged = ranges.iter().map(|(level, min, max)| async {
+                    c.query(&st.hash_range, &[&origin, level, min, max]).await
+                });
+                let (a, b, c) = futures_util::future::try_join3(
                     c.query(&st.leaves, &[&origin, &leaves]),
                     c.query(&st.hashes, &[&origin, &levels, &indexes]),
+                    futures_util::future::try_join_all(ranged),
                 )
                 .await
-                .map_err(|e| PgError::db("reading stored hashes", e))?;
+                .map_err(db)?;
                 let mut found: HashMap<(u8, u64), Hash> = HashMap::new();
                 for row in a {
                     found.insert((0, row.get::<_, i64>(0) as u64), to_hash(row.get(1))?);
                 }
-                for row in b {
+                for row in b.iter().chain(c.iter().flatten()) {
                     found.insert(
                         (row.get::<_, i16>(0) as u8, row.get::<_, i64>(1) as u64),
                         to_hash(row.get(2))?,
@@ -264,6 +285,11 @@ async fn prepare(c: &tokio_postgres::Client, schema: &str) -> Result<Statements,
             "SELECT h.level, h.idx, h.hash FROM {schema}.hashes h \
              JOIN unnest($2::smallint[], $3::bigint[]) AS w(level, idx) \
              ON h.level = w.level AND h.idx = w.idx WHERE h.origin = $1"
+        ))
+        .await?,
+        hash_range: p(format!(
+            "SELECT level, idx, hash FROM {schema}.hashes \
+             WHERE origin = $1 AND level = $2 AND idx BETWEEN $3 AND $4"
         ))
         .await?,
         read: p(format!(

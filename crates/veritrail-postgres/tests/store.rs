@@ -163,7 +163,12 @@ fn tables_are_append_only_and_the_writer_role_cannot_delete() {
 #[test]
 fn tampering_is_found_with_its_origin_and_index() {
     let signer = NoteSigner::generate("example.com/pg/tamper").unwrap();
-    let cases: [(&str, &str, u64); 4] = [
+    let cases: [(&str, &str, u64); 5] = [
+        (
+            "hash",
+            "UPDATE {s}.hashes SET hash = sha256(hash) WHERE origin = 'o' AND level = 4 AND idx = 2",
+            32,
+        ),
         (
             "byte",
             "UPDATE {s}.records SET record = overlay(record placing 'X'::bytea from 3 for 1) \
@@ -259,5 +264,36 @@ fn a_missing_origin_or_schema_is_named() {
     assert_eq!(
         veritrail_postgres::origins(&schema.loc(None)).unwrap(),
         ["yes"]
+    );
+}
+
+/// The commit pipelines its last statements with `COMMIT`: a statement that fails there must
+/// leave nothing committed and be reported, never taken for a commit.
+#[test]
+fn a_failed_statement_in_the_pipelined_commit_commits_nothing() {
+    let schema = TestSchema::new("pipe");
+    let signer = NoteSigner::generate("example.com/pg/pipe").unwrap();
+    let mut log = PgLog::open(&schema.loc(Some("o")), signer, Default::default()).unwrap();
+    write(&mut log, 0, 14);
+    // Someone plants the checkpoint row of the next commit's size (which also completes the
+    // first stored hash, of records 0..16).
+    schema.sql("INSERT INTO {s}.checkpoints (origin, size, note) VALUES ('o', 17, 'planted')");
+    let records: Vec<Vec<u8>> = (14..17).map(record).collect();
+    log.append_batch(records.iter().map(Vec::as_slice)).unwrap();
+    let err = log.commit().unwrap_err();
+    assert!(!err.is_unavailable(), "{err}");
+    assert!(err.to_string().contains("duplicate key"), "{err}");
+    assert!(log.is_failed());
+    assert_eq!(
+        schema
+            .query_text("SELECT count(*) FROM {s}.records WHERE origin = 'o'")
+            .as_deref(),
+        Some("14")
+    );
+    assert_eq!(
+        schema
+            .query_text("SELECT count(*) FROM {s}.hashes WHERE origin = 'o'")
+            .as_deref(),
+        Some("0")
     );
 }
