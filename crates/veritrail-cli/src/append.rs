@@ -42,6 +42,13 @@ struct Tally {
 
 /// Appends stdin to the log and signs a checkpoint.
 pub(crate) fn run(args: &AppendArgs) -> Result<()> {
+    // Checked before anything is appended.
+    #[cfg(feature = "witness")]
+    let targets = args
+        .witness
+        .iter()
+        .map(|w| crate::witness::WitnessTarget::parse(w))
+        .collect::<Result<Vec<_>>>()?;
     let signer = keys::read_signer(&args.key)?;
     refuse_non_directory(&args.log)?;
     let stdin = io::stdin();
@@ -124,6 +131,20 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
         .checkpoint()
         .with_context(|| format!("cannot sign a checkpoint for {}", args.log.display()))?;
     let signed_new = before.as_ref() != Some(&checkpoint);
+    #[cfg(feature = "witness")]
+    {
+        for outcome in crate::witness::cosign_latest(&mut log, &targets)? {
+            match outcome {
+                crate::witness::Outcome::Cosigned(name) => {
+                    eprintln!("witness {name} cosigned the checkpoint")
+                }
+                crate::witness::Outcome::Failed(why) => eprintln!(
+                    "warning: no cosignature from witness {}",
+                    crate::output::for_terminal(&why, false)
+                ),
+            }
+        }
+    }
     let size = log.size();
     log.close()
         .with_context(|| format!("cannot close the log {}", args.log.display()))?;

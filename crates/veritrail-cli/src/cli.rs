@@ -51,6 +51,10 @@ pub(crate) enum Command {
     /// events, and verify any of them in the browser without trusting the server.
     #[cfg(feature = "serve")]
     Serve(Box<ServeArgs>),
+    /// A C2SP tlog-witness: cosigns the checkpoints of the logs it is given, each only if it
+    /// extends the last one it cosigned (POST /add-checkpoint).
+    #[cfg(feature = "witness")]
+    Witness(WitnessArgs),
     /// Works with JWTs: `token verify` checks one as the proxy would.
     #[cfg(feature = "token")]
     Token(TokenArgs),
@@ -311,6 +315,10 @@ pub(crate) struct KeygenArgs {
     /// Overwrite KEYFILE and KEYFILE.pub if they exist.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Make a witness key (C2SP cosignature/v1, signature type 0x04) for `veritrail witness`,
+    /// instead of a log key.
+    #[arg(long)]
+    pub(crate) witness: bool,
 }
 
 /// `veritrail append LOG --key KEYFILE`.
@@ -332,6 +340,12 @@ pub(crate) struct AppendArgs {
     /// disagree with their stored hashes are refused all the same.
     #[arg(long)]
     pub(crate) recover: bool,
+    /// After signing, submit the checkpoint to this witness (`URL=WKEY`: its submission URL
+    /// and verifier key) and store its cosignature. Repeatable. A witness that is down or
+    /// refuses is reported; the append still succeeds.
+    #[cfg(feature = "witness")]
+    #[arg(long = "witness", value_name = "URL=WKEY")]
+    pub(crate) witness: Vec<String>,
 }
 
 /// `veritrail checkpoint LOG`.
@@ -398,6 +412,13 @@ pub(crate) struct VerifyArgs {
     /// it the audience is not checked against a policy, only against the event's actor.
     #[arg(long, value_name = "AUD", requires = "tokens")]
     pub(crate) audience: Vec<String>,
+    /// A witness's verifier key (its text, or a file holding it, from `veritrail keygen
+    /// --witness`): the checkpoint must carry a valid cosignature by it. Repeatable.
+    #[arg(long = "witness", value_name = "WKEY")]
+    pub(crate) witness: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned (default: all of them).
+    #[arg(long, value_name = "K", requires = "witness")]
+    pub(crate) min_witnesses: Option<usize>,
 }
 
 /// Which events `events`, `tail` and `export` select. Time bounds apply to every record; the
@@ -514,4 +535,28 @@ pub(crate) struct VerifyProofArgs {
     /// The verifier key: its text (`name+hexid+base64`) or a file holding it.
     #[arg(long, value_name = "VKEY")]
     pub(crate) key: String,
+    /// A witness's verifier key (its text, or a file holding it, from `veritrail keygen
+    /// --witness`): the checkpoint must carry a valid cosignature by it. Repeatable.
+    #[arg(long = "witness", value_name = "WKEY")]
+    pub(crate) witness: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned (default: all of them).
+    #[arg(long, value_name = "K", requires = "witness")]
+    pub(crate) min_witnesses: Option<usize>,
+}
+
+/// `veritrail witness --listen ADDR --key KEYFILE --logs LOGS.toml --state DIR`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WitnessArgs {
+    /// The address to listen on, e.g. `127.0.0.1:7380`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// The witness's private key (`veritrail keygen NAME --witness --out KEYFILE`).
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) key: PathBuf,
+    /// The logs to witness: a TOML file with one `[[log]]` table (`origin`, `key`) each.
+    #[arg(long, value_name = "LOGS.toml")]
+    pub(crate) logs: PathBuf,
+    /// Where the witness keeps the latest checkpoint it cosigned for each log.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: PathBuf,
 }

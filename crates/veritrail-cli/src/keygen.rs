@@ -6,19 +6,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use veritrail_log::NoteSigner;
+use veritrail_log::witness::CosignerKey;
 
 use crate::cli::KeygenArgs;
 
 /// Writes the private key (mode 0600) and KEYFILE.pub, prints the verifier key on stdout.
 pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
-    let signer = NoteSigner::generate(&args.name).with_context(|| {
+    let bad_name = || {
         format!(
             "cannot make a key named {:?}: a key name is non-empty, without spaces or `+` \
              (for example `audit.example.com/api`)",
             args.name
         )
-    })?;
-    let verifier = signer.verifier().to_text();
+    };
+    let (private, verifier) = if args.witness {
+        let key = CosignerKey::generate(&args.name).with_context(bad_name)?;
+        (key.to_text(), key.verifier().to_text())
+    } else {
+        let signer = NoteSigner::generate(&args.name).with_context(bad_name)?;
+        (signer.to_text(), signer.verifier().to_text())
+    };
     let pub_path = pub_path(&args.out);
     if !args.force {
         for path in [&args.out, &pub_path] {
@@ -31,15 +38,15 @@ pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
             }
         }
     }
-    let private = signer.to_text();
     write_line(&args.out, &private, 0o600, args.force)?;
     write_line(&pub_path, &verifier, 0o644, args.force)?;
     println!("{verifier}");
     eprintln!(
         "wrote the private key to {} (mode 0600) and the verifier key to {}\n\
-         keep the private key with the writer; give the verifier key to whoever verifies the log",
+         keep the private key with the {}; give the verifier key to whoever verifies the log",
         args.out.display(),
-        pub_path.display()
+        pub_path.display(),
+        if args.witness { "witness" } else { "writer" }
     );
     Ok(())
 }

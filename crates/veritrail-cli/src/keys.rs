@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use veritrail_log::note::NoteError;
+use veritrail_log::witness::{CosignatureVerifier, CosignerKey};
 use veritrail_log::{NoteSigner, NoteVerifier};
 
 /// Prefix of a signed-note private key's text form.
@@ -12,6 +14,15 @@ const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
 /// Reads the private key file at `path`, refusing one that others may read (as ssh does):
 /// a key readable by its group or by everyone is a key that may already be copied.
 pub(crate) fn read_signer(path: &Path) -> Result<NoteSigner> {
+    read_private(path, NoteSigner::from_text)
+}
+
+/// Reads a witness's private key file (`veritrail keygen --witness`), with the same checks.
+pub(crate) fn read_cosigner(path: &Path) -> Result<CosignerKey> {
+    read_private(path, CosignerKey::from_text)
+}
+
+fn read_private<T>(path: &Path, parse: impl Fn(&str) -> Result<T, NoteError>) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read the key file {} — create one with `veritrail keygen NAME --out {}`",
@@ -23,7 +34,7 @@ pub(crate) fn read_signer(path: &Path) -> Result<NoteSigner> {
         refuse_readable_by_others(path)?;
     }
     // The parse error never includes the key text.
-    NoteSigner::from_text(&text).with_context(|| {
+    parse(&text).with_context(|| {
         if text.trim_start().starts_with(PRIVATE_PREFIX) {
             format!("{} holds a malformed private key", path.display())
         } else {
@@ -64,6 +75,15 @@ fn refuse_readable_by_others(_path: &Path) -> Result<()> {
 
 /// Reads a verifier key given as `name+hexid+base64` or as the path of a file holding it.
 pub(crate) fn read_verifier(arg: &str) -> Result<NoteVerifier> {
+    read_public(arg, NoteVerifier::from_text)
+}
+
+/// Reads a witness's verifier key (`name+hexid+base64(0x04 ‖ key)`), as text or a file.
+pub(crate) fn read_witness_verifier(arg: &str) -> Result<CosignatureVerifier> {
+    read_public(arg, CosignatureVerifier::from_text)
+}
+
+fn read_public<T>(arg: &str, parse: impl Fn(&str) -> Result<T, NoteError>) -> Result<T> {
     let path = Path::new(arg);
     let (text, source) = if path.is_file() {
         let text = std::fs::read_to_string(path)
@@ -79,7 +99,7 @@ pub(crate) fn read_verifier(arg: &str) -> Result<NoteVerifier> {
              with the writer"
         );
     }
-    NoteVerifier::from_text(&text).with_context(|| {
+    parse(&text).with_context(|| {
         if path.exists() || text.contains('+') {
             format!("{source} is not a valid verifier key (expected `name+hexid+base64`)")
         } else {

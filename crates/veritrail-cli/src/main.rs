@@ -47,7 +47,7 @@ mod proofs;
 mod proxy;
 #[cfg(feature = "serve")]
 mod serve;
-#[cfg(any(feature = "proxy", feature = "serve"))]
+#[cfg(any(feature = "proxy", feature = "serve", feature = "witness"))]
 mod signal;
 mod tail;
 #[cfg(any(feature = "demo", feature = "proxy", feature = "serve"))]
@@ -58,6 +58,8 @@ mod tokens;
 mod verify;
 #[cfg(feature = "postgres")]
 mod verify_pg;
+#[cfg(feature = "witness")]
+mod witness;
 
 use std::process::ExitCode;
 
@@ -87,6 +89,8 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),
+        #[cfg(feature = "witness")]
+        Command::Witness(args) => witness::run(args),
         #[cfg(feature = "token")]
         Command::Token(args) => token::run(args),
     };

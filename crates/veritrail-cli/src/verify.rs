@@ -12,6 +12,8 @@ use veritrail_log::verify::{
     VerifyError, VerifyOptions, VerifyReport, verify_dir, verify_dir_with,
 };
 
+use veritrail_log::witness::{CosignatureError, CosignatureVerifier, require_cosignatures};
+
 use crate::cli::{VerifyArgs, VerifyProofArgs};
 use crate::exit::{INVALID, Reported, invalid};
 use crate::keys;
@@ -24,6 +26,9 @@ use crate::tokens::{TokenAudit, TokenRules};
 pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
     #[cfg(feature = "postgres")]
     if let Some(loc) = crate::logdir::postgres_location(&args.log)? {
+        if !args.witness.is_empty() {
+            bail!("--witness is checked on directory logs only, so far");
+        }
         return crate::verify_pg::verify(args, &loc);
     }
     require_dir(&args.log)?;
@@ -40,6 +45,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
             .clone()
     };
     let against = read_against(&args.against)?;
+    let (keys, min) = read_witnesses(&args.witness, args.min_witnesses)?;
     let opts = VerifyOptions {
         against,
         ..VerifyOptions::default()
@@ -64,16 +70,24 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
         None => verify_dir(&args.log, &verifier, &opts),
     };
     spinner.finish_and_clear();
+    let result = result.and_then(|report| Ok((report, witnessed_latest(&args.log, &keys, min)?)));
     match result {
-        Ok(report) => {
+        Ok((report, witnessed)) => {
             let text = if args.json {
                 let mut value = json_valid(&args.log, &report);
+                if let Some(line) = &witnessed {
+                    value["witnesses"] = line.trim_start_matches("witnesses:").trim().into();
+                }
                 if let Some(audit) = &tokens {
                     value["tokens"] = audit.to_json();
                 }
                 format!("{value}\n")
             } else {
                 let mut text = human_valid(&args.log, &report, args.against.len());
+                if let Some(line) = &witnessed {
+                    text.push_str(line);
+                    text.push('\n');
+                }
                 if let Some(audit) = &tokens {
                     text.push_str(&audit.human());
                 }
@@ -245,6 +259,9 @@ pub(crate) fn verify_proof(args: &VerifyProofArgs) -> Result<()> {
     let checkpoint = proof
         .verify(&verifier)
         .map_err(|e| invalid(format!("{name} does NOT verify: {e}")))?;
+    let (keys, min) = read_witnesses(&args.witness, args.min_witnesses)?;
+    let witnessed = witness_line(&proof.checkpoint, &keys, min)
+        .map_err(|e| invalid(format!("{name} does NOT verify: its checkpoint: {e}")))?;
     let mut record = proof.record;
     record.push(b'\n');
     write_stdout(&record)?;
@@ -255,5 +272,71 @@ pub(crate) fn verify_proof(args: &VerifyProofArgs) -> Result<()> {
         checkpoint.size,
         verifier.name()
     );
+    if let Some(line) = witnessed {
+        eprintln!("{line}");
+    }
     Ok(())
+}
+
+/// The `--witness` keys and how many must have cosigned (default: all of them).
+pub(crate) fn read_witnesses(
+    witnesses: &[String],
+    min: Option<usize>,
+) -> Result<(Vec<CosignatureVerifier>, usize)> {
+    let keys = witnesses
+        .iter()
+        .map(|w| keys::read_witness_verifier(w))
+        .collect::<Result<Vec<_>>>()?;
+    let min = min.unwrap_or(keys.len());
+    if min > keys.len() {
+        bail!(
+            "--min-witnesses {min} is more than the {} --witness key(s) given",
+            keys.len()
+        );
+    }
+    Ok((keys, min))
+}
+
+/// Checks that `note` carries valid cosignatures by at least `min` of `keys`, and says which
+/// (`None` when no witness was asked for).
+pub(crate) fn witness_line(
+    note: &str,
+    keys: &[CosignatureVerifier],
+    min: usize,
+) -> Result<Option<String>, CosignatureError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let found = require_cosignatures(note, keys, min)?;
+    let names: Vec<String> = found
+        .iter()
+        .map(|c| format!("{} at {}", c.name, c.timestamp))
+        .collect();
+    Ok(Some(format!(
+        "witnesses:    {}/{} cosigned the checkpoint ({}; {min} required)",
+        found.len(),
+        keys.len(),
+        names.join(", "),
+    )))
+}
+
+/// With `--witness`: the log's latest checkpoint must carry the cosignatures asked for.
+fn witnessed_latest(
+    dir: &Path,
+    keys: &[CosignatureVerifier],
+    min: usize,
+) -> Result<Option<String>, VerifyError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let fail = |reason: String| VerifyError::Checkpoint {
+        which: "checkpoint (latest)".into(),
+        size: None,
+        reason,
+    };
+    let note = veritrail_log::Log::open_read_only(dir)
+        .and_then(|log| log.latest_checkpoint())
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("the log has no checkpoint to be cosigned".into()))?;
+    witness_line(&note, keys, min).map_err(|e| fail(e.to_string()))
 }

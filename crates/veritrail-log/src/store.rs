@@ -526,6 +526,33 @@ impl Log {
         Ok(text)
     }
 
+    /// Adds witness cosignature lines (each `— name base64…` ending in a newline, already
+    /// verified by the caller against the witnesses' keys, see [`crate::witness`]) to the
+    /// latest checkpoint, and stores the cosigned note as the latest checkpoint and as a new
+    /// entry of the history (same size and root: verification reads it like the others).
+    /// Returns the cosigned note; unchanged when it already carried every line.
+    pub fn add_cosignatures(&mut self, lines: &str) -> Result<String, LogError> {
+        self.writable()?;
+        let Some((checkpoint, text)) = self.latest.clone() else {
+            return Err(LogError::NoCheckpointHistory {
+                dir: self.layout.dir.clone(),
+                records: self.size(),
+            });
+        };
+        let cosigned = crate::witness::add_signature_lines(&text, lines);
+        if cosigned == text {
+            return Ok(text);
+        }
+        // Still the log's own signed checkpoint, and nothing but signature lines added.
+        Checkpoint::open(&cosigned, self.verifier()).map_err(|e| LogError::Damaged {
+            path: self.layout.checkpoint(),
+            reason: format!("the cosigned checkpoint does not open: {e}"),
+        })?;
+        self.store_checkpoint(&cosigned).map_err(|e| self.fail(e))?;
+        self.latest = Some((checkpoint, cosigned.clone()));
+        Ok(cosigned)
+    }
+
     /// The latest signed checkpoint (note text), if any.
     pub fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
         if self.signer.is_some() {

@@ -1,0 +1,309 @@
+//! `veritrail witness`: a C2SP tlog-witness server (`POST /add-checkpoint`), and the log's side
+//! of the protocol: `--witness URL=WKEY` submits the latest checkpoint to each witness, with
+//! the consistency proof from the size the witness holds, and stores the cosignatures it
+//! gets back in the log's checkpoint history.
+//!
+//! `LOGS.toml` names the logs the witness witnesses:
+//!
+//! ```toml
+//! [[log]]
+//! origin = "audit.example.com/api"
+//! key = "audit.example.com/api+1a2b3c4d+AQ…"   # the log's verifier key (`veritrail keygen`)
+//! ```
+//!
+//! The state directory holds, per log, the latest checkpoint the witness cosigned; it is made
+//! durable (fsync, rename, fsync of the directory) before the witness answers, so a witness
+//! killed at any moment never cosigns both sides of a fork.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use veritrail_log::proof::ConsistencyBody;
+use veritrail_log::witness::{AddCheckpointError, CosignatureVerifier, Witness, cosignatures};
+use veritrail_log::{Log, NoteVerifier};
+
+use crate::cli::WitnessArgs;
+use crate::keys;
+
+/// The most bytes of an `add-checkpoint` body (63 proof lines and a checkpoint with many
+/// signatures fit in far less).
+const MAX_BODY: usize = 64 * 1024;
+/// How long a log waits for one witness before going on without its cosignature.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsFile {
+    #[serde(default)]
+    log: Vec<LogEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogEntry {
+    origin: String,
+    key: String,
+}
+
+/// Reads `LOGS.toml`: each log's verifier key, whose name must be the origin.
+fn read_logs(path: &std::path::Path) -> Result<Vec<NoteVerifier>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the witnessed logs file {}", path.display()))?;
+    let file: LogsFile = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid LOGS.toml", path.display()))?;
+    if file.log.is_empty() {
+        bail!(
+            "{} names no [[log]]: the witness would witness nothing",
+            path.display()
+        );
+    }
+    let mut out: Vec<NoteVerifier> = Vec::new();
+    for entry in file.log {
+        let key = NoteVerifier::from_text(&entry.key)
+            .with_context(|| format!("[[log]] {:?}: its key", entry.origin))?;
+        if key.name() != entry.origin {
+            bail!(
+                "[[log]] {:?}: its key is named {:?}; a log's checkpoints are signed under its \
+                 origin",
+                entry.origin,
+                key.name()
+            );
+        }
+        if out.iter().any(|k| k.name() == entry.origin) {
+            bail!("[[log]] {:?} is listed twice", entry.origin);
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
+/// Runs the witness server until SIGINT or SIGTERM.
+pub(crate) fn run(args: &WitnessArgs) -> Result<()> {
+    let key = keys::read_cosigner(&args.key)?;
+    let logs = read_logs(&args.logs)?;
+    let count = logs.len();
+    let witness = Witness::open(&args.state, key, logs)
+        .with_context(|| format!("cannot open the witness state {}", args.state.display()))?;
+    let verifier = witness.verifier();
+    let listen: SocketAddr = args.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?} is not an address like 127.0.0.1:7380",
+            args.listen
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        // The first stdout line, as `proxy` and `serve` print theirs (scripts read it).
+        println!(
+            "veritrail witness listening on http://{}",
+            listener.local_addr()?
+        );
+        eprintln!("witness {verifier} witnesses {count} log(s): POST /add-checkpoint");
+        let app = Router::new()
+            .route("/add-checkpoint", post(add_checkpoint))
+            .with_state(Arc::new(witness));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(crate::signal::shutdown_signal())
+            .await
+            .context("the witness server failed")
+    })
+}
+
+async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: axum::body::Bytes) -> Response {
+    let plain = |status: StatusCode, text: String| {
+        let mut r = (status, text).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if body.len() > MAX_BODY {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is too large\n".into(),
+        );
+    }
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "the body is not UTF-8 text\n".into(),
+        );
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    // Checking and persisting fsyncs: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || witness.add_checkpoint(&text, now)).await;
+    match answer {
+        Ok(Ok(lines)) => plain(StatusCode::OK, lines),
+        Ok(Err(AddCheckpointError::Conflict { size })) => {
+            let mut r = (StatusCode::CONFLICT, format!("{size}\n")).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/x.tlog.size"),
+            );
+            r
+        }
+        Ok(Err(e)) => {
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status.is_server_error() {
+                eprintln!("witness: {e}");
+            }
+            plain(status, format!("{e}\n"))
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// A witness a log submits its checkpoints to: `URL=WKEY` (the submission prefix, and the
+/// witness's verifier key as text or a file).
+#[derive(Clone, Debug)]
+pub(crate) struct WitnessTarget {
+    url: String,
+    key: CosignatureVerifier,
+}
+
+impl WitnessTarget {
+    /// Parses `URL=WKEY`.
+    pub(crate) fn parse(arg: &str) -> Result<Self> {
+        let (url, key) = arg.split_once('=').with_context(|| {
+            format!("--witness {arg:?}: expected URL=WKEY (the witness's URL and verifier key)")
+        })?;
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            bail!("--witness {arg:?}: the URL must start with http:// or https://");
+        }
+        Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            key: keys::read_witness_verifier(key)?,
+        })
+    }
+}
+
+/// What one witness did with the latest checkpoint.
+pub(crate) enum Outcome {
+    /// It cosigned (the line was verified and stored).
+    Cosigned(String),
+    /// It did not: why (the log carries on without this cosignature).
+    Failed(String),
+}
+
+/// Submits the log's latest checkpoint to every witness, verifies each cosignature and stores
+/// those that verify in the log. A witness that is down, slow or refuses never fails the
+/// caller: the checkpoint carries fewer cosignatures, and the outcome says why.
+pub(crate) fn cosign_latest(log: &mut Log, witnesses: &[WitnessTarget]) -> Result<Vec<Outcome>> {
+    let Some(note) = log.latest_checkpoint()? else {
+        return Ok(Vec::new());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let size = log.size();
+    let mut outcomes = Vec::new();
+    for w in witnesses {
+        let outcome = runtime.block_on(submit(&client, log, &note, size, w));
+        let outcome = match outcome {
+            Ok(lines) => {
+                match cosignatures(&format!("{note}{lines}"), std::slice::from_ref(&w.key)) {
+                    Ok(found) if !found.is_empty() => {
+                        let line = format!("{}\n", found[0].line);
+                        log.add_cosignatures(&line)?;
+                        Outcome::Cosigned(w.key.name().to_owned())
+                    }
+                    Ok(_) => Outcome::Failed(format!(
+                        "{}: the answer holds no cosignature by {}",
+                        w.url,
+                        w.key.name()
+                    )),
+                    Err(e) => Outcome::Failed(format!("{}: {e}", w.url)),
+                }
+            }
+            Err(e) => Outcome::Failed(format!("{}: {e:#}", w.url)),
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// One `add-checkpoint` exchange: from size 0 first, then, on a 409, from the size the witness
+/// holds with the consistency proof to it.
+async fn submit<C>(
+    client: &Client<C, Full<bytes::Bytes>>,
+    log: &Log,
+    note: &str,
+    size: u64,
+    w: &WitnessTarget,
+) -> Result<String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut old = 0;
+    for _ in 0..2 {
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            log.consistency_proof(old, size)?
+        };
+        let body = ConsistencyBody {
+            old_size: old,
+            proof,
+            checkpoint: note.to_owned(),
+        }
+        .to_text();
+        let request = http::Request::post(format!("{}/add-checkpoint", w.url))
+            .body(Full::new(bytes::Bytes::from(body)))?;
+        let response = tokio::time::timeout(CLIENT_TIMEOUT, client.request(request))
+            .await
+            .context("no answer in time")??;
+        let status = response.status();
+        let body = tokio::time::timeout(CLIENT_TIMEOUT, response.into_body().collect())
+            .await
+            .context("no answer in time")??
+            .to_bytes();
+        if body.len() > MAX_BODY {
+            bail!("the answer is too large");
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        match status.as_u16() {
+            200 => return Ok(text),
+            409 => {
+                let held: u64 = text
+                    .trim_end_matches('\n')
+                    .parse()
+                    .with_context(|| format!("409 without a size: {text:?}"))?;
+                if held > size {
+                    bail!(
+                        "the witness holds size {held}, larger than this log's {size}: it saw \
+                         another history of this log (a fork), or the log was truncated"
+                    );
+                }
+                if held == old {
+                    bail!("409 at the size it holds ({held}): it holds another root (a fork)");
+                }
+                old = held;
+            }
+            code => bail!(
+                "{code}: {}",
+                crate::output::for_terminal(text.trim(), false)
+            ),
+        }
+    }
+    bail!("the witness kept answering 409")
+}

@@ -1,0 +1,236 @@
+//! `veritrail witness`, `keygen --witness`, `append --witness`, and `verify` / `verify-proof`
+//! with `--witness` and `--min-witnesses`, on real processes over loopback.
+
+mod common;
+
+use std::process::{Child, Command};
+
+use common::{Env, events, join, start_server, stderr, stdout};
+
+struct WitnessProc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for WitnessProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `veritrail witness` named `name` (key `name.key`, state `name-state`) witnessing the
+/// log key in `key.pub`, on a free port.
+fn witness(env: &Env, name: &str) -> WitnessProc {
+    let key = format!("{name}.key");
+    if !env.path(&key).exists() {
+        env.ok(&["keygen", name, "--witness", "--out", &key], b"");
+    }
+    let log_key = env.read("key.pub");
+    env.write(
+        &format!("{name}-logs.toml"),
+        format!(
+            "[[log]]\norigin = \"{}\"\nkey = \"{}\"\n",
+            common::KEY_NAME,
+            log_key.trim()
+        ),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_veritrail"));
+    command.current_dir(env.path("")).args([
+        "witness",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        &key,
+        "--logs",
+        &format!("{name}-logs.toml"),
+        "--state",
+        &format!("{name}-state"),
+    ]);
+    let (child, addr) = start_server(&mut command, "witness");
+    WitnessProc {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+fn target(w: &WitnessProc, name: &str) -> String {
+    format!("{}={name}.key.pub", w.url)
+}
+
+#[test]
+fn two_witnesses_cosign_and_verify_requires_them() {
+    let env = Env::new();
+    env.keygen();
+    let w1 = witness(&env, "w1");
+    let w2 = witness(&env, "w2");
+    let (t1, t2) = (target(&w1, "w1"), target(&w2, "w2"));
+
+    let out = env.ok(
+        &[
+            "append",
+            "log",
+            "--key",
+            "key",
+            "--witness",
+            &t1,
+            "--witness",
+            &t2,
+        ],
+        join(&events(0..5)).as_bytes(),
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("witness w1 cosigned") && err.contains("witness w2 cosigned"),
+        "{err}"
+    );
+    let both = [
+        "verify",
+        "log",
+        "--key",
+        "key.pub",
+        "--witness",
+        "w1.key.pub",
+        "--witness",
+        "w2.key.pub",
+    ];
+    let out = env.ok(&both, b"");
+    assert!(stdout(&out).contains("2/2 cosigned"), "{}", stdout(&out));
+
+    // Grown with w1 only (w2 is down): the append succeeds, the checkpoint lacks w2.
+    drop(w2);
+    let out = env.ok(
+        &[
+            "append",
+            "log",
+            "--key",
+            "key",
+            "--witness",
+            &t1,
+            "--witness",
+            &t2,
+        ],
+        join(&events(5..9)).as_bytes(),
+    );
+    assert!(
+        stderr(&out).contains("no cosignature from witness"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.expect(1, &both, b"");
+    assert!(stdout(&out).contains("missing: w2"), "{}", stdout(&out));
+    let mut one = both.to_vec();
+    one.extend(["--min-witnesses", "1"]);
+    env.ok(&one, b"");
+    // The witness held size 5: it was sent the consistency proof 5 → 9, and cosigned 9.
+    let cp = env.checkpoint();
+    assert!(
+        cp.starts_with(&format!("{}\n9\n", common::KEY_NAME)),
+        "{cp}"
+    );
+
+    // A proof file carries the cosigned checkpoint.
+    env.ok(&["prove", "log", "7", "--out", "seven.tlog-proof"], b"");
+    env.ok(
+        &[
+            "verify-proof",
+            "seven.tlog-proof",
+            "--key",
+            "key.pub",
+            "--witness",
+            "w1.key.pub",
+        ],
+        b"",
+    );
+    let out = env.expect(
+        1,
+        &[
+            "verify-proof",
+            "seven.tlog-proof",
+            "--key",
+            "key.pub",
+            "--witness",
+            "w1.key.pub",
+            "--witness",
+            "w2.key.pub",
+        ],
+        b"",
+    );
+    assert!(stderr(&out).contains("missing: w2"), "{}", stderr(&out));
+    // The log itself still verifies without witnesses, cosignatures and all.
+    env.ok(&["verify", "log", "--key", "key.pub"], b"");
+}
+
+#[test]
+fn a_forked_log_is_refused_even_by_a_witness_killed_and_restarted() {
+    let env = Env::new();
+    env.keygen();
+    let w = witness(&env, "w1");
+    let t = target(&w, "w1");
+    env.ok(
+        &["append", "log", "--key", "key", "--witness", &t],
+        join(&events(0..3)).as_bytes(),
+    );
+    // SIGKILL: its state was made durable before it answered.
+    drop(w);
+    let w = witness(&env, "w1");
+    let t = target(&w, "w1");
+
+    // A second history under the same key and origin: 3 other records, then a 4th.
+    let fork: Vec<String> = (100..104).map(common::event).collect();
+    let out = env.ok(
+        &["append", "fork", "--key", "key", "--witness", &t],
+        join(&fork[..3]).as_bytes(),
+    );
+    assert!(stderr(&out).contains("fork"), "{}", stderr(&out));
+    let out = env.ok(
+        &["append", "fork", "--key", "key", "--witness", &t],
+        join(&fork[3..]).as_bytes(),
+    );
+    assert!(stderr(&out).contains("no cosignature"), "{}", stderr(&out));
+    env.expect(
+        1,
+        &[
+            "verify",
+            "fork",
+            "--key",
+            "key.pub",
+            "--witness",
+            "w1.key.pub",
+        ],
+        b"",
+    );
+    // The genuine log goes on being cosigned.
+    env.ok(
+        &["append", "log", "--key", "key", "--witness", &t],
+        join(&events(3..4)).as_bytes(),
+    );
+    env.ok(
+        &[
+            "verify",
+            "log",
+            "--key",
+            "key.pub",
+            "--witness",
+            "w1.key.pub",
+        ],
+        b"",
+    );
+}
+
+#[test]
+fn a_witness_key_is_not_a_log_key() {
+    let env = Env::new();
+    let out = env.ok(
+        &["keygen", "w.example/w1", "--witness", "--out", "w.key"],
+        b"",
+    );
+    let vkey = stdout(&out).trim().to_owned();
+    // Type byte 0x04 (its first six bits, 000001, are base64 `B`; 0x01 would give `A`).
+    assert!(vkey.split('+').nth(2).unwrap().starts_with('B'), "{vkey}");
+    let out = env.expect(2, &["append", "log", "--key", "w.key"], b"{}\n");
+    let err = stderr(&out);
+    assert!(err.contains("not Ed25519 (0x01)"), "{err}");
+    assert!(!err.contains(&vkey.split('+').nth(2).unwrap()[1..]), "{err}");
+    assert!(!env.path("log").exists(), "nothing was written");
+}
