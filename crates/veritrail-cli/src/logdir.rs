@@ -11,8 +11,8 @@ use veritrail_log::{Checkpoint, Log};
 use crate::exit::invalid;
 
 /// Opens the log `log` names for reading: a directory, or a PostgreSQL location with an
-/// origin.
-pub(crate) fn open_source(log: &Path) -> Result<Box<dyn LogSource>> {
+/// origin. The store can move to another thread (`veritrail serve` reads it from its pool).
+pub(crate) fn open_source(log: &Path) -> Result<Box<dyn LogSource + Send>> {
     if let Some(loc) = postgres_location(log)? {
         return open_postgres(&loc);
     }
@@ -20,14 +20,14 @@ pub(crate) fn open_source(log: &Path) -> Result<Box<dyn LogSource>> {
 }
 
 #[cfg(feature = "postgres")]
-fn open_postgres(loc: &veritrail_postgres::PgLocation) -> Result<Box<dyn LogSource>> {
+fn open_postgres(loc: &veritrail_postgres::PgLocation) -> Result<Box<dyn LogSource + Send>> {
     Ok(Box::new(
         veritrail_postgres::PgStore::open(loc).with_context(|| format!("cannot open {loc}"))?,
     ))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(loc: &PgLocation) -> Result<Box<dyn LogSource>> {
+fn open_postgres(loc: &PgLocation) -> Result<Box<dyn LogSource + Send>> {
     match *loc {}
 }
 

@@ -400,3 +400,49 @@ fn proxy_writes_its_log_into_postgres_and_one_writer_per_origin() {
     let json = stdout(&env.ok(&["events", &url, "--json", "--outcome", "denied"], b""));
     assert_eq!(json.lines().count(), 5, "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_shows_a_log_in_postgres_as_it_shows_the_directory() {
+    use http_body_util::{BodyExt, Empty};
+    let env = Env::new();
+    env.keygen();
+    env.append(&events(0..40));
+    let schema = Schema::new("serve");
+    env.ok(&["copy", "log", &schema.url(None), "--key", "key"], b"");
+    let start = |log: &str| {
+        common::start_server(
+            Command::new(env!("CARGO_BIN_EXE_veritrail"))
+                .args(["serve", log, "--no-auth", "--listen", "127.0.0.1:0"])
+                .current_dir(env.path("")),
+            "serve",
+        )
+    };
+    let (mut dir, dir_addr) = start("log");
+    let (mut pg, pg_addr) = start(&schema.url(Some(KEY_NAME)));
+    let get = |addr, path: &'static str| async move {
+        let response =
+            common::send_head(addr, "GET", path, &[], Empty::<bytes::Bytes>::new()).await;
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    };
+    for path in [
+        "/api/v1/events?limit=1000",
+        "/api/v1/events?before=20&limit=7",
+        "/api/v1/events/17",
+        "/api/v1/proof/17",
+        "/api/v1/checkpoint",
+    ] {
+        let (a, b) = (get(dir_addr, path).await, get(pg_addr, path).await);
+        assert_eq!(a.0, 200, "{path}");
+        assert_eq!(a, b, "{path}: the same answer from either store");
+    }
+    assert_eq!(get(pg_addr, "/events/17").await.0, 200);
+    assert_eq!(get(pg_addr, "/").await.0, 200);
+    for child in [&mut dir, &mut pg] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

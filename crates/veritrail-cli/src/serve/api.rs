@@ -84,7 +84,7 @@ pub(crate) async fn event(
 ) -> Result<Response, Failure> {
     let index = indexed(ctx(&audit_ctx), &index, "trail.event.read").map_err(Failure::json)?;
     let snapshot = view.trail.snapshot();
-    in_range(index, snapshot.log.size())?;
+    in_range(index, snapshot.size)?;
     let row = blocking(move || snapshot.row(index))
         .await
         .map_err(Failure::json)?;
@@ -120,13 +120,8 @@ pub(crate) async fn proof(
     };
     in_range(index, checkpoint.size)?;
     let text = blocking(move || {
-        let file = inclusion_file(
-            &snapshot.log,
-            snapshot.log.dir(),
-            signed,
-            &checkpoint,
-            index,
-        )?;
+        let file = snapshot
+            .with(|log| inclusion_file(log, &snapshot.location, signed, &checkpoint, index))?;
         Ok(file.to_text())
     })
     .await
@@ -193,7 +188,7 @@ pub(crate) async fn consistency(
     );
     let snapshot = view.trail.snapshot();
     let body = blocking(move || {
-        let history = snapshot.log.checkpoint_history()?;
+        let history = snapshot.with(|log| log.checkpoint_history())?;
         let find = |size: u64| -> anyhow::Result<(String, veritrail_log::Checkpoint)> {
             for signed in history.iter().rev() {
                 let body = unverified_body(signed, "a stored checkpoint")?;
@@ -212,12 +207,9 @@ pub(crate) async fn consistency(
                 .ok_or_else(|| anyhow::anyhow!("the log has no signed checkpoint yet"))?,
         };
         let from_name = format!("the checkpoint of size {from}");
-        let body = consistency_body(
-            &snapshot.log,
-            snapshot.log.dir(),
-            (&old, &from_name),
-            (&new, signed),
-        )?;
+        let body = snapshot.with(|log| {
+            consistency_body(log, &snapshot.location, (&old, &from_name), (&new, signed))
+        })?;
         Ok(body.to_text())
     })
     .await

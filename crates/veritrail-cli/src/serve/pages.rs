@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use veritrail_core::engine::AuditContext;
-use veritrail_core::event::{AuditEvent, EventBody, Outcome};
+use veritrail_core::event::{EventBody, Outcome};
 
 use super::html::{self, Nav, block, query_value, text};
 use super::trail::{Page, Row, SEARCH_BUDGET, Snapshot};
@@ -220,7 +220,7 @@ pub(crate) async fn events(
     let filter = search.filter()?;
     let (before, limit) = (search.before()?, search.limit()?);
     let snapshot = view.trail.snapshot();
-    let origin = snapshot.log.origin().to_owned();
+    let origin = snapshot.origin.clone();
     let page = blocking(move || snapshot.page(&filter, before, limit)).await?;
     let mut main = String::from("<h1>Events</h1>");
     main.push_str(&filter_form(&search));
@@ -408,8 +408,8 @@ pub(crate) async fn event(
 ) -> Result<Html<String>, Failure> {
     let index = indexed(ctx(&audit_ctx), &index, "trail.event.view")?;
     let snapshot = view.trail.snapshot();
-    let origin = snapshot.log.origin().to_owned();
-    let size = snapshot.log.size();
+    let origin = snapshot.origin.clone();
+    let size = snapshot.size;
     if index >= size {
         return Err(Failure::not_found(format!(
             "there is no record {index}: the log holds {}",
@@ -576,13 +576,9 @@ fn server_check(snapshot: &Snapshot, index: u64) -> Option<String> {
             plural(checkpoint.size, "record")
         ));
     }
-    match inclusion_file(
-        &snapshot.log,
-        snapshot.log.dir(),
-        signed.clone(),
-        checkpoint,
-        index,
-    ) {
+    let file = snapshot
+        .with(|log| inclusion_file(log, &snapshot.location, signed.clone(), checkpoint, index));
+    match file {
         Err(e) => Some(format!("{e:#}")),
         Ok(file) => check_inclusion(&file, checkpoint)
             .err()
@@ -638,7 +634,6 @@ pub(crate) async fn overview(
         let snapshot = Arc::clone(&snapshot);
         blocking(move || Ok(Counts::over(&snapshot, now, minutes, bucket))).await?
     };
-    let log = &snapshot.log;
     let mut main = String::from("<h1>Overview</h1>");
     if !view.auth {
         main.push_str(
@@ -651,9 +646,9 @@ pub(crate) async fn overview(
         "<dl class=\"facts\"><div><dt>Origin</dt><dd>{}</dd></div><div><dt>Records</dt>\
          <dd id=\"size\">{}</dd></div><div><dt>The log's own verifier key (as stored on this \
          server: compare it with the one you hold)</dt><dd><code>{}</code></dd></div></dl>",
-        text(log.origin()),
-        log.size(),
-        text(&log.verifier().to_text()),
+        text(&snapshot.origin),
+        snapshot.size,
+        text(&snapshot.verifier.to_text()),
     );
     match &snapshot.checkpoint {
         Some((signed, checkpoint)) => {
@@ -693,10 +688,10 @@ pub(crate) async fn overview(
         "refusals-reason",
         &counts.refused_reasons,
     ));
-    main.push_str(&view.verification.html(log.verifier()));
+    main.push_str(&view.verification.html(&snapshot.verifier));
     Ok(Html(html::page(
         "Overview",
-        log.origin(),
+        &snapshot.origin,
         Nav::Overview,
         &main,
     )))
@@ -716,7 +711,7 @@ struct Counts {
 impl Counts {
     fn over(snapshot: &Snapshot, now: OffsetDateTime, minutes: i64, bucket: i64) -> Counts {
         let start = now - time::Duration::minutes(minutes);
-        let size = snapshot.log.size();
+        let size = snapshot.size;
         let floor = size.saturating_sub(SEARCH_BUDGET);
         let mut counts = Counts {
             total: 0,
@@ -733,20 +728,14 @@ impl Counts {
         'chunks: while cursor > floor {
             let from = cursor.saturating_sub(4096).max(floor);
             let mut any_inside = false;
-            for (index, record) in snapshot
-                .log
-                .records(from)
-                .take((cursor - from) as usize)
-                .map_while(Result::ok)
-            {
-                let Ok(event) = AuditEvent::from_json(&record) else {
-                    continue;
-                };
+            let rows = snapshot
+                .selected(from..cursor, &Filter::default())
+                .unwrap_or_default();
+            for event in rows.into_iter().filter_map(|row| row.event) {
                 if event.time < start || event.time > now {
                     continue;
                 }
                 any_inside = true;
-                let _ = index;
                 counts.total += 1;
                 let minute = (event.time - start).whole_minutes() / bucket;
                 if let Some(b) = counts.buckets.get_mut(minute as usize) {
@@ -880,10 +869,10 @@ pub(crate) async fn checkpoints(
 ) -> Result<Html<String>, Failure> {
     audit(ctx(&audit_ctx), "trail.checkpoints", None);
     let snapshot = view.trail.snapshot();
-    let origin = snapshot.log.origin().to_owned();
+    let origin = snapshot.origin.clone();
     let history = {
         let snapshot = Arc::clone(&snapshot);
-        blocking(move || Ok(snapshot.log.checkpoint_history()?)).await?
+        blocking(move || Ok(snapshot.with(|log| log.checkpoint_history())?)).await?
     };
     let end = match given(&paging.before) {
         None => history.len(),

@@ -7,13 +7,14 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 use veritrail_core::event::AuditEvent;
-use veritrail_log::{Checkpoint, Log};
+use veritrail_log::source::{LogSource, StoredRecord};
+use veritrail_log::{Checkpoint, Log, NoteVerifier};
 
 use crate::dirstate::DirState;
 use crate::filter::Filter;
@@ -26,8 +27,10 @@ pub(crate) const SEARCH_BUDGET: u64 = 200_000;
 /// search starts from its `until` time (requests finish, and so are appended, out of order).
 pub(crate) const TIME_SLACK: u64 = 4096;
 
-/// How often the log is looked at for new records.
+/// How often a log directory is looked at for new records.
 const POLL: Duration = Duration::from_millis(250);
+/// How often another store (PostgreSQL) is opened again for new records.
+const STORE_POLL: Duration = Duration::from_secs(2);
 
 /// The log being shown, kept current.
 pub(crate) struct Trail {
@@ -38,10 +41,24 @@ pub(crate) struct Trail {
 
 /// The log as opened at one moment.
 pub(crate) struct Snapshot {
-    /// The log, read-only.
-    pub(crate) log: Log,
+    store: Store,
+    /// Where the log is (for messages).
+    pub(crate) location: PathBuf,
+    /// Its size when opened.
+    pub(crate) size: u64,
+    /// Its origin.
+    pub(crate) origin: String,
+    /// The verifier key the store says is the log's.
+    pub(crate) verifier: NoteVerifier,
     /// The latest signed checkpoint (note text and body), if any.
     pub(crate) checkpoint: Option<(String, Checkpoint)>,
+}
+
+/// A directory log is read from many threads at once; another store (a database connection)
+/// one reader at a time.
+enum Store {
+    Directory(Box<Log>),
+    Other(Mutex<Box<dyn LogSource + Send>>),
 }
 
 /// One record of a page.
@@ -66,11 +83,20 @@ pub(crate) struct Page {
     pub(crate) size: u64,
 }
 
+impl Store {
+    fn with<R>(&self, read: impl FnOnce(&dyn LogSource) -> R) -> R {
+        match self {
+            Store::Directory(log) => read(&**log),
+            Store::Other(store) => read(&**store.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+}
+
 impl Trail {
     /// Opens the log at `location` (with the CLI's log-opening rules).
     pub(crate) fn open(location: &Path) -> Result<Arc<Trail>> {
         let snapshot = Snapshot::open(location)?;
-        let (size, _) = watch::channel(snapshot.log.size());
+        let (size, _) = watch::channel(snapshot.size);
         Ok(Arc::new(Trail {
             location: location.to_path_buf(),
             current: RwLock::new(Arc::new(snapshot)),
@@ -93,14 +119,22 @@ impl Trail {
         self.size.subscribe()
     }
 
-    /// Opens the log again whenever its directory changes, until the process ends. A log that
+    /// Opens the log again whenever its directory changes (another store: every
+    /// [`STORE_POLL`]), until the process ends. A log that
     /// now holds fewer records than already shown is not taken: it was truncated or
     /// replaced, which is said once on stderr.
     pub(crate) async fn follow(self: Arc<Self>) {
         let mut seen = DirState::of(&self.location).ok();
         let mut warned = false;
+        // A directory is looked at cheaply (file sizes and times) before it is opened; another
+        // store is opened again, over a new connection, less often.
+        let poll = if self.location.is_dir() {
+            POLL
+        } else {
+            STORE_POLL
+        };
         loop {
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll).await;
             let trail = Arc::clone(&self);
             let looked = tokio::task::spawn_blocking(move || {
                 let now = DirState::of(&trail.location).ok();
@@ -115,7 +149,7 @@ impl Trail {
             match opened {
                 None => {}
                 Some(Ok(snapshot)) => {
-                    let (old, new) = (self.snapshot().log.size(), snapshot.log.size());
+                    let (old, new) = (self.snapshot().size, snapshot.size);
                     if new < old {
                         if !warned {
                             eprintln!(
@@ -144,25 +178,48 @@ impl Trail {
 
 impl Snapshot {
     fn open(location: &Path) -> Result<Snapshot> {
-        let log = logdir::open_read_only(location)?;
-        let checkpoint = match log
-            .latest_checkpoint()
-            .with_context(|| format!("cannot read the checkpoint of {}", location.display()))?
-        {
+        let store = match logdir::postgres_location(location)? {
+            None => Store::Directory(Box::new(logdir::open_read_only(location)?)),
+            Some(_) => Store::Other(Mutex::new(logdir::open_source(location)?)),
+        };
+        let (size, origin, verifier, latest) = store.with(|log| {
+            (
+                log.size(),
+                log.origin().to_owned(),
+                log.verifier().clone(),
+                log.latest_checkpoint(),
+            )
+        });
+        let latest = latest
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot read the checkpoint of {}", location.display()))?;
+        let checkpoint = match latest {
             Some(signed) => {
                 let body = logdir::unverified_body(&signed, "the latest checkpoint")?;
                 Some((signed, body))
             }
             None => None,
         };
-        Ok(Snapshot { log, checkpoint })
+        Ok(Snapshot {
+            store,
+            location: location.to_path_buf(),
+            size,
+            origin,
+            verifier,
+            checkpoint,
+        })
+    }
+
+    /// Runs `read` on the log (one reader at a time for stores other than a directory).
+    pub(crate) fn with<R>(&self, read: impl FnOnce(&dyn LogSource) -> R) -> R {
+        self.store.with(read)
     }
 
     /// The records `filter` selects before index `before` (default: the end), newest first,
     /// at most `limit`. Without a filter this reads exactly the page's records; with one it
     /// reads back from `before` until `limit` match or [`SEARCH_BUDGET`] were read.
     pub(crate) fn page(&self, filter: &Filter, before: Option<u64>, limit: usize) -> Result<Page> {
-        let size = self.log.size();
+        let size = self.size;
         let mut end = before.map_or(size, |b| b.min(size));
         if let Some(until) = filter.until() {
             end = end.min(
@@ -201,29 +258,32 @@ impl Snapshot {
     /// The records in `range` that `filter` selects, oldest first (a record that is not an
     /// audit event only when the filter selects everything).
     pub(crate) fn selected(&self, range: Range<u64>, filter: &Filter) -> Result<Vec<Row>> {
-        let mut rows = Vec::new();
         let count = range.end.saturating_sub(range.start) as usize;
-        for item in self.log.records(range.start).take(count) {
-            let (index, record) = item.with_context(|| {
-                format!(
-                    "cannot read the records of {} — run `veritrail verify` on it",
-                    self.log.dir().display()
-                )
-            })?;
-            let event = AuditEvent::from_json(&record).ok();
-            let selected = match &event {
-                Some(event) => filter.matches(event),
-                None => filter.selects_everything(),
-            };
-            if selected {
-                rows.push(Row {
-                    index,
-                    record,
-                    event,
-                });
+        self.with(|log| {
+            let mut rows = Vec::new();
+            for item in log.records(range.start).take(count) {
+                let StoredRecord { index, record, .. } =
+                    item.map_err(anyhow::Error::from).with_context(|| {
+                        format!(
+                            "cannot read the records of {} — run `veritrail verify` on it",
+                            self.location.display()
+                        )
+                    })?;
+                let event = AuditEvent::from_json(&record).ok();
+                let selected = match &event {
+                    Some(event) => filter.matches(event),
+                    None => filter.selects_everything(),
+                };
+                if selected {
+                    rows.push(Row {
+                        index,
+                        record,
+                        event,
+                    });
+                }
             }
-        }
-        Ok(rows)
+            Ok(rows)
+        })
     }
 
     /// The first index before `end` whose record's time is at or after `time`, found by binary
@@ -233,12 +293,12 @@ impl Snapshot {
         let (mut low, mut high) = (0, end);
         while low < high {
             let middle = low + (high - low) / 2;
-            let at = self
-                .log
-                .records(middle)
-                .take((high - middle).min(16) as usize)
-                .filter_map(|item| item.ok())
-                .find_map(|(_, record)| AuditEvent::from_json(&record).ok().map(|e| e.time));
+            let at = self.with(|log| {
+                log.records(middle)
+                    .take((high - middle).min(16) as usize)
+                    .filter_map(Result::ok)
+                    .find_map(|r| AuditEvent::from_json(&r.record).ok().map(|e| e.time))
+            });
             match at {
                 Some(t) if t >= time => high = middle,
                 Some(_) => low = middle + 1,
@@ -251,9 +311,12 @@ impl Snapshot {
 
     /// Record `index`, checked against its stored leaf hash.
     pub(crate) fn row(&self, index: u64) -> Result<Row> {
-        let record = self.log.read(index).with_context(|| {
-            format!("cannot read record {index} of {}", self.log.dir().display())
-        })?;
+        let record = self
+            .with(|log| log.read(index))
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("cannot read record {index} of {}", self.location.display())
+            })?;
         let event = AuditEvent::from_json(&record).ok();
         Ok(Row {
             index,

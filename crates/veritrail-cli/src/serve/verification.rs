@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 use veritrail_log::NoteVerifier;
+use veritrail_log::source::verify_source_with;
 use veritrail_log::verify::{VerifyOptions, verify_dir_with};
 
 use super::html::text;
@@ -52,11 +53,11 @@ impl Verification {
     /// Starts a run over `trail`'s log unless one is running; returns whether it started.
     pub(crate) fn start(self: &Arc<Self>, trail: &Arc<Trail>) -> bool {
         let snapshot = trail.snapshot();
-        let total = snapshot.log.size();
+        let total = snapshot.size;
         let key = self
             .key
             .clone()
-            .unwrap_or_else(|| snapshot.log.verifier().clone());
+            .unwrap_or_else(|| snapshot.verifier.clone());
         let done = Arc::new(AtomicU64::new(0));
         {
             let mut state = self.lock();
@@ -69,20 +70,33 @@ impl Verification {
                 total,
             };
         }
-        let (this, dir) = (Arc::clone(self), trail.location().to_path_buf());
+        let (this, location) = (Arc::clone(self), trail.location().to_path_buf());
         tokio::task::spawn_blocking(move || {
-            let result = verify_dir_with(&dir, &key, &VerifyOptions::default(), |index, _| {
+            let progress = |index: u64, _: &[u8]| {
                 done.store(index + 1, Ordering::Relaxed);
                 Ok(())
-            })
-            .map(|report| {
+            };
+            let opts = VerifyOptions::default();
+            // A directory is verified file by file (framing, indexes); another store through
+            // what it stores, over a connection of its own.
+            let result = match crate::logdir::postgres_location(&location) {
+                Ok(None) => {
+                    verify_dir_with(&location, &key, &opts, progress).map_err(|e| e.to_string())
+                }
+                Ok(Some(_)) => crate::logdir::open_source(&location)
+                    .map_err(|e| format!("{e:#}"))
+                    .and_then(|src| {
+                        verify_source_with(&*src, &key, &opts, progress).map_err(|e| e.to_string())
+                    }),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            let result = result.map(|report| {
                 format!(
                     "valid: {} and {} checked",
                     plural(report.records, "record"),
                     plural(report.checkpoints_checked as u64, "checkpoint")
                 )
-            })
-            .map_err(|e| e.to_string());
+            });
             *this.lock() = State::Finished {
                 at: OffsetDateTime::now_utc(),
                 result,
