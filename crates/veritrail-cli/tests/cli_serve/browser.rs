@@ -297,3 +297,41 @@ async fn the_page_catches_a_server_that_lies() {
     );
     browser.client.clone().close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_adds_new_events_at_the_top() {
+    let env = Env::new();
+    env.keygen();
+    env.append(&events(0..3));
+    let serve = Serve::start(&env, "log", &["--no-auth"]);
+    let browser = Browser::start("live").await;
+    browser.goto(&serve.url("/events")).await;
+    assert_eq!(browser.row_indexes().await, [2, 1, 0]);
+    browser.click("#live").await;
+    // Appended once the page says its stream is open.
+    browser
+        .client
+        .wait()
+        .at_most(std::time::Duration::from_secs(15))
+        .for_element(Locator::Css("#live[data-state=open]"))
+        .await
+        .unwrap();
+    env.append(&events(3..5));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while browser.row_indexes().await != [4, 3, 2, 1, 0] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rows: {:?}",
+            browser.row_indexes().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let fresh = browser
+        .client
+        .find_all(Locator::Css("#events tbody tr.fresh"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 2, "the new rows are marked");
+    browser.shot("01-live").await;
+    browser.client.clone().close().await.unwrap();
+}

@@ -222,9 +222,12 @@
       if (source) {
         source.close();
         source = null;
+        delete live.dataset.state;
       }
       if (!live.checked) return;
       source = new EventSource(`/api/v1/events/stream?${params}`);
+      source.addEventListener("open", () => { live.dataset.state = "open"; });
+      source.addEventListener("error", () => { live.dataset.state = "reconnecting"; });
       source.addEventListener("record", (message) => {
         const data = JSON.parse(message.data);
         table.insertAdjacentHTML("afterbegin", data.html);
