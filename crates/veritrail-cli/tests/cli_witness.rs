@@ -231,6 +231,9 @@ fn a_witness_key_is_not_a_log_key() {
     let out = env.expect(2, &["append", "log", "--key", "w.key"], b"{}\n");
     let err = stderr(&out);
     assert!(err.contains("not Ed25519 (0x01)"), "{err}");
-    assert!(!err.contains(&vkey.split('+').nth(2).unwrap()[1..]), "{err}");
+    assert!(
+        !err.contains(&vkey.split('+').nth(2).unwrap()[1..]),
+        "{err}"
+    );
     assert!(!env.path("log").exists(), "nothing was written");
 }
