@@ -16,6 +16,10 @@
 //! | `axum` | `axum` | `veritrail-axum`: extractors and route helpers for axum 0.8 |
 //! | `actix` | `actix` | `veritrail-actix`: middleware and extractors for actix-web 4 |
 //! | `otel` | `otel` | `veritrail-otel`: server spans and OTel log export tied to audit events |
+//! | `postgres` | `postgres` | `veritrail-postgres`: the log in PostgreSQL (store, writer sink, verifier) |
+//!
+//! [`open_writer`] (feature `writer`) starts a writer over the log a location names: a
+//! directory, or with `postgres` a `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
 //!
 //! The log alone, with no web framework:
 //!
@@ -53,7 +57,69 @@ pub use veritrail_core as core;
 pub use veritrail_log as log;
 #[cfg(feature = "otel")]
 pub use veritrail_otel as otel;
+#[cfg(feature = "postgres")]
+pub use veritrail_postgres as postgres;
 #[cfg(feature = "tower")]
 pub use veritrail_tower as tower;
 #[cfg(feature = "writer")]
 pub use veritrail_writer as writer;
+
+/// Why [`open_writer`] could not start a writer.
+#[cfg(feature = "writer")]
+#[derive(Debug, thiserror::Error)]
+pub enum OpenWriterError {
+    /// Opening the file log or starting the writer failed.
+    #[error(transparent)]
+    Writer(#[from] veritrail_writer::WriterError),
+    /// Opening the log in PostgreSQL failed.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Postgres(#[from] veritrail_postgres::PgError),
+    /// The location's scheme needs a feature this build does not have.
+    #[error("{location}: this build cannot write there (enable veritrail's `{feature}` feature)")]
+    Unsupported {
+        /// The location, as given (without its query).
+        location: String,
+        /// The feature that would handle it.
+        feature: &'static str,
+    },
+}
+
+/// Starts a writer over the log `location` names, signing with `signer`: a directory (the file
+/// log, created if missing), or `postgres://USER@HOST:PORT/DB?schema=S&origin=O` (feature
+/// `postgres`; the origin defaults to the key's name; schema and log are created if missing).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let tmp = tempfile::tempdir()?;
+/// # let dir = tmp.path().join("audit-log");
+/// use veritrail::log::NoteSigner;
+/// use veritrail::writer::WriterConfig;
+///
+/// let signer = NoteSigner::generate("example.com/audit")?;
+/// let writer = veritrail::open_writer(dir.to_str().unwrap(), signer, WriterConfig::default())?;
+/// # drop(writer);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "writer")]
+pub fn open_writer(
+    location: &str,
+    signer: veritrail_log::NoteSigner,
+    config: veritrail_writer::WriterConfig,
+) -> Result<veritrail_writer::Writer, OpenWriterError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            let loc: veritrail_postgres::PgLocation = location.parse()?;
+            let sink = veritrail_postgres::PgSink::open(&loc, signer, Default::default())?;
+            return Ok(veritrail_writer::Writer::start(sink, config)?);
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err(OpenWriterError::Unsupported {
+            location: location.split('?').next().unwrap_or_default().to_owned(),
+            feature: "postgres",
+        });
+    }
+    Ok(veritrail_writer::Writer::open(location, signer, config)?)
+}
