@@ -199,7 +199,8 @@ async fn serve(
         auth: matches!(auth, Auth::Tokens { .. }),
         verification,
     });
-    let mut app = router(view);
+    // Inside the audit layer, so that a refused cross-site POST is recorded too.
+    let mut app = router(view).layer(axum::middleware::from_fn(same_site_posts));
     if let Some(engine) = engine {
         app = app.layer(veritrail_axum::layer(engine));
     }
@@ -331,6 +332,39 @@ pub(crate) fn audit(ctx: Option<&AuditContext>, action: &str, target: Option<Str
     }
 }
 
+/// Refuses (403) a POST (`/login`, `/logout`, `/verify`) sent by a page of another site:
+/// browsers say where a request comes from in `Sec-Fetch-Site` (on localhost and HTTPS) and
+/// `Origin`, which must be this view's own (`null`, what a page hiding its origin sends, is
+/// refused; the view's own pages send theirs, under `Referrer-Policy: same-origin`). Without
+/// this another site could log a reader in under its own token (login CSRF) or start
+/// verifications. Clients that send neither header (not browsers) are not affected.
+async fn same_site_posts(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let headers = request.headers();
+        let fetched_from_elsewhere = headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site != "same-origin" && site != "none");
+        let other_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+            let own = origin
+                .as_bytes()
+                .strip_prefix(b"http://")
+                .or_else(|| origin.as_bytes().strip_prefix(b"https://"));
+            own.is_none() || own != headers.get(header::HOST).map(HeaderValue::as_bytes)
+        });
+        if fetched_from_elsewhere || other_origin {
+            return (
+                StatusCode::FORBIDDEN,
+                "refused: this form was sent from a page of another site",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// The security headers every response carries; a browser refused for want of a token is
 /// shown the way to the login page (the `WWW-Authenticate` challenge stays).
 async fn protect(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -357,7 +391,9 @@ async fn protect(request: axum::extract::Request, next: axum::middleware::Next) 
     };
     set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::REFERRER_POLICY, "no-referrer");
+    // Nothing leaves for other sites; the view's own forms name their origin (see
+    // `same_site_posts`).
+    set(header::REFERRER_POLICY, "same-origin");
     set(header::X_FRAME_OPTIONS, "DENY");
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

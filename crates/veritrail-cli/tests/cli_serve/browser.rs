@@ -84,6 +84,28 @@ async fn an_auditor_logs_in_searches_and_verifies_an_event_in_the_browser() {
         "{text}"
     );
     browser.shot("05-event-verified").await;
+    // Everything the page loaded and fetched came from the view itself.
+    let loaded = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
+    assert!(
+        loaded.iter().any(|u| u.ends_with("/assets/view.js")),
+        "{loaded:?}"
+    );
+    assert!(
+        loaded.iter().any(|u| u.contains("/api/v1/proof/")),
+        "{loaded:?}"
+    );
+    assert!(
+        loaded.iter().all(|u| u.starts_with(&serve.url("/"))),
+        "{loaded:?}"
+    );
     eprintln!(
         "demo log ({} records): event page load {load_ms:.1} ms, in-browser verification {verify_ms:.1} ms",
         cli_events(&env, "demo/log", &[]).len()

@@ -199,6 +199,23 @@ async fn tokens_scopes_and_every_use_in_the_access_log() {
         "{cookie}"
     );
     let jar = cookie.split(';').next().unwrap().to_owned();
+    // The same form sent from another site's page is refused (login CSRF), and recorded.
+    for origin in [("origin", "http://evil.example"), ("origin", "null")] {
+        let form = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            origin,
+        ];
+        let (status, headers, _) =
+            request(addr, "POST", "/login", &form, &format!("token={reader}")).await;
+        assert_eq!(status, 403, "{origin:?}");
+        assert!(!headers.contains_key("set-cookie"));
+    }
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("sec-fetch-site", "cross-site"),
+    ];
+    let (status, _, _) = request(addr, "POST", "/logout", &form, "").await;
+    assert_eq!(status, 403);
     let (status, body) = get(addr, "/events?sub=alice", &[("cookie", &jar)]).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
@@ -241,8 +258,13 @@ async fn tokens_scopes_and_every_use_in_the_access_log() {
     let denied: Vec<_> = http.iter().filter(|r| r["outcome"] == "denied").collect();
     assert_eq!(
         denied.len(),
-        3,
-        "two without a token, one without the scope"
+        6,
+        "two without a token, one without the scope, three cross-site forms"
+    );
+    assert!(
+        denied
+            .iter()
+            .any(|r| r["request"]["path"] == "/login" && r["status"] == 403)
     );
     assert!(
         denied
