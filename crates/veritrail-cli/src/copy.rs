@@ -70,7 +70,16 @@ pub(crate) fn run(args: &CopyArgs) -> Result<()> {
         );
     }
     let spinner = progress::spinner("verifying the source", Results::Elsewhere);
-    let checked = verify_source(&*src, &verifier, &VerifyOptions::default());
+    // A PostgreSQL source is checked with what that store promises besides the tree (each
+    // checkpoint row holds its size's checkpoint, every record is covered).
+    let checked = match logdir::postgres_location(&args.src)? {
+        Some(loc) => veritrail_postgres::PgStore::open(&loc)
+            .with_context(|| format!("cannot open {loc}"))
+            .map(|store| {
+                veritrail_postgres::verify(&store, &verifier, &VerifyOptions::default())
+            })?,
+        None => verify_source(&*src, &verifier, &VerifyOptions::default()),
+    };
     spinner.finish_and_clear();
     let checked = checked.map_err(|e| {
         invalid(format!(

@@ -154,6 +154,13 @@ fn a_log_copied_into_postgres_and_back_gives_the_same_answers() {
     // A copy never lands on an existing log.
     let out = env.expect(2, &["copy", "log", &schema.url(None), "--key", "key"], b"");
     assert!(common::stderr(&out).contains("already holds a log"));
+
+    // A source that does not verify is not copied at all.
+    schema.tamper("DELETE FROM {s}.checkpoints WHERE size = 333");
+    let out = env.expect(1, &["copy", &pg, "again", "--key", "key"], b"");
+    let err = common::stderr(&out);
+    assert!(err.contains("does not verify") && err.contains("nothing was copied"), "{err}");
+    assert!(!env.path("again").exists());
 }
 
 #[test]
