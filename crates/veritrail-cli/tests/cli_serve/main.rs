@@ -511,12 +511,33 @@ async fn no_auth_with_an_access_log_still_records_each_use() {
     );
 }
 
+/// `12 events`.
+fn plural(n: usize) -> String {
+    format!("{n} event{}", if n == 1 { "" } else { "s" })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_bounds_select_what_the_cli_selects() {
+async fn time_bounds_and_the_overview_count_what_the_cli_counts() {
     let env = Env::new();
     demo_log(&env);
     let serve = Serve::start(&env, "demo/log", &["--no-auth"]);
     let all = cli_events(&env, "demo/log", &[]);
+    // The overview counts the demo's events of the last hour, and its refusals by route and
+    // by reason (three 401s and one 403 on `/orders/{id}…`).
+    let (status, page) = get(serve.addr, "/?window=1h", &[]).await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page).into_owned();
+    assert!(
+        page.contains(&format!("{} in the last 1h", plural(all.len()))),
+        "{page}"
+    );
+    assert!(page.contains("<svg id=\"chart-minutes\""), "{page}");
+    let routes = &page[page
+        .find("id=\"refusals-route\"")
+        .expect("refusals by route")..];
+    assert!(routes.contains("/orders/{id}</th>"), "{routes}");
+    assert!(page.contains("id=\"refusals-reason\""), "{page}");
+    assert_eq!(get(serve.addr, "/?window=2y", &[]).await.0, 400);
     let time = |i: usize| {
         let v: Value = serde_json::from_str(&all[i].1).unwrap();
         v["time"].as_str().unwrap().to_owned()
