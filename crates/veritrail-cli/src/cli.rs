@@ -159,6 +159,11 @@ pub(crate) struct ProxyArgs {
     /// disagree with their stored hashes are refused all the same.
     #[arg(long)]
     pub(crate) recover: bool,
+    /// Submit each new checkpoint to this witness (`URL=WKEY`: its submission URL and
+    /// verifier key) and store its cosignature in the log, off the request path. Repeatable.
+    /// A witness that is down or refuses is reported on stderr; requests go on.
+    #[arg(long = "witness", value_name = "URL=WKEY")]
+    pub(crate) witness: Vec<String>,
 }
 
 /// `veritrail serve LOG --listen ADDR (--no-auth | (--jwks FILE|URL | --oidc ISSUER_URL |

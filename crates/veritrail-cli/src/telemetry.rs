@@ -43,6 +43,18 @@ impl Telemetry {
         signer: NoteSigner,
         recover: bool,
     ) -> Result<Writer> {
+        self.open_writer_witnessed(dir, signer, recover, None)
+    }
+
+    /// [`open_writer`](Self::open_writer), with the witness cosignatures received on
+    /// `cosignatures` stored in a directory log (see `FileSink::with_cosignatures`).
+    pub(crate) fn open_writer_witnessed(
+        &self,
+        dir: &Path,
+        signer: NoteSigner,
+        recover: bool,
+        cosignatures: Option<std::sync::mpsc::Receiver<veritrail_writer::Cosigned>>,
+    ) -> Result<Writer> {
         let opened = || format!("cannot open the audit log {}", dir.display());
         let shown = dir.display().to_string();
         let config = WriterConfig::default().on_failure(move |why| {
@@ -64,7 +76,13 @@ impl Telemetry {
             ),
             #[cfg(not(feature = "postgres"))]
             Some(loc) => match loc {},
-            None => Box::new(FileSink::open(dir, signer, options).with_context(opened)?),
+            None => {
+                let sink = FileSink::open(dir, signer, options).with_context(opened)?;
+                Box::new(match cosignatures {
+                    Some(rx) => sink.with_cosignatures(rx),
+                    None => sink,
+                })
+            }
         };
         let writer = match &self.guard {
             None => Writer::start(sink, config),

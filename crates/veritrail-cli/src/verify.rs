@@ -320,7 +320,9 @@ pub(crate) fn witness_line(
     )))
 }
 
-/// With `--witness`: the log's latest checkpoint must carry the cosignatures asked for.
+/// With `--witness`: the newest checkpoint of the history that carries the cosignatures asked
+/// for (a running writer's latest checkpoint is often not cosigned yet). Fails when none does,
+/// or when any checkpoint carries a cosignature by a named witness that does not verify.
 fn witnessed_latest(
     dir: &Path,
     keys: &[CosignatureVerifier],
@@ -329,14 +331,42 @@ fn witnessed_latest(
     if keys.is_empty() {
         return Ok(None);
     }
-    let fail = |reason: String| VerifyError::Checkpoint {
-        which: "checkpoint (latest)".into(),
+    let fail = |which: String, reason: String| VerifyError::Checkpoint {
+        which,
         size: None,
         reason,
     };
-    let note = veritrail_log::Log::open_read_only(dir)
-        .and_then(|log| log.latest_checkpoint())
-        .map_err(|e| fail(e.to_string()))?
-        .ok_or_else(|| fail("the log has no checkpoint to be cosigned".into()))?;
-    witness_line(&note, keys, min).map_err(|e| fail(e.to_string()))
+    let log = veritrail_log::Log::open_read_only(dir)
+        .map_err(|e| fail("checkpoints".into(), e.to_string()))?;
+    let history = log
+        .checkpoint_history()
+        .map_err(|e| fail("checkpoints".into(), e.to_string()))?;
+    let mut shortfall = None;
+    for (i, note) in history.iter().enumerate().rev() {
+        let which = format!("checkpoints entry {}", i + 1);
+        match witness_line(note, keys, min) {
+            Ok(line) => {
+                let size = note.split('\n').nth(1).unwrap_or("?");
+                let line = line.map(|l| {
+                    if i + 1 == history.len() {
+                        l
+                    } else {
+                        format!(
+                            "{l}\n              (the newest checkpoint so cosigned has size {size}; \
+                             the later ones are signed by the log only)"
+                        )
+                    }
+                });
+                return Ok(line);
+            }
+            Err(e @ CosignatureError::TooFew { .. }) => {
+                shortfall.get_or_insert(e.to_string());
+            }
+            Err(e) => return Err(fail(which, e.to_string())),
+        }
+    }
+    Err(fail(
+        "checkpoint (latest)".into(),
+        shortfall.unwrap_or_else(|| "the log has no checkpoint to be cosigned".into()),
+    ))
 }

@@ -214,17 +214,31 @@ pub(crate) fn cosign_latest(log: &mut Log, witnesses: &[WitnessTarget]) -> Resul
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let (lines, outcomes) = runtime.block_on(collect(log, &note, witnesses))?;
+    if !lines.is_empty() {
+        log.add_cosignatures(&lines)?;
+    }
+    Ok(outcomes)
+}
+
+/// Asks every witness to cosign `note` (a checkpoint `log` signed); returns the cosignature
+/// lines that verify, and what each witness did.
+async fn collect(
+    log: &Log,
+    note: &str,
+    witnesses: &[WitnessTarget],
+) -> Result<(String, Vec<Outcome>)> {
+    let size = veritrail_log::Checkpoint::open(note, log.verifier())?.size;
     let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let size = log.size();
+    let mut lines = String::new();
     let mut outcomes = Vec::new();
     for w in witnesses {
-        let outcome = runtime.block_on(submit(&client, log, &note, size, w));
-        let outcome = match outcome {
-            Ok(lines) => {
-                match cosignatures(&format!("{note}{lines}"), std::slice::from_ref(&w.key)) {
+        let outcome = match submit(&client, log, note, size, w).await {
+            Ok(answer) => {
+                match cosignatures(&format!("{note}{answer}"), std::slice::from_ref(&w.key)) {
                     Ok(found) if !found.is_empty() => {
-                        let line = format!("{}\n", found[0].line);
-                        log.add_cosignatures(&line)?;
+                        lines.push_str(&found[0].line);
+                        lines.push('\n');
                         Outcome::Cosigned(w.key.name().to_owned())
                     }
                     Ok(_) => Outcome::Failed(format!(
@@ -239,7 +253,77 @@ pub(crate) fn cosign_latest(log: &mut Log, witnesses: &[WitnessTarget]) -> Resul
         };
         outcomes.push(outcome);
     }
-    Ok(outcomes)
+    Ok((lines, outcomes))
+}
+
+/// For `veritrail proxy --witness`: every second, submits the log's latest checkpoint (read
+/// from the directory, off the writer's thread) to the witnesses when it is new, and hands
+/// the cosignatures that verify to the writer's [`FileSink`](veritrail_writer::FileSink),
+/// which stores them. Witness failures are printed once per change of state.
+pub(crate) async fn keep_cosigning(
+    dir: std::path::PathBuf,
+    witnesses: Vec<WitnessTarget>,
+    to_writer: std::sync::mpsc::Sender<veritrail_writer::Cosigned>,
+) {
+    let mut last: Option<String> = None;
+    let mut last_failures: Vec<String> = Vec::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let dir = dir.clone();
+        let witnesses = witnesses.clone();
+        let previous = last.clone();
+        let round = tokio::task::spawn_blocking(
+            move || -> Result<Option<(String, String, Vec<Outcome>)>> {
+                let log = Log::open_read_only(&dir)?;
+                let Some(note) = log.latest_checkpoint()? else {
+                    return Ok(None);
+                };
+                if previous.as_deref() == Some(note.as_str()) {
+                    return Ok(None);
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let (lines, outcomes) = runtime.block_on(collect(&log, &note, &witnesses))?;
+                Ok(Some((note, lines, outcomes)))
+            },
+        )
+        .await;
+        let failures: Vec<String> = match round {
+            Ok(Ok(Some((note, lines, outcomes)))) => {
+                if !lines.is_empty()
+                    && to_writer
+                        .send(veritrail_writer::Cosigned {
+                            checkpoint: note.clone(),
+                            lines,
+                        })
+                        .is_err()
+                {
+                    return; // the writer is gone
+                }
+                last = Some(note);
+                outcomes
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        Outcome::Failed(why) => Some(why),
+                        Outcome::Cosigned(_) => None,
+                    })
+                    .collect()
+            }
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => vec![format!("{e:#}")],
+            Err(e) => vec![e.to_string()],
+        };
+        if failures != last_failures {
+            for why in &failures {
+                eprintln!(
+                    "warning: no cosignature from witness {}",
+                    crate::output::for_terminal(why, false)
+                );
+            }
+            last_failures = failures;
+        }
+    }
 }
 
 /// One `add-checkpoint` exchange: from size 0 first, then, on a 409, from the size the witness

@@ -159,7 +159,10 @@ fn a_log_copied_into_postgres_and_back_gives_the_same_answers() {
     schema.tamper("DELETE FROM {s}.checkpoints WHERE size = 333");
     let out = env.expect(1, &["copy", &pg, "again", "--key", "key"], b"");
     let err = common::stderr(&out);
-    assert!(err.contains("does not verify") && err.contains("nothing was copied"), "{err}");
+    assert!(
+        err.contains("does not verify") && err.contains("nothing was copied"),
+        "{err}"
+    );
     assert!(!env.path("again").exists());
 }
 

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use veritrail_log::NoteVerifier;
 use veritrail_log::verify::{VerifyOptions, verify_dir_with};
 
-use common::{Env, fixture, jwks};
+use common::{Env, fixture, jwks, stderr, stdout};
 
 const ISSUER: &str = "https://idp.proxy.test";
 const AUDIENCE: &str = "orders-api";
@@ -1508,4 +1508,75 @@ async fn refused_heads_and_connect_are_recorded() {
         assert_eq!(e["request"]["method"], *method, "{e}");
         assert_eq!(e["request"]["client_address"], "127.0.0.1", "{e}");
     }
+}
+
+/// `--witness`: the proxy submits its checkpoints to a witness off the request path and stores
+/// the cosignatures in its log; a witness that is not up yet only delays them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_cosigned_by_a_witness_off_the_request_path() {
+    let (upstream, _) = start_upstream().await;
+    let env = Env::new();
+    env.ok(&["keygen", "w1", "--witness", "--out", "w1.key"], b"");
+    // The witness comes up after the proxy, on a port chosen now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("http://127.0.0.1:{port}=w1.key.pub");
+    let proxy = Proxy::spawn(
+        env,
+        &format!("http://{upstream}"),
+        CONFIG,
+        &["--witness", &target],
+        None,
+    );
+    let addr = proxy.addr;
+    let good = format!("Bearer {}", token("orders:read", 300));
+    for _ in 0..3 {
+        assert_eq!(
+            status_of(addr, "GET", "/headers", &[("authorization", &good)]).await,
+            200
+        );
+    }
+    let witness = common::start_witness(
+        &proxy.env,
+        "w1",
+        "audit.key.pub",
+        &format!("127.0.0.1:{port}"),
+    );
+    // The writer signs a checkpoint every 10 s; traffic lets it store what the witness sent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let verify = [
+        "verify",
+        "log",
+        "--key",
+        "audit.key.pub",
+        "--witness",
+        "w1.key.pub",
+    ];
+    loop {
+        assert_eq!(
+            status_of(addr, "GET", "/headers", &[("authorization", &good)]).await,
+            200
+        );
+        let out = proxy.env.run(&verify, b"");
+        let text = stdout(&out);
+        // Done when the latest checkpoint covers records and is itself the cosigned one.
+        let latest = stdout(&proxy.env.run(&["checkpoint", "log"], b""));
+        let size: u64 = latest.lines().nth(1).unwrap_or("0").parse().unwrap_or(0);
+        if out.status.success() && size > 0 && !text.contains("newest checkpoint so cosigned") {
+            assert!(text.contains("1/1 cosigned"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never cosigned: {text}{}",
+            stderr(&out)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    drop(witness);
+    let (env, _) = proxy.stop();
+    env.ok(&verify, b"");
 }

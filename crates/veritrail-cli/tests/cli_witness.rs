@@ -3,55 +3,10 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use common::{Env, WitnessProc, events, join, start_witness, stderr, stdout};
 
-use common::{Env, events, join, start_server, stderr, stdout};
-
-struct WitnessProc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for WitnessProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `veritrail witness` named `name` (key `name.key`, state `name-state`) witnessing the
-/// log key in `key.pub`, on a free port.
 fn witness(env: &Env, name: &str) -> WitnessProc {
-    let key = format!("{name}.key");
-    if !env.path(&key).exists() {
-        env.ok(&["keygen", name, "--witness", "--out", &key], b"");
-    }
-    let log_key = env.read("key.pub");
-    env.write(
-        &format!("{name}-logs.toml"),
-        format!(
-            "[[log]]\norigin = \"{}\"\nkey = \"{}\"\n",
-            common::KEY_NAME,
-            log_key.trim()
-        ),
-    );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_veritrail"));
-    command.current_dir(env.path("")).args([
-        "witness",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        &key,
-        "--logs",
-        &format!("{name}-logs.toml"),
-        "--state",
-        &format!("{name}-state"),
-    ]);
-    let (child, addr) = start_server(&mut command, "witness");
-    WitnessProc {
-        child,
-        url: format!("http://{addr}"),
-    }
+    start_witness(env, name, "key.pub", "127.0.0.1:0")
 }
 
 fn target(w: &WitnessProc, name: &str) -> String {
@@ -117,11 +72,21 @@ fn two_witnesses_cosign_and_verify_requires_them() {
         "{}",
         stderr(&out)
     );
-    let out = env.expect(1, &both, b"");
-    assert!(stdout(&out).contains("missing: w2"), "{}", stdout(&out));
+    // Verify with both: the newest checkpoint both cosigned is size 5's, and it says so.
+    let out = env.ok(&both, b"");
+    assert!(
+        stdout(&out).contains("the newest checkpoint so cosigned has size 5"),
+        "{}",
+        stdout(&out)
+    );
     let mut one = both.to_vec();
     one.extend(["--min-witnesses", "1"]);
-    env.ok(&one, b"");
+    let out = env.ok(&one, b"");
+    assert!(
+        !stdout(&out).contains("newest checkpoint so cosigned"),
+        "{}",
+        stdout(&out)
+    );
     // The witness held size 5: it was sent the consistency proof 5 → 9, and cosigned 9.
     let cp = env.checkpoint();
     assert!(

@@ -1,6 +1,7 @@
 //! [`FileSink`]: the writer's default sink, over the file log of `veritrail-log`.
 
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 
 use veritrail_core::event::RecoveredRecord;
 use veritrail_log::{Log, LogOptions, NoteSigner};
@@ -12,6 +13,19 @@ use crate::sink::{Batch, Sink, SinkError, ended_uncleanly};
 #[derive(Debug)]
 pub struct FileSink {
     log: Log,
+    cosignatures: Option<Receiver<Cosigned>>,
+}
+
+/// Witness cosignature lines for a checkpoint the log signed, handed to the writer's thread
+/// (which alone may write the log) by whatever collected them (see
+/// [`FileSink::with_cosignatures`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cosigned {
+    /// The signed checkpoint the lines cosign, exactly as the log stored it.
+    pub checkpoint: String,
+    /// The cosignature lines (each ending in a newline), already verified against the
+    /// witnesses' keys.
+    pub lines: String,
 }
 
 impl FileSink {
@@ -28,12 +42,39 @@ impl FileSink {
         };
         Ok(FileSink {
             log: Log::open(dir, signer, options)?,
+            cosignatures: None,
         })
     }
 
     /// Wraps a log already opened for writing.
     pub fn new(log: Log) -> Self {
-        FileSink { log }
+        FileSink {
+            log,
+            cosignatures: None,
+        }
+    }
+
+    /// Stores the witness cosignatures received on `rx` (from a task that submits the log's
+    /// checkpoints to witnesses off the writer's thread, so that a slow witness never delays
+    /// an append). They are added at the next commit or checkpoint, to the latest checkpoint
+    /// if it is the one they cosign; cosignatures of an older checkpoint are dropped (the next
+    /// round cosigns the newer one).
+    pub fn with_cosignatures(mut self, rx: Receiver<Cosigned>) -> Self {
+        self.cosignatures = Some(rx);
+        self
+    }
+
+    fn store_cosignatures(&mut self) -> Result<(), SinkError> {
+        let Some(rx) = &self.cosignatures else {
+            return Ok(());
+        };
+        let received: Vec<Cosigned> = rx.try_iter().collect();
+        for c in received {
+            if self.log.latest_checkpoint()?.as_deref() == Some(c.checkpoint.as_str()) {
+                self.log.add_cosignatures(&c.lines)?;
+            }
+        }
+        Ok(())
     }
 
     /// The underlying log.
@@ -73,10 +114,12 @@ impl Sink for FileSink {
     }
 
     fn commit(&mut self) -> Result<(), SinkError> {
-        Ok(self.log.sync()?)
+        self.log.sync()?;
+        self.store_cosignatures()
     }
 
     fn checkpoint(&mut self) -> Result<Option<String>, SinkError> {
+        self.store_cosignatures()?;
         Ok(Some(self.log.checkpoint()?))
     }
 

@@ -92,7 +92,7 @@ pub mod sink;
 mod writer;
 
 pub use config::{FailureHook, OverflowPolicy, WriterConfig};
-pub use file::FileSink;
+pub use file::{Cosigned, FileSink};
 pub use sink::{Batch, Sink, SinkError};
 pub use writer::{
     GAP_QUEUE_FULL, GAP_SHUTDOWN_DEADLINE, ShutdownReport, Writer, WriterError, WriterHandle,

@@ -118,6 +118,8 @@ pub(crate) struct Settings {
     pub(crate) forwarded_header: ForwardedHeader,
     /// Whether a client's request id is kept (default: replaced by a fresh one).
     pub(crate) trust_request_id: bool,
+    /// The witnesses each new checkpoint is submitted to (`--witness`).
+    pub(crate) witnesses: Vec<crate::witness::WitnessTarget>,
     /// Whether incoming header names holding `_` are forwarded (default: dropped).
     pub(crate) underscores_in_headers: UnderscoresArg,
     /// Open client connections at most, in all.
@@ -353,6 +355,15 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         bail!("max_connections and max_connections_per_ip must be at least 1");
     }
 
+    let witnesses = args
+        .witness
+        .iter()
+        .map(|w| crate::witness::WitnessTarget::parse(w))
+        .collect::<Result<Vec<_>>>()?;
+    if !witnesses.is_empty() && crate::logdir::postgres_location(&log)?.is_some() {
+        bail!("--witness works with a log directory only, so far (not a postgres:// log)");
+    }
+
     Ok(Settings {
         listen,
         upstream,
@@ -375,6 +386,7 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         trusted_proxies: file.trusted_proxies,
         forwarded_header,
         trust_request_id: args.trust_request_id || file.trust_request_id.unwrap_or(false),
+        witnesses,
         underscores_in_headers: args
             .underscores_in_headers
             .or(file.underscores_in_headers)

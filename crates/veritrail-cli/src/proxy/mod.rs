@@ -66,7 +66,21 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<()> {
 async fn serve(settings: Settings) -> Result<()> {
     let signer = keys::read_signer(&settings.key)?;
     let telemetry = Telemetry::from_env("veritrail-proxy")?;
-    let writer = telemetry.open_writer(&settings.log, signer, settings.recover)?;
+    let (cosigned_tx, cosigned_rx) = std::sync::mpsc::channel();
+    let witnessed = !settings.witnesses.is_empty();
+    let writer = telemetry.open_writer_witnessed(
+        &settings.log,
+        signer,
+        settings.recover,
+        witnessed.then_some(cosigned_rx),
+    )?;
+    if witnessed {
+        tokio::spawn(crate::witness::keep_cosigning(
+            settings.log.clone(),
+            settings.witnesses.clone(),
+            cosigned_tx,
+        ));
+    }
     let authenticator = keysource::recording_authenticator(
         &settings.keys,
         (&settings.issuer, &settings.audience),

@@ -256,3 +256,57 @@ where
     .expect("the response head arrived in time")
     .unwrap()
 }
+
+/// A `veritrail witness` child, killed (SIGKILL) on drop.
+pub(crate) struct WitnessProc {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl Drop for WitnessProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `veritrail witness` named `name` (key `name.key`, made if missing; state
+/// `name-state`) witnessing the log whose verifier key is in `log_key_file` (origin: the key's
+/// name), on `listen` (`127.0.0.1:0` for any free port).
+pub(crate) fn start_witness(
+    env: &Env,
+    name: &str,
+    log_key_file: &str,
+    listen: &str,
+) -> WitnessProc {
+    let key = format!("{name}.key");
+    if !env.path(&key).exists() {
+        env.ok(&["keygen", name, "--witness", "--out", &key], b"");
+    }
+    let log_key = env.read(log_key_file);
+    let origin = log_key.trim().split('+').next().unwrap().to_owned();
+    env.write(
+        &format!("{name}-logs.toml"),
+        format!(
+            "[[log]]\norigin = \"{origin}\"\nkey = \"{}\"\n",
+            log_key.trim()
+        ),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_veritrail"));
+    command.current_dir(env.path("")).args([
+        "witness",
+        "--listen",
+        listen,
+        "--key",
+        &key,
+        "--logs",
+        &format!("{name}-logs.toml"),
+        "--state",
+        &format!("{name}-state"),
+    ]);
+    let (child, addr) = start_server(&mut command, "witness");
+    WitnessProc {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
