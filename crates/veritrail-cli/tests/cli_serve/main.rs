@@ -26,10 +26,15 @@ pub(crate) const AUDIENCE: &str = "audit-view";
 
 /// A token of `sub` from the fixture's RSA key with `scope`, valid for ten minutes.
 pub(crate) fn token(sub: &str, scope: &str) -> String {
+    token_with_roles(sub, scope, &[])
+}
+
+/// [`token`] with a `roles` claim.
+pub(crate) fn token_with_roles(sub: &str, scope: &str, roles: &[&str]) -> String {
     veritrail_core::auth::backend::install_default_provider();
     let now = jsonwebtoken::get_current_timestamp() as i64;
     let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now,
-        "exp": now + 600, "scope": scope});
+        "exp": now + 600, "scope": scope, "roles": roles});
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa1".into());
     let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
@@ -576,4 +581,41 @@ async fn time_bounds_and_the_overview_count_what_the_cli_counts() {
         assert!(!want.is_empty());
         assert_eq!(got, want, "{flags:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_required_scope_and_role_are_configurable() {
+    let env = Env::new();
+    env.keygen();
+    env.append(&common::events(0..3));
+    env.write("jwks.json", jwks());
+    env.keygen_as("access.serve.test/view", "access.key");
+    let flags = [
+        ["--jwks", "jwks.json", "--issuer", ISSUER].as_slice(),
+        &["--audience", AUDIENCE, "--access-log", "access"],
+        &["--access-key", "access.key", "--role", "auditor"],
+    ]
+    .concat();
+    let serve = Serve::start(&env, "log", &flags);
+    let status = |token: String| checkpoint_status(serve.addr, token);
+    // --role alone: the role is required and `audit:read` no longer is.
+    assert_eq!(status(token("a", "audit:read")).await, 403);
+    assert_eq!(status(token_with_roles("b", "", &["auditor"])).await, 200);
+    drop(serve);
+    let flags = [flags.as_slice(), &["--scope", "trail:read"]].concat();
+    let serve = Serve::start(&env, "log", &flags);
+    let status = |token: String| checkpoint_status(serve.addr, token);
+    // Both given: both required.
+    assert_eq!(status(token_with_roles("c", "", &["auditor"])).await, 403);
+    assert_eq!(
+        status(token_with_roles("d", "trail:read", &["auditor"])).await,
+        200
+    );
+}
+
+/// The status of `GET /api/v1/checkpoint` with `token`.
+async fn checkpoint_status(addr: SocketAddr, token: String) -> u16 {
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    get(addr, "/api/v1/checkpoint", &headers).await.0
 }
