@@ -9,7 +9,8 @@
 //!
 //! `cargo bench -p veritrail-postgres --bench pg` (server: `VERITRAIL_BENCH_PG`, default
 //! `postgres://postgres@127.0.0.1:5432/test`; `VERITRAIL_BENCH_RECORDS` for the size of the
-//! large origin, default 1,000,000). Everything runs in a schema of its own, dropped after.
+//! large origin, default 1,000,000). Everything runs in a schema of its own, dropped after
+//! (kept with `VERITRAIL_BENCH_KEEP=1`, for looking at the tables).
 
 use std::pin::pin;
 use std::time::{Duration, Instant};
@@ -42,10 +43,12 @@ fn main() {
         writer_vs_copy(&rt, &base);
         prove_and_verify(&base, large);
     });
-    rt.block_on(sql(
-        &server,
-        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-    ));
+    if std::env::var_os("VERITRAIL_BENCH_KEEP").is_some() {
+        println!("kept the schema {schema}");
+    } else {
+        let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+        rt.block_on(sql(&server, &drop));
+    }
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

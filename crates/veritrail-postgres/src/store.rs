@@ -433,6 +433,12 @@ fn stream_records(
     let mut db = db;
     db.call(Duration::from_secs(24 * 3600), move |c| {
         Box::pin(async move {
+            // In index order, straight from the primary key: right after a bulk load the
+            // planner's statistics can make a sort of the whole origin look cheaper (it took
+            // 1.7x as long at 1,000,000 records). This connection is the reader's alone.
+            c.batch_execute("SET enable_sort = off; SET enable_bitmapscan = off")
+                .await
+                .map_err(|e| PgError::db("reading the records", e))?;
             // COPY takes no parameters: the server quotes the origin.
             let literal: String = c
                 .query_one("SELECT quote_literal($1)", &[&origin])
