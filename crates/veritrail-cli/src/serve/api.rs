@@ -187,25 +187,34 @@ pub(crate) async fn consistency(
         )),
     );
     let snapshot = view.trail.snapshot();
+    let history = {
+        let snapshot = Arc::clone(&snapshot);
+        blocking(move || Ok(snapshot.with(|log| log.checkpoint_history())?))
+            .await
+            .map_err(Failure::json)?
+    };
+    // Both ends must be checkpoints the log signed: a size it never signed is not found.
+    let find = |size: u64| {
+        history
+            .iter()
+            .rev()
+            .find_map(|signed| {
+                let body = unverified_body(signed, "a stored checkpoint").ok()?;
+                (body.size == size).then(|| (signed.clone(), body))
+            })
+            .ok_or_else(|| {
+                Failure::not_found(format!("the log signed no checkpoint of size {size}")).json()
+            })
+    };
+    let (_, old) = find(from)?;
+    let (signed, new) = match to {
+        Some(to) => find(to)?,
+        None => snapshot
+            .checkpoint
+            .clone()
+            .ok_or_else(|| Failure::not_found("the log has no signed checkpoint yet").json())?,
+    };
     let body = blocking(move || {
-        let history = snapshot.with(|log| log.checkpoint_history())?;
-        let find = |size: u64| -> anyhow::Result<(String, veritrail_log::Checkpoint)> {
-            for signed in history.iter().rev() {
-                let body = unverified_body(signed, "a stored checkpoint")?;
-                if body.size == size {
-                    return Ok((signed.clone(), body));
-                }
-            }
-            anyhow::bail!("the log signed no checkpoint of size {size}")
-        };
-        let (_, old) = find(from)?;
-        let (signed, new) = match to {
-            Some(to) => find(to)?,
-            None => snapshot
-                .checkpoint
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("the log has no signed checkpoint yet"))?,
-        };
         let from_name = format!("the checkpoint of size {from}");
         let body = snapshot.with(|log| {
             consistency_body(log, &snapshot.location, (&old, &from_name), (&new, signed))

@@ -389,6 +389,13 @@ async fn paging_proofs_consistency_and_the_openapi_document() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let proof = ConsistencyBody::parse(std::str::from_utf8(&body).unwrap()).unwrap();
     assert_eq!(proof.verify(&old, &vkey).unwrap().size, 23);
+    // A size the log never signed has no proof to give.
+    assert_eq!(get(addr, "/api/v1/consistency?from=5", &[]).await.0, 404);
+    assert_eq!(
+        get(addr, "/api/v1/consistency?from=7&to=9", &[]).await.0,
+        404
+    );
+    assert_eq!(get(addr, "/api/v1/consistency?from=x", &[]).await.0, 400);
     let (_, latest) = get(addr, "/api/v1/checkpoint", &[]).await;
     assert_eq!(latest.as_ref(), env.checkpoint().as_bytes());
     // The checkpoints page links each consistency proof.
