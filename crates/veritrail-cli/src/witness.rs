@@ -14,6 +14,10 @@
 //! The state directory holds, per log, the latest checkpoint the witness cosigned; it is made
 //! durable (fsync, rename, fsync of the directory) before the witness answers, so a witness
 //! killed at any moment never cosigns both sides of a fork.
+//!
+//! Each submission counts in `veritrail_witness_submissions_total{witness, result}`
+//! (`cosigned` or `failed`): a checkpoint that gathered fewer cosignatures than there are
+//! witnesses shows there.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -251,6 +255,17 @@ async fn collect(
             }
             Err(e) => Outcome::Failed(format!("{}: {e:#}", w.url)),
         };
+        // A checkpoint with fewer cosignatures than witnesses shows here.
+        let result = match outcome {
+            Outcome::Cosigned(_) => "cosigned",
+            Outcome::Failed(_) => "failed",
+        };
+        metrics::counter!(
+            "veritrail_witness_submissions_total",
+            "witness" => w.key.name().to_owned(),
+            "result" => result,
+        )
+        .increment(1);
         outcomes.push(outcome);
     }
     Ok((lines, outcomes))
