@@ -242,3 +242,39 @@ async fn an_outage_gives_durable_callers_a_bounded_error_and_writing_resumes() {
     // The timed-out event was kept and written when the database came back (at most once).
     assert!(seen.get("during-durable").is_none_or(|&n| n == 1));
 }
+
+/// A writer that ended without its `stop` record (killed between two batches) is noticed by
+/// the next one, which records a `recovered` record after its `start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_before_its_stop_record_is_recorded_as_recovered() {
+    let schema = TestSchema::new("killed");
+    let loc = schema.loc(Some("pod-3"));
+    let signer = NoteSigner::generate("pod-3").unwrap();
+    // What a killed writer leaves: its `start` and an event, committed, and no `stop`.
+    let mut log =
+        veritrail_postgres::PgLog::open(&loc, signer.clone(), Default::default()).unwrap();
+    let (mut start, mut http) = (Vec::new(), Vec::new());
+    AuditEvent::start("pod-3").write_json(0, &mut start);
+    event("before the kill".into()).write_json(1, &mut http);
+    log.append_batch([start.as_slice(), http.as_slice()])
+        .unwrap();
+    log.commit().unwrap();
+    drop(log);
+
+    let sink = PgSink::open(&loc, signer.clone(), PgLogOptions::default()).unwrap();
+    let writer = Writer::start(sink, WriterConfig::default()).unwrap();
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
+    assert!(report.error.is_none());
+    let store = PgStore::open(&loc).unwrap();
+    let kinds: Vec<String> = store
+        .records(0)
+        .map(|r| {
+            let event = AuditEvent::from_json(&r.unwrap().record).unwrap();
+            event.kind().as_str().to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["start", "http", "start", "recovered", "stop"]);
+    verify(&store, &signer.verifier(), &VerifyOptions::default()).unwrap();
+}
