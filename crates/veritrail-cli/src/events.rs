@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 use veritrail_core::event::{AuditEvent, EventBody, HttpEvent, Outcome, Text};
-use veritrail_log::source::LogSource;
+use veritrail_log::source::{LogSource, Records};
 
 use crate::cli::EventsArgs;
 use crate::filter::Filter;
@@ -21,20 +21,42 @@ use crate::progress::{self, Results};
 /// Lists the selected events of a log.
 pub(crate) fn run(args: &EventsArgs) -> Result<()> {
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
+    // In PostgreSQL the search columns' indexes find the candidates; the filter decides.
+    #[cfg(feature = "postgres")]
+    if let Some(loc) = logdir::postgres_location(&args.log)? {
+        let store = veritrail_postgres::PgStore::open(&loc)
+            .with_context(|| format!("cannot open {loc}"))?;
+        return list(args, &filter, &store, store.search(&filter.search()));
+    }
     let log = logdir::open_source(&args.log)?;
+    list(args, &filter, &*log, log.records(0))
+}
+
+/// Prints the events of `records` (of `log`) that `filter` selects.
+fn list(
+    args: &EventsArgs,
+    filter: &Filter,
+    log: &dyn LogSource,
+    records: Records<'_>,
+) -> Result<()> {
     let bar = progress::records(log.size(), "reading", Results::Stdout);
     let mut out = Lines::stdout();
     if !args.json {
         out.line(HEADER.as_bytes())?;
     }
     let mut scan = Scan::default();
-    for_each_event(&*log, 0, &mut scan, |index, record, event| {
-        bar.inc(1);
-        if filter.matches(event) {
-            print(&mut out, args.json, index, record, event)?;
-        }
-        Ok(!out.is_closed())
-    })?;
+    each_event(
+        records,
+        &log.location(),
+        &mut scan,
+        |index, record, event| {
+            bar.inc(1);
+            if filter.matches(event) {
+                print(&mut out, args.json, index, record, event)?;
+            }
+            Ok(!out.is_closed())
+        },
+    )?;
     bar.finish_and_clear();
     out.flush()?;
     scan.report(&args.log.display().to_string());
@@ -69,15 +91,22 @@ pub(crate) fn for_each_event(
     log: &dyn LogSource,
     start: u64,
     scan: &mut Scan,
+    each: impl FnMut(u64, &[u8], &AuditEvent) -> Result<bool>,
+) -> Result<()> {
+    each_event(log.records(start), &log.location(), scan, each)
+}
+
+/// [`for_each_event`] over `records` (of the log at `location`).
+fn each_event(
+    records: Records<'_>,
+    location: &str,
+    scan: &mut Scan,
     mut each: impl FnMut(u64, &[u8], &AuditEvent) -> Result<bool>,
 ) -> Result<()> {
-    for item in log.records(start) {
+    for item in records {
         let veritrail_log::source::StoredRecord { index, record, .. } =
             item.with_context(|| {
-                format!(
-                    "cannot read the records of {} — run `veritrail verify` on it",
-                    log.location()
-                )
+                format!("cannot read the records of {location} — run `veritrail verify` on it")
             })?;
         match AuditEvent::from_json(&record) {
             Ok(event) => {

@@ -80,6 +80,26 @@ impl Filter {
         self.since.is_none() && self.until.is_none() && !self.selects_requests()
     }
 
+    /// The part of the filter the PostgreSQL store's search columns can answer (all but
+    /// `--route`, which also matches the path); [`matches`](Self::matches) still decides.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn search(&self) -> veritrail_postgres::Search {
+        // The database keeps microseconds; a record's time may have more digits, so the
+        // bounds are widened by one and `matches` draws the exact line.
+        let slack = Duration::microseconds(1);
+        veritrail_postgres::Search {
+            since: self.since.map(|t| t - slack),
+            until: self.until.map(|t| t + slack),
+            sub: self.sub.clone(),
+            action: self.action.clone(),
+            outcome: self.outcome.map(|o| o.as_str().to_owned()),
+            status: self.status.map(|s| match s {
+                StatusFilter::Code(code) => code..=code,
+                StatusFilter::Class(class) => class * 100..=class * 100 + 99,
+            }),
+        }
+    }
+
     /// Whether a request filter is set (then only `http` events can match).
     fn selects_requests(&self) -> bool {
         self.sub.is_some()

@@ -409,6 +409,36 @@ fn proxy_writes_its_log_into_postgres_and_one_writer_per_origin() {
     assert!(listed.contains("denied"), "{listed}");
     let json = stdout(&env.ok(&["events", &url, "--json", "--outcome", "denied"], b""));
     assert_eq!(json.lines().count(), 5, "{json}");
+
+    // The filters `events` passes to the database's search columns give the answers the
+    // directory gives for the same log.
+    env.ok(&["copy", &url, "copied", "--key", "key"], b"");
+    for filter in [
+        vec![],
+        vec!["--outcome", "denied"],
+        vec!["--outcome", "success"],
+        vec!["--status", "4xx"],
+        vec!["--status", "401"],
+        vec!["--status", "200"],
+        vec!["--sub", "nobody"],
+        vec!["--action", "x"],
+        vec!["--route", "/orders/3"],
+        vec!["--since", "1h"],
+        vec!["--until", "2000-01-01"],
+        vec!["--since", "1h", "--outcome", "denied", "--status", "4xx"],
+    ] {
+        for json in [false, true] {
+            let run = |log: &str| {
+                let mut args = vec!["events", log];
+                args.extend_from_slice(&filter);
+                if json {
+                    args.push("--json");
+                }
+                stdout(&env.ok(&args, b""))
+            };
+            assert_eq!(run(&url), run("copied"), "{filter:?} json={json}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

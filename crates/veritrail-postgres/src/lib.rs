@@ -42,7 +42,8 @@
 //! | `checkpoints` | `origin`, `size` (PK together), `note`, `signed_at` | every checkpoint signed |
 //!
 //! Indexes serve the queries `veritrail events` offers: by time, subject, route and action
-//! (each within an origin, ordered by time), and by request id.
+//! (each within an origin, ordered by time), and by request id; [`PgStore::search`] reads the
+//! records a [`Search`] selects through them.
 //!
 //! # How the tree maps onto the tables, and why
 //!
@@ -123,7 +124,7 @@ pub use location::{DEFAULT_SCHEMA, PgLocation};
 pub use log::{PgLog, PgLogOptions};
 pub use schema::{HASH_STRIDE, LOG_TABLES, SCHEMA_VERSION, grants_sql};
 pub use sink::PgSink;
-pub use store::{PgStore, origins, verify, verify_with};
+pub use store::{PgStore, Search, origins, verify, verify_with};
 
 use sha2::{Digest, Sha256};
 

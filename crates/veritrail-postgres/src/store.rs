@@ -378,15 +378,7 @@ impl LogSource for PgStore {
                 let _ = tx.send(Err(e));
             }
         });
-        Box::new(
-            rx.into_iter()
-                .flat_map(|chunk| -> Box<dyn Iterator<Item = _>> {
-                    match chunk {
-                        Ok(records) => Box::new(records.into_iter().map(Ok)),
-                        Err(e) => Box::new(std::iter::once(Err(SourceError::new(e)))),
-                    }
-                }),
-        )
+        chunks(rx)
     }
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, SourceError> {
@@ -417,6 +409,129 @@ impl LogSource for PgStore {
             .map(|(_, note)| note)
             .collect())
     }
+}
+
+/// Which records [`PgStore::search`] reads, through the search columns and their indexes
+/// (each `None` selects everything). A record that is not an audit event has no search
+/// columns, so any condition leaves it out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Search {
+    /// Records at or after this time.
+    pub since: Option<time::OffsetDateTime>,
+    /// Records before this time.
+    pub until: Option<time::OffsetDateTime>,
+    /// Requests of this subject (as shown in clear).
+    pub sub: Option<String>,
+    /// Requests whose handler named this action.
+    pub action: Option<String>,
+    /// Requests with this outcome (`success`, `failure`, `denied`, `error`, `cancelled`).
+    pub outcome: Option<String>,
+    /// Requests whose status is in this range.
+    pub status: Option<std::ops::RangeInclusive<u16>>,
+}
+
+impl PgStore {
+    /// The records `search` selects, in index order, up to [`size`](LogSource::size): a query
+    /// on the search columns (the indexes on time, subject and action serve it), streamed.
+    /// The records are as stored, with their stored leaf hashes; nothing here is verified.
+    pub fn search(&self, search: &Search) -> Records<'_> {
+        let loc = self.db.borrow().loc.clone();
+        let (origin, end, search) = (self.origin.clone(), self.size, search.clone());
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<StoredRecord>, PgError>>(8);
+        std::thread::spawn(move || {
+            if let Err(e) = stream_search(&loc, &origin, end, &search, &tx) {
+                let _ = tx.send(Err(e));
+            }
+        });
+        chunks(rx)
+    }
+}
+
+/// The records of the chunks a reading thread sends.
+fn chunks<'a>(rx: mpsc::Receiver<Result<Vec<StoredRecord>, PgError>>) -> Records<'a> {
+    Box::new(
+        rx.into_iter()
+            .flat_map(|chunk| -> Box<dyn Iterator<Item = _>> {
+                match chunk {
+                    Ok(records) => Box::new(records.into_iter().map(Ok)),
+                    Err(e) => Box::new(std::iter::once(Err(SourceError::new(e)))),
+                }
+            }),
+    )
+}
+
+fn stream_search(
+    loc: &PgLocation,
+    origin: &str,
+    end: u64,
+    search: &Search,
+    tx: &mpsc::SyncSender<Result<Vec<StoredRecord>, PgError>>,
+) -> Result<(), PgError> {
+    use tokio_postgres::types::ToSql;
+    let mut db = Db::connect(loc)?;
+    let schema = loc.schema().to_owned();
+    let mut sql = format!(
+        "SELECT idx, record, leaf_hash FROM {schema}.records WHERE origin = $1 AND idx < $2"
+    );
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> =
+        vec![Box::new(origin.to_owned()), Box::new(end as i64)];
+    let mut cond = |column: &str, op: &str, value: Box<dyn ToSql + Sync + Send>| {
+        params.push(value);
+        sql.push_str(&format!(" AND {column} {op} ${}", params.len()));
+    };
+    if let Some(t) = search.since {
+        cond("time", ">=", Box::new(t));
+    }
+    if let Some(t) = search.until {
+        cond("time", "<", Box::new(t));
+    }
+    if let Some(sub) = &search.sub {
+        cond("sub", "=", Box::new(sub.clone()));
+    }
+    if let Some(action) = &search.action {
+        cond("action", "=", Box::new(action.clone()));
+    }
+    if let Some(outcome) = &search.outcome {
+        cond("outcome", "=", Box::new(outcome.clone()));
+    }
+    if let Some(status) = &search.status {
+        cond("status", ">=", Box::new(i32::from(*status.start())));
+        cond("status", "<=", Box::new(i32::from(*status.end())));
+    }
+    sql.push_str(" ORDER BY idx");
+    let tx = tx.clone();
+    db.call(Duration::from_secs(24 * 3600), move |c| {
+        Box::pin(async move {
+            let db = |e| PgError::db("searching the records", e);
+            let rows = c
+                .query_raw(
+                    &sql,
+                    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)),
+                )
+                .await
+                .map_err(db)?;
+            let mut rows = std::pin::pin!(rows);
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(db)?;
+                chunk.push(StoredRecord {
+                    index: row.get::<_, i64>(0) as u64,
+                    record: row.get(1),
+                    leaf_hash: Some(to_hash(row.get(2))?),
+                });
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if tx.send(Ok(full)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk));
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Streams `(idx, record, leaf_hash)` with `COPY … TO STDOUT (FORMAT binary)`, in chunks.
