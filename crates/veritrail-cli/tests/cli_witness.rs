@@ -3,6 +3,9 @@
 
 mod common;
 
+use veritrail_log::Log;
+use veritrail_log::witness::{CosignatureVerifier, cosignatures};
+
 use common::{Env, WitnessProc, events, join, start_witness, stderr, stdout};
 
 fn witness(env: &Env, name: &str) -> WitnessProc {
@@ -201,4 +204,82 @@ fn a_witness_key_is_not_a_log_key() {
         "{err}"
     );
     assert!(!env.path("log").exists(), "nothing was written");
+}
+
+/// Two histories of one log (same key and origin, different records) race to a witness that
+/// is SIGKILLed at random moments, mid-request included, and restarted on its state: it never
+/// cosigns both sides. (It persists before it answers; a restart reads that state back.)
+#[test]
+fn a_witness_killed_mid_request_never_cosigns_both_sides_of_a_fork() {
+    use std::process::{Command, Stdio};
+    let env = Env::new();
+    env.keygen();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut w = Some(start_witness(&env, "w1", "key.pub", &listen));
+    let target = format!("http://{listen}=w1.key.pub");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..8u64 {
+        // Both sides append at once; the witness dies after a few milliseconds.
+        let spawn = |log: &str, first: u64| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+                .current_dir(env.path(""))
+                .args(["append", log, "--key", "key", "--witness", &target])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let lines = join(&events(first..first + 2));
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+            child
+        };
+        let mut a = spawn("a", round * 2);
+        let mut b = spawn("b", 1_000 + round * 2);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_millis(seed % 40));
+        drop(w.take()); // SIGKILL
+        assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+        w = Some(start_witness(&env, "w1", "key.pub", &listen));
+    }
+    // One last, undisturbed round: whichever side the witness has not seen yet is refused.
+    for (log, first) in [("a", 500), ("b", 1_500)] {
+        env.ok(
+            &["append", log, "--key", "key", "--witness", &target],
+            join(&events(first..first + 1)).as_bytes(),
+        );
+    }
+    drop(w);
+    // Which side holds a cosignature on a checkpoint that covers records?
+    let w1 = CosignatureVerifier::from_text(&env.read("w1.key.pub")).unwrap();
+    let cosigned_with_records = |log: &str| {
+        let history = Log::open_read_only(&env.path(log))
+            .unwrap()
+            .checkpoint_history()
+            .unwrap();
+        history.iter().any(|note| {
+            let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+            size > 0
+                && !cosignatures(note, std::slice::from_ref(&w1))
+                    .unwrap()
+                    .is_empty()
+        })
+    };
+    let (a, b) = (cosigned_with_records("a"), cosigned_with_records("b"));
+    assert!(a != b, "cosigned: a {a}, b {b}: exactly one side must be");
+    // And verify agrees: at most one side verifies with the witness past size 0.
+    for (log, cosigned) in [("a", a), ("b", b)] {
+        let out = env.run(
+            &["verify", log, "--key", "key.pub", "--witness", "w1.key.pub"],
+            b"",
+        );
+        if cosigned {
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
 }
