@@ -6,6 +6,8 @@
 //! equal prefixes are the same value). With `--json` each selected record is printed exactly as
 //! stored — the bytes the log hashes — one per line.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 use veritrail_core::event::{AuditEvent, EventBody, HttpEvent, Outcome, Text};
@@ -21,15 +23,29 @@ use crate::progress::{self, Results};
 /// Lists the selected events of a log.
 pub(crate) fn run(args: &EventsArgs) -> Result<()> {
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
-    // In PostgreSQL the search columns' indexes find the candidates; the filter decides.
+    with_selected(&args.log, &filter, |log, records| {
+        list(args, &filter, log, records)
+    })
+}
+
+/// Opens the log at `path` and calls `f` with it and the records `filter` may select: all of
+/// them, or — for a log in PostgreSQL — those its search columns' indexes find (the filter
+/// still decides each).
+pub(crate) fn with_selected<T>(
+    path: &Path,
+    filter: &Filter,
+    f: impl FnOnce(&dyn LogSource, Records<'_>) -> Result<T>,
+) -> Result<T> {
     #[cfg(feature = "postgres")]
-    if let Some(loc) = logdir::postgres_location(&args.log)? {
+    if let Some(loc) = logdir::postgres_location(path)? {
         let store = veritrail_postgres::PgStore::open(&loc)
             .with_context(|| format!("cannot open {loc}"))?;
-        return list(args, &filter, &store, store.search(&filter.search()));
+        return f(&store, store.search(&filter.search()));
     }
-    let log = logdir::open_source(&args.log)?;
-    list(args, &filter, &*log, log.records(0))
+    #[cfg(not(feature = "postgres"))]
+    let _ = filter;
+    let log = logdir::open_source(path)?;
+    f(&*log, log.records(0))
 }
 
 /// Prints the events of `records` (of `log`) that `filter` selects.
@@ -97,7 +113,7 @@ pub(crate) fn for_each_event(
 }
 
 /// [`for_each_event`] over `records` (of the log at `location`).
-fn each_event(
+pub(crate) fn each_event(
     records: Records<'_>,
     location: &str,
     scan: &mut Scan,

@@ -3,12 +3,12 @@
 
 use anyhow::Result;
 use time::OffsetDateTime;
+use veritrail_log::source::{LogSource, Records};
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::events::{Scan, for_each_event};
+use crate::events::{Scan, each_event, with_selected};
 use crate::filter::Filter;
 use crate::lines::Lines;
-use crate::logdir;
 use crate::ocsf;
 use crate::output::plural;
 use crate::progress::{self, Results};
@@ -17,7 +17,17 @@ use crate::progress::{self, Results};
 pub(crate) fn run(args: &ExportArgs) -> Result<()> {
     let ExportFormat::Ocsf = args.format;
     let filter = Filter::from_args(&args.filter, OffsetDateTime::now_utc())?;
-    let log = logdir::open_source(&args.log)?;
+    with_selected(&args.log, &filter, |log, records| {
+        export(args, &filter, log, records)
+    })
+}
+
+fn export(
+    args: &ExportArgs,
+    filter: &Filter,
+    log: &dyn LogSource,
+    records: Records<'_>,
+) -> Result<()> {
     let (mut out, results) = match &args.out {
         Some(path) => (Lines::file(path)?, Results::Elsewhere),
         None => (Lines::stdout(), Results::Stdout),
@@ -26,7 +36,7 @@ pub(crate) fn run(args: &ExportArgs) -> Result<()> {
     let bar = progress::records(log.size(), "exporting", results);
     let mut scan = Scan::default();
     let (mut events, mut written) = (0u64, 0u64);
-    for_each_event(&*log, 0, &mut scan, |index, _, event| {
+    each_event(records, &log.location(), &mut scan, |index, _, event| {
         bar.inc(1);
         if filter.matches(event) {
             let objects = ocsf::events(index, event, &origin);

@@ -438,6 +438,14 @@ fn proxy_writes_its_log_into_postgres_and_one_writer_per_origin() {
             };
             assert_eq!(run(&url), run("copied"), "{filter:?} json={json}");
         }
+        let mut args = vec!["export", "--format", "ocsf"];
+        args.extend_from_slice(&filter);
+        let export = |log: &str| {
+            let mut args = args.clone();
+            args.insert(1, log);
+            stdout(&env.ok(&args, b""))
+        };
+        assert_eq!(export(&url), export("copied"), "export {filter:?}");
     }
 }
 
