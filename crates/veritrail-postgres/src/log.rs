@@ -595,5 +595,12 @@ fn resume(loc: &PgLocation, signer: &NoteSigner) -> Result<(CompactRange, String
     if size > 0 {
         store.read(size - 1).map_err(|e| damaged(e.to_string()))?;
     }
+    let covered = store.hashes_cover()?;
+    if covered > size {
+        return Err(damaged(format!(
+            "it stores hashes over records up to {covered} but holds {size} records: hash rows \
+             were added"
+        )));
+    }
     Ok((range, note))
 }

@@ -178,6 +178,30 @@ impl PgStore {
         })
     }
 
+    /// How many records the stored interior hashes cover: one index lookup per stored level.
+    pub(crate) fn hashes_cover(&self) -> Result<u64, PgError> {
+        let schema = self.schema();
+        let origin = self.origin.clone();
+        self.db.borrow_mut().call(READ_TIMEOUT, move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one(
+                        &format!(
+                            "SELECT coalesce(max((h.idx + 1) << l), 0) \
+                             FROM generate_series(4, 60, 4) AS l, LATERAL ( \
+                                 SELECT idx FROM {schema}.hashes \
+                                 WHERE origin = $1 AND level = l ORDER BY idx DESC LIMIT 1 \
+                             ) AS h"
+                        ),
+                        &[&origin],
+                    )
+                    .await
+                    .map_err(|e| PgError::db("reading the stored hashes' extent", e))?;
+                Ok(row.get::<_, i64>(0) as u64)
+            })
+        })
+    }
+
     fn schema(&self) -> String {
         self.db.borrow().loc.schema().to_owned()
     }

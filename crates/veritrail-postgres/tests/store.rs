@@ -218,6 +218,25 @@ fn tampering_is_found_with_its_origin_and_index() {
 }
 
 #[test]
+fn a_writer_refuses_hash_rows_beyond_the_records() {
+    let schema = TestSchema::new("extra");
+    let signer = NoteSigner::generate("example.com/pg/extra").unwrap();
+    let loc = schema.loc(Some("o"));
+    let mut log = PgLog::open(&loc, signer.clone(), Default::default()).unwrap();
+    write(&mut log, 0, 40);
+    drop(log);
+    // Reopening is fine: the stored hashes cover records 0..32.
+    drop(PgLog::open(&loc, signer.clone(), Default::default()).unwrap());
+    schema.sql(
+        "INSERT INTO {s}.hashes (origin, level, idx, hash) \
+         VALUES ('o', 4, 7, sha256('planted'::bytea))",
+    );
+    let err = PgLog::open(&loc, signer, Default::default()).unwrap_err();
+    assert!(matches!(err, PgError::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains("up to 128 but holds 40"), "{err}");
+}
+
+#[test]
 fn migrations_are_idempotent_and_versioned() {
     let schema = TestSchema::new("mig");
     let signer = NoteSigner::generate("example.com/pg/mig").unwrap();
