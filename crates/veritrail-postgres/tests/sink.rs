@@ -140,28 +140,8 @@ async fn acknowledged_events_survive_terminated_connections_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_gives_durable_callers_a_bounded_error_and_writing_resumes() {
     let schema = TestSchema::new("outage");
-    // The owner creates the schema; the service writes as a role of its own, which is
-    // refused logins (and its sessions ended) for the outage.
-    drop(
-        veritrail_postgres::PgLog::open(
-            &schema.loc(Some("setup")),
-            NoteSigner::generate("setup").unwrap(),
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    let role = format!("{}_w", schema.name);
-    schema.sql(&format!(
-        "CREATE ROLE {role} LOGIN;\n{}",
-        grants_sql(&schema.name, &role, &role)
-    ));
-    let _cleanup = support::RoleCleanup::new(&schema, &role);
-    let loc: PgLocation = format!(
-        "postgres://{role}@127.0.0.1:5432/test?schema={}&origin=pod-2&connect_timeout=1",
-        schema.name
-    )
-    .parse()
-    .unwrap();
+    let role = ServiceRole::new(&schema);
+    let loc = role.loc("pod-2");
     let signer = NoteSigner::generate("pod-2").unwrap();
     let opts = PgLogOptions {
         commit_timeout: Duration::from_secs(1),
@@ -180,10 +160,7 @@ async fn an_outage_gives_durable_callers_a_bounded_error_and_writing_resumes() {
         .await
         .unwrap();
 
-    schema.sql(&format!(
-        "ALTER ROLE {role} NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE usename = '{role}'"
-    ));
+    role.outage();
     let started = Instant::now();
     let err = recorder
         .record(event("during-durable".into()), Durability::Durable)
@@ -211,7 +188,7 @@ async fn an_outage_gives_durable_callers_a_bounded_error_and_writing_resumes() {
         queued.len()
     );
 
-    schema.sql(&format!("ALTER ROLE {role} LOGIN"));
+    role.back();
     // Writing resumes on its own.
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
@@ -277,4 +254,133 @@ async fn a_writer_killed_before_its_stop_record_is_recorded_as_recovered() {
         .collect();
     assert_eq!(kinds, ["start", "http", "start", "recovered", "stop"]);
     verify(&store, &signer.verifier(), &VerifyOptions::default()).unwrap();
+}
+
+/// A schema created by the owner, and a role of the service's own that writes into it and
+/// can be refused logins (its sessions ended) to make an outage.
+struct ServiceRole<'a> {
+    schema: &'a TestSchema,
+    name: String,
+    _cleanup: support::RoleCleanup<'a>,
+}
+
+impl<'a> ServiceRole<'a> {
+    fn new(schema: &'a TestSchema) -> Self {
+        drop(
+            veritrail_postgres::PgLog::open(
+                &schema.loc(Some("setup")),
+                NoteSigner::generate("setup").unwrap(),
+                Default::default(),
+            )
+            .unwrap(),
+        );
+        let name = format!("{}_w", schema.name);
+        schema.sql(&format!(
+            "CREATE ROLE {name} LOGIN;\n{}",
+            grants_sql(&schema.name, &name, &name)
+        ));
+        ServiceRole {
+            schema,
+            _cleanup: support::RoleCleanup::new(schema, &name),
+            name,
+        }
+    }
+
+    fn loc(&self, origin: &str) -> PgLocation {
+        format!(
+            "postgres://{}@127.0.0.1:5432/test?schema={}&origin={origin}&connect_timeout=1",
+            self.name, self.schema.name
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn outage(&self) {
+        self.schema.sql(&format!(
+            "ALTER ROLE {0} NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE usename = '{0}'",
+            self.name
+        ));
+    }
+
+    fn back(&self) {
+        self.schema.sql(&format!("ALTER ROLE {} LOGIN", self.name));
+    }
+}
+
+/// Under `DropNewest`, what does not fit in the queue during an outage is dropped and counted
+/// in a `gap` record, written once the database is back; the log verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_dropped_during_an_outage_are_counted_in_a_gap_record() {
+    let schema = TestSchema::new("gap");
+    let role = ServiceRole::new(&schema);
+    let loc = role.loc("pod-4");
+    let signer = NoteSigner::generate("pod-4").unwrap();
+    let opts = PgLogOptions {
+        commit_timeout: Duration::from_secs(1),
+        ..PgLogOptions::default()
+    };
+    let sink = PgSink::open(&loc, signer.clone(), opts).unwrap();
+    let config = WriterConfig::default()
+        .overflow(OverflowPolicy::DropNewest)
+        .queue_capacity(16, 1 << 20);
+    let writer = Writer::start(sink, config).unwrap();
+    let recorder = writer.handle();
+    recorder
+        .record(event("before".into()), Durability::Durable)
+        .await
+        .unwrap();
+    role.outage();
+    // A Durable event the writer takes and keeps retrying, so that the queue fills behind it.
+    let stuck = tokio::spawn({
+        let recorder = recorder.clone();
+        async move {
+            recorder
+                .record(event("stuck".into()), Durability::Durable)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut queued, mut dropped) = (Vec::new(), 0u64);
+    for i in 0..100 {
+        match recorder
+            .record(event(format!("async-{i}")), Durability::Async)
+            .await
+        {
+            Ok(_) => queued.push(format!("async-{i}")),
+            Err(RecordError::Overflow) => dropped += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        dropped > 0 && !queued.is_empty(),
+        "{} queued, {dropped} dropped",
+        queued.len()
+    );
+    role.back();
+    let _ = stuck.await.unwrap();
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(20))
+        .await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.dropped, dropped);
+
+    let owner = schema.loc(Some("pod-4"));
+    let store = PgStore::open(&owner).unwrap();
+    verify(&store, &signer.verifier(), &VerifyOptions::default()).unwrap();
+    let seen = actions(&owner);
+    for action in &queued {
+        assert_eq!(seen.get(action), Some(&1), "{action}");
+    }
+    let gaps: u64 = store
+        .records(0)
+        .filter_map(|r| {
+            let event = AuditEvent::from_json(&r.unwrap().record).unwrap();
+            match event.body {
+                veritrail_core::event::EventBody::Gap(gap) => Some(gap.dropped),
+                _ => None,
+            }
+        })
+        .sum();
+    assert_eq!(gaps, dropped);
 }
