@@ -92,31 +92,8 @@ fn build(base: &Path, key: &Path, n: u64) -> PathBuf {
         .spawn()
         .unwrap();
     let mut input = BufWriter::with_capacity(1 << 20, append.stdin.take().unwrap());
-    let start = time::macros::datetime!(2026-11-01 00:00:00 UTC);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
     for i in 0..n {
-        let t = (start + time::Duration::milliseconds(i as i64))
-            .format(&format)
-            .unwrap();
-        let (status, outcome, decision) = if i % 10 == 7 {
-            (
-                403,
-                "denied",
-                r#""authz":{"decision":"denied","reason":"insufficient_scope"}"#,
-            )
-        } else {
-            (200, "success", r#""authz":{"decision":"allowed"}"#)
-        };
-        writeln!(
-            input,
-            r#"{{"v":1,"id":"01900000-0000-7000-8000-{i:012x}","index":{i},"time":"{t}","kind":"http","phase":"complete","actor":{{"sub":"user-{}","iss":"https://idp.example.com","aud":["orders-api"],"scopes":["orders:read"]}},"request":{{"method":"GET","route":"/orders/{{id}}","path":"/orders/{}","client_address":"10.1.2.3","request_id":"req-{i}"}},"authn":{{"decision":"allowed"}},{decision},"status":{status},"latency_us":{},"outcome":"{outcome}"}}"#,
-            i % 1000,
-            i % 100_000,
-            200 + i % 300,
-        )
-        .unwrap();
+        writeln!(input, "{}", common::http_event(i)).unwrap();
     }
     drop(input);
     assert!(append.wait().unwrap().success(), "append {n} records");

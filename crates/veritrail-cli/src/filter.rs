@@ -62,6 +62,15 @@ impl Filter {
         })
     }
 
+    /// The `--since` bound, if any (records before it are not selected).
+    #[cfg_attr(
+        not(feature = "serve"),
+        expect(dead_code, reason = "only the view seeks by time")
+    )]
+    pub(crate) fn since(&self) -> Option<OffsetDateTime> {
+        self.since
+    }
+
     /// The `--until` bound, if any (records at or after it are not selected).
     #[cfg_attr(
         not(feature = "serve"),

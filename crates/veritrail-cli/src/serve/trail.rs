@@ -217,7 +217,9 @@ impl Snapshot {
 
     /// The records `filter` selects before index `before` (default: the end), newest first,
     /// at most `limit`. Without a filter this reads exactly the page's records; with one it
-    /// reads back from `before` until `limit` match or [`SEARCH_BUDGET`] were read.
+    /// reads back from `before` until `limit` match or [`SEARCH_BUDGET`] were read. Time
+    /// bounds are first located by binary search: the read starts at `until` and stops at
+    /// `since` (each with [`TIME_SLACK`] records to spare).
     pub(crate) fn page(&self, filter: &Filter, before: Option<u64>, limit: usize) -> Result<Page> {
         let size = self.size;
         let mut end = before.map_or(size, |b| b.min(size));
@@ -227,7 +229,14 @@ impl Snapshot {
                     .saturating_add(TIME_SLACK),
             );
         }
-        let floor = end.saturating_sub(SEARCH_BUDGET);
+        // Records older than `since` (less the slack) are not read at all.
+        let start = match filter.since() {
+            Some(since) => self
+                .first_at_or_after(since, end)?
+                .saturating_sub(TIME_SLACK),
+            None => 0,
+        };
+        let floor = end.saturating_sub(SEARCH_BUDGET).max(start);
         let chunk = if filter.selects_everything() {
             limit as u64
         } else {
@@ -250,7 +259,7 @@ impl Snapshot {
         Ok(Page {
             rows,
             searched: cursor..end,
-            older: (cursor > 0).then_some(cursor),
+            older: (cursor > start).then_some(cursor),
             size,
         })
     }

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use veritrail_log::proof::InclusionProofFile;
 
 use super::driver::Browser;
-use super::{Serve, cli_events, demo_log, token};
+use super::{Serve, cli_events, demo_log, newest_first, token};
 
 /// The verifier key in a `.pub` file written by `veritrail demo` or `keygen`.
 fn key_in(env: &Env, file: &str) -> String {
@@ -57,11 +57,7 @@ async fn an_auditor_logs_in_searches_and_verifies_an_event_in_the_browser() {
         if !outcome.is_empty() {
             filters.extend(["--outcome", outcome]);
         }
-        let mut want: Vec<u64> = cli_events(&env, "demo/log", &filters)
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect();
-        want.reverse();
+        let want = newest_first(&env, "demo/log", &filters);
         assert!(!want.is_empty(), "{filters:?}");
         assert_eq!(browser.row_indexes().await, want, "{filters:?}");
         if sub == "alice" && outcome == "denied" {

@@ -228,18 +228,8 @@ async fn tokens_scopes_and_every_use_in_the_access_log() {
     let (status, body) = get(addr, "/api/v1/events?sub=alice&outcome=denied", &auth).await;
     assert_eq!(status, 200);
     let page: Value = serde_json::from_slice(&body).unwrap();
-    let got: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
-    let mut want: Vec<u64> =
-        cli_events(&env, "demo/log", &["--sub", "alice", "--outcome", "denied"])
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect();
-    want.reverse();
+    let got = page_indexes(&page);
+    let want = newest_first(&env, "demo/log", &["--sub", "alice", "--outcome", "denied"]);
     assert!(!want.is_empty());
     assert_eq!(got, want);
     // A proof downloaded from the view verifies offline with the log's key.
@@ -574,17 +564,8 @@ async fn time_bounds_and_the_overview_count_what_the_cli_counts() {
         .await;
         assert_eq!(status, 200);
         let page: Value = serde_json::from_slice(&body).unwrap();
-        let got: Vec<u64> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["index"].as_u64().unwrap())
-            .collect();
-        let mut want: Vec<u64> = cli_events(&env, "demo/log", &flags)
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect();
-        want.reverse();
+        let got = page_indexes(&page);
+        let want = newest_first(&env, "demo/log", &flags);
         assert!(!want.is_empty());
         assert_eq!(got, want, "{flags:?}");
     }
@@ -625,4 +606,59 @@ async fn checkpoint_status(addr: SocketAddr, token: String) -> u16 {
     let bearer = format!("Bearer {token}");
     let headers = [("authorization", bearer.as_str())];
     get(addr, "/api/v1/checkpoint", &headers).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_reads_only_the_records_its_time_bounds_allow() {
+    let env = Env::new();
+    env.keygen();
+    let lines: Vec<String> = (0..12_000).map(common::http_event).collect();
+    env.append(&lines);
+    let serve = Serve::start(&env, "log", &["--no-auth"]);
+    let time = |i: u64| {
+        let v: Value = serde_json::from_str(&common::http_event(i)).unwrap();
+        v["time"].as_str().unwrap().to_owned()
+    };
+    // A window in the middle: the scan starts at `until` and stops at `since`, each with 4,096
+    // records to spare, and the page says there is nothing older to look at.
+    let (since, until) = (time(6_000), time(6_100));
+    let (status, body) = get(
+        serve.addr,
+        &format!("/api/v1/events?sub=user-42&since={since}&until={until}"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let got = page_indexes(&page);
+    let want = newest_first(
+        &env,
+        "log",
+        &["--sub", "user-42", "--since", &since, "--until", &until],
+    );
+    assert_eq!(got, want);
+    assert_eq!(got, [6_042]);
+    assert_eq!(page["searched"]["from"], 6_000 - 4_096);
+    assert_eq!(page["searched"]["to"], 6_100 + 4_096);
+    assert!(page["older"].is_null(), "{page}");
+}
+
+/// The indexes of an `/api/v1/events` page, in its order.
+fn page_indexes(page: &Value) -> Vec<u64> {
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["index"].as_u64().expect("index"))
+        .collect()
+}
+
+/// The indexes `veritrail events LOG FILTERS` selects, newest first (as the view lists them).
+pub(crate) fn newest_first(env: &Env, log: &str, filters: &[&str]) -> Vec<u64> {
+    let mut indexes: Vec<u64> = cli_events(env, log, filters)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    indexes.reverse();
+    indexes
 }

@@ -310,3 +310,30 @@ pub(crate) fn start_witness(
         url: format!("http://{addr}"),
     }
 }
+
+/// A realistic `http` audit event for index `i`, as a writer would store it: one a millisecond
+/// from 2026-11-01 00:00 UTC, a thousand subjects (`user-N`), one in ten refused (403).
+pub(crate) fn http_event(i: u64) -> String {
+    let start = time::macros::datetime!(2026-11-01 00:00:00 UTC);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let t = (start + time::Duration::milliseconds(i as i64))
+        .format(&format)
+        .unwrap();
+    let (status, outcome, authz) = if i % 10 == 7 {
+        (
+            403,
+            "denied",
+            r#""authz":{"decision":"denied","reason":"insufficient_scope"}"#,
+        )
+    } else {
+        (200, "success", r#""authz":{"decision":"allowed"}"#)
+    };
+    format!(
+        r#"{{"v":1,"id":"01900000-0000-7000-8000-{i:012x}","index":{i},"time":"{t}","kind":"http","phase":"complete","actor":{{"sub":"user-{}","iss":"https://idp.example.com","aud":["orders-api"],"scopes":["orders:read"]}},"request":{{"method":"GET","route":"/orders/{{id}}","path":"/orders/{}","client_address":"10.1.2.3","request_id":"req-{i}"}},"authn":{{"decision":"allowed"}},{authz},"status":{status},"latency_us":{},"outcome":"{outcome}"}}"#,
+        i % 1000,
+        i % 100_000,
+        200 + i % 300,
+    )
+}
