@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::pages::{Ctx, Failure, Search, blocking, ctx, indexed, row_html};
 use super::trail::{Page, Row};
-use super::{View, audit};
+use super::{MAX_LIVE_STREAMS, View, audit};
 use crate::logdir::unverified_body;
 use crate::proofs::{consistency_body, inclusion_file};
 
@@ -240,10 +240,25 @@ pub(crate) async fn stream(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, Failure> {
     audit(ctx(&audit_ctx), "trail.live", search.described());
     let filter = Arc::new(search.filter().map_err(Failure::json)?);
+    let room = Arc::clone(&view.live_streams)
+        .try_acquire_owned()
+        .map_err(|_| {
+            Failure::unavailable(format!(
+                "{MAX_LIVE_STREAMS} live streams are open already: try again later"
+            ))
+            .json()
+        })?;
     let mut sizes = view.trail.sizes();
     let mut next = *sizes.borrow_and_update();
     let stream = async_stream(move |tx| async move {
-        while sizes.changed().await.is_ok() {
+        // Held until the reader goes away.
+        let _room = room;
+        loop {
+            // A reader that went away ends the task at once, not at the next record.
+            tokio::select! {
+                changed = sizes.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
             let size = *sizes.borrow_and_update();
             let snapshot = view.trail.snapshot();
             let (from, filter) = (next, Arc::clone(&filter));

@@ -62,7 +62,13 @@ pub(crate) struct View {
     pub(crate) auth: bool,
     /// The overview's full verification.
     pub(crate) verification: Arc<verification::Verification>,
+    /// Room for live streams (`/api/v1/events/stream`): each holds a task and reads on every
+    /// change of the log, so there are at most [`MAX_LIVE_STREAMS`].
+    pub(crate) live_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Live streams open at once at most; more are refused with 503.
+pub(crate) const MAX_LIVE_STREAMS: usize = 64;
 
 /// Runs the view until SIGTERM or Ctrl-C.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
@@ -198,6 +204,7 @@ async fn serve(
         trail: Arc::clone(&trail),
         auth: matches!(auth, Auth::Tokens { .. }),
         verification,
+        live_streams: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
     });
     // Inside the audit layer, so that a refused cross-site POST is recorded too.
     let mut app = router(view).layer(axum::middleware::from_fn(same_site_posts));

@@ -56,6 +56,14 @@ impl Failure {
         }
     }
 
+    pub(crate) fn unavailable(detail: impl Into<String>) -> Self {
+        Failure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: detail.into(),
+            json: false,
+        }
+    }
+
     pub(crate) fn internal(e: &anyhow::Error) -> Self {
         Failure {
             status: StatusCode::INTERNAL_SERVER_ERROR,

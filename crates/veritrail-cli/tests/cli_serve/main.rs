@@ -662,3 +662,42 @@ pub(crate) fn newest_first(env: &Env, log: &str, filters: &[&str]) -> Vec<u64> {
     indexes.reverse();
     indexes
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_capped_and_a_closed_one_frees_its_place() {
+    let env = Env::new();
+    env.keygen();
+    env.append(&common::events(0..3));
+    let serve = Serve::start(&env, "log", &["--no-auth"]);
+    let open = || {
+        common::send_head(
+            serve.addr,
+            "GET",
+            "/api/v1/events/stream",
+            &[],
+            Full::new(Bytes::new()),
+        )
+    };
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let response = open().await;
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    let refused = open().await;
+    assert_eq!(refused.status(), 503);
+    // A reader that goes away frees its place, though no record was appended since.
+    drop(streams.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = open().await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
