@@ -265,6 +265,29 @@ fn three_writers_three_origins_one_schema_then_tampering_is_named() {
     assert_eq!(value["index"], 17);
 }
 
+/// `veritrail proxy` in front of nothing, writing its log to `log` with the key file `key`.
+fn proxy_args<'a>(log: &'a str, key: &'a str) -> [&'a str; 17] {
+    [
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--jwks",
+        "jwks.json",
+        "--issuer",
+        "https://idp.test",
+        "--audience",
+        "api",
+        "--log",
+        log,
+        "--key",
+        key,
+        "--durability",
+        "durable",
+    ]
+}
+
 /// A running `veritrail proxy` writing into PostgreSQL, in front of nothing (every request
 /// without a token is refused with 401, and recorded).
 struct Proxy {
@@ -275,23 +298,7 @@ struct Proxy {
 impl Proxy {
     fn start(env: &Env, log: &str, key: &str) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_veritrail"))
-            .args([
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                "http://127.0.0.1:9",
-                "--jwks",
-                "jwks.json",
-                "--issuer",
-                "https://idp.test",
-                "--audience",
-                "api",
-                "--log",
-                log,
-                "--key",
-                key,
-            ])
+            .args(proxy_args(log, key))
             .current_dir(env.path(""))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -373,27 +380,7 @@ fn proxy_writes_its_log_into_postgres_and_one_writer_per_origin() {
     let url = schema.url(Some("proxy.test/pod-1"));
     let proxy = Proxy::start(&env, &url, "key");
     // A second replica configured with the same origin is refused.
-    let out = env.expect(
-        2,
-        &[
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "http://127.0.0.1:9",
-            "--jwks",
-            "jwks.json",
-            "--issuer",
-            "https://idp.test",
-            "--audience",
-            "api",
-            "--log",
-            &url,
-            "--key",
-            "key",
-        ],
-        b"",
-    );
+    let out = env.expect(2, &proxy_args(&url, "key"), b"");
     assert!(
         common::stderr(&out).contains("one writer per origin"),
         "{}",

@@ -478,7 +478,10 @@ pub fn verify_source_with(
     // 4. Checkpoints held elsewhere.
     let root = range.root();
     for (i, text) in opts.against.iter().enumerate() {
-        check_against(src, verifier, i + 1, text, size, &root)?;
+        crate::verify::check_against(verifier, src.origin(), i + 1, text, (size, &root), |old| {
+            src.consistency_proof(old, size)
+                .map_err(|e| VerifyError::Io(std::io::Error::other(e)))
+        })?;
     }
     Ok(VerifyReport {
         records: size,
@@ -542,57 +545,4 @@ fn open_checkpoint(
         ));
     }
     Ok(opened)
-}
-
-fn check_against(
-    src: &dyn LogSource,
-    verifier: &NoteVerifier,
-    position: usize,
-    text: &str,
-    size: u64,
-    root: &Hash,
-) -> Result<(), VerifyError> {
-    let fail = |size: Option<u64>, reason: String| VerifyError::Against {
-        position,
-        size,
-        reason,
-    };
-    let cp = Checkpoint::open(text, verifier)
-        .map_err(|e| fail(None, format!("not signed by the verifier key given: {e}")))?;
-    if cp.origin != src.origin() {
-        return Err(fail(
-            Some(cp.size),
-            format!(
-                "it is for origin {:?}, the log is {:?}: not this log",
-                cp.origin,
-                src.origin()
-            ),
-        ));
-    }
-    if cp.size > size {
-        return Err(fail(
-            Some(cp.size),
-            format!(
-                "it covers {} records but the log holds only {size}: records were removed \
-                 from the end (or the log was replaced)",
-                cp.size
-            ),
-        ));
-    }
-    let proof = if cp.size == 0 {
-        Vec::new()
-    } else {
-        src.consistency_proof(cp.size, size)
-            .map_err(|e| VerifyError::Io(std::io::Error::other(e)))?
-    };
-    merkle::verify_extends(cp.size, size, &proof, &cp.root, root).map_err(|e| {
-        fail(
-            Some(cp.size),
-            format!(
-                "the log does not extend it ({e}): its first {} records were altered, \
-                 reordered or replaced",
-                cp.size
-            ),
-        )
-    })
 }

@@ -886,54 +886,17 @@ impl<'a> Verifier<'a> {
         size: u64,
         root: &Hash,
     ) -> Result<(), VerifyError> {
-        let fail = |size: Option<u64>, reason: String| VerifyError::Against {
+        check_against(
+            self.verifier,
+            &self.meta.origin,
             position,
-            size,
-            reason,
-        };
-        let cp = Checkpoint::open(text, self.verifier)
-            .map_err(|e| fail(None, format!("not signed by the verifier key given: {e}")))?;
-        if cp.origin != self.meta.origin {
-            return Err(fail(
-                Some(cp.size),
-                format!(
-                    "it is for origin {:?}, the log is {:?}: not this log",
-                    cp.origin, self.meta.origin
-                ),
-            ));
-        }
-        if cp.size > size {
-            return Err(fail(
-                Some(cp.size),
-                format!(
-                    "it covers {} records but the log holds only {size}: records were removed \
-                     from the end (or the log was replaced)",
-                    cp.size
-                ),
-            ));
-        }
-        let extends = if cp.size == 0 {
-            if cp.root == merkle::empty_root() {
-                Ok(())
-            } else {
-                Err("its root is not the empty tree's".to_string())
-            }
-        } else {
-            let proof =
-                merkle::consistency_proof(&self.tree, cp.size, size).map_err(io::Error::other)?;
-            merkle::verify_consistency(cp.size, size, &proof, &cp.root, root)
-                .map_err(|e| e.to_string())
-        };
-        extends.map_err(|e| {
-            fail(
-                Some(cp.size),
-                format!(
-                    "the log does not extend it ({e}): its first {} records were altered, \
-                     reordered or replaced",
-                    cp.size
-                ),
-            )
-        })
+            text,
+            (size, root),
+            |old| {
+                merkle::consistency_proof(&self.tree, old, size)
+                    .map_err(|e| VerifyError::Io(io::Error::other(e)))
+            },
+        )
     }
 
     fn each_record(&self, size: u64, on_record: OnRecord<'_>) -> Result<(), VerifyError> {
@@ -1082,4 +1045,59 @@ impl<'a> StoredEntries<'a> {
         out[..self.width].copy_from_slice(&self.block[at..at + self.width]);
         Ok(Some(out))
     }
+}
+
+/// Checks that the log of `origin`, of `size` records with root `root`, extends the `against`
+/// checkpoint `text` (number `position` among those given), with `proof(old_size)` giving the
+/// consistency proof from its size. Shared by the directory verifier and
+/// [`verify_source`](crate::source::verify_source).
+pub(crate) fn check_against(
+    verifier: &NoteVerifier,
+    origin: &str,
+    position: usize,
+    text: &str,
+    (size, root): (u64, &Hash),
+    proof: impl FnOnce(u64) -> Result<Vec<Hash>, VerifyError>,
+) -> Result<(), VerifyError> {
+    let fail = |size: Option<u64>, reason: String| VerifyError::Against {
+        position,
+        size,
+        reason,
+    };
+    let cp = Checkpoint::open(text, verifier)
+        .map_err(|e| fail(None, format!("not signed by the verifier key given: {e}")))?;
+    if cp.origin != origin {
+        return Err(fail(
+            Some(cp.size),
+            format!(
+                "it is for origin {:?}, the log is {origin:?}: not this log",
+                cp.origin
+            ),
+        ));
+    }
+    if cp.size > size {
+        return Err(fail(
+            Some(cp.size),
+            format!(
+                "it covers {} records but the log holds only {size}: records were removed \
+                 from the end (or the log was replaced)",
+                cp.size
+            ),
+        ));
+    }
+    let proof = if cp.size == 0 {
+        Vec::new()
+    } else {
+        proof(cp.size)?
+    };
+    merkle::verify_extends(cp.size, size, &proof, &cp.root, root).map_err(|e| {
+        fail(
+            Some(cp.size),
+            format!(
+                "the log does not extend it ({e}): its first {} records were altered, \
+                 reordered or replaced",
+                cp.size
+            ),
+        )
+    })
 }

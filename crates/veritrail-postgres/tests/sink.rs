@@ -143,22 +143,10 @@ async fn an_outage_gives_durable_callers_a_bounded_error_and_writing_resumes() {
     let role = ServiceRole::new(&schema);
     let loc = role.loc("pod-2");
     let signer = NoteSigner::generate("pod-2").unwrap();
-    let opts = PgLogOptions {
-        commit_timeout: Duration::from_secs(1),
-        ..PgLogOptions::default()
+    let policy = OverflowPolicy::Block {
+        timeout: Duration::from_millis(50),
     };
-    let sink = PgSink::open(&loc, signer.clone(), opts).unwrap();
-    let config = WriterConfig::default()
-        .overflow(OverflowPolicy::Block {
-            timeout: Duration::from_millis(50),
-        })
-        .queue_capacity(64, 1 << 20);
-    let writer = Writer::start(sink, config).unwrap();
-    let recorder = writer.handle();
-    recorder
-        .record(event("before".into()), Durability::Durable)
-        .await
-        .unwrap();
+    let (writer, recorder) = start_writer(&loc, &signer, policy, 64).await;
 
     role.outage();
     let started = Instant::now();
@@ -256,6 +244,31 @@ async fn a_writer_killed_before_its_stop_record_is_recorded_as_recovered() {
     verify(&store, &signer.verifier(), &VerifyOptions::default()).unwrap();
 }
 
+/// A writer into `loc` with a 1 s commit timeout, the overflow `policy` and a queue of
+/// `capacity` events, which has made an event `before` durable.
+async fn start_writer(
+    loc: &PgLocation,
+    signer: &NoteSigner,
+    policy: OverflowPolicy,
+    capacity: usize,
+) -> (Writer, veritrail_writer::WriterHandle) {
+    let opts = PgLogOptions {
+        commit_timeout: Duration::from_secs(1),
+        ..PgLogOptions::default()
+    };
+    let sink = PgSink::open(loc, signer.clone(), opts).unwrap();
+    let config = WriterConfig::default()
+        .overflow(policy)
+        .queue_capacity(capacity, 1 << 20);
+    let writer = Writer::start(sink, config).unwrap();
+    let recorder = writer.handle();
+    recorder
+        .record(event("before".into()), Durability::Durable)
+        .await
+        .unwrap();
+    (writer, recorder)
+}
+
 /// A schema created by the owner, and a role of the service's own that writes into it and
 /// can be refused logins (its sessions ended) to make an outage.
 struct ServiceRole<'a> {
@@ -316,20 +329,7 @@ async fn events_dropped_during_an_outage_are_counted_in_a_gap_record() {
     let role = ServiceRole::new(&schema);
     let loc = role.loc("pod-4");
     let signer = NoteSigner::generate("pod-4").unwrap();
-    let opts = PgLogOptions {
-        commit_timeout: Duration::from_secs(1),
-        ..PgLogOptions::default()
-    };
-    let sink = PgSink::open(&loc, signer.clone(), opts).unwrap();
-    let config = WriterConfig::default()
-        .overflow(OverflowPolicy::DropNewest)
-        .queue_capacity(16, 1 << 20);
-    let writer = Writer::start(sink, config).unwrap();
-    let recorder = writer.handle();
-    recorder
-        .record(event("before".into()), Durability::Durable)
-        .await
-        .unwrap();
+    let (writer, recorder) = start_writer(&loc, &signer, OverflowPolicy::DropNewest, 16).await;
     role.outage();
     // A Durable event the writer takes and keeps retrying, so that the queue fills behind it.
     let stuck = tokio::spawn({
