@@ -564,4 +564,11 @@ pub(crate) struct WitnessArgs {
     /// Where the witness keeps the latest checkpoint it cosigned for each log.
     #[arg(long, value_name = "DIR")]
     pub(crate) state: PathBuf,
+    /// Record every request to the witness (from where, which log, the answer) in this
+    /// veritrail log, through the project's own audit layer.
+    #[arg(long, value_name = "DIR", requires = "access_key")]
+    pub(crate) access_log: Option<PathBuf>,
+    /// The access log's private key file (`veritrail keygen`).
+    #[arg(long, value_name = "KEYFILE", requires = "access_log")]
+    pub(crate) access_key: Option<PathBuf>,
 }

@@ -50,7 +50,12 @@ mod serve;
 #[cfg(any(feature = "proxy", feature = "serve", feature = "witness"))]
 mod signal;
 mod tail;
-#[cfg(any(feature = "demo", feature = "proxy", feature = "serve"))]
+#[cfg(any(
+    feature = "demo",
+    feature = "proxy",
+    feature = "serve",
+    feature = "witness"
+))]
 mod telemetry;
 #[cfg(feature = "token")]
 mod token;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -33,6 +34,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use veritrail_core::auth::{Authenticator, Issuer, KeySet};
+use veritrail_core::engine::{AuditContext, Engine, RoutePolicy};
 use veritrail_log::proof::ConsistencyBody;
 use veritrail_log::witness::{AddCheckpointError, CosignatureVerifier, Witness, cosignatures};
 use veritrail_log::{Log, NoteVerifier};
@@ -111,6 +114,13 @@ pub(crate) fn run(args: &WitnessArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let telemetry = crate::telemetry::Telemetry::from_env("veritrail-witness")?;
+        let writer = match (&args.access_log, &args.access_key) {
+            (Some(dir), Some(key)) => {
+                Some(telemetry.open_writer(dir, keys::read_signer(key)?, false)?)
+            }
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -120,17 +130,66 @@ pub(crate) fn run(args: &WitnessArgs) -> Result<()> {
             listener.local_addr()?
         );
         eprintln!("witness {verifier} witnesses {count} log(s): POST /add-checkpoint");
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/add-checkpoint", post(add_checkpoint))
             .with_state(Arc::new(witness));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(crate::signal::shutdown_signal())
-            .await
-            .context("the witness server failed")
+        if let Some(writer) = &writer {
+            // tlog-witness authenticates nothing but the checkpoint's signature: every
+            // request is public, and recorded.
+            let engine = Engine::builder(nobody()?, writer.handle())
+                .default_policy(RoutePolicy::public())
+                .build();
+            app = app.layer(veritrail_axum::layer(engine));
+        }
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(crate::signal::shutdown_signal())
+        .await
+        .context("the witness server failed");
+        if let Some(writer) = writer {
+            let report = writer
+                .shutdown(std::time::Instant::now() + Duration::from_secs(10))
+                .await;
+            if let Some(why) = report.error {
+                bail!("the access log failed: {why}");
+            }
+        }
+        telemetry.shutdown().await;
+        served
     })
 }
 
-async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: axum::body::Bytes) -> Response {
+/// The access log's engine records through an authenticator that is never asked (every
+/// route is public).
+fn nobody() -> Result<Authenticator> {
+    Authenticator::builder()
+        .issuer(
+            Issuer::new("urn:veritrail:witness:public")
+                .keys(KeySet::empty())
+                .audience("urn:veritrail:witness:public"),
+        )
+        .build()
+        .context("cannot set up the access log's recorder")
+}
+
+async fn add_checkpoint(
+    State(witness): State<Arc<Witness>>,
+    audit: Option<Extension<AuditContext>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(Extension(audit)) = &audit {
+        audit.set_action("witness.add_checkpoint");
+        // The origin line, for the record (the checkpoint follows the first blank line).
+        if let Some(origin) = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|t| t.split_once("\n\n"))
+            .and_then(|(_, c)| c.lines().next())
+        {
+            audit.set_target(crate::output::for_terminal(origin, false).into_owned());
+        }
+    }
     let plain = |status: StatusCode, text: String| {
         let mut r = (status, text).into_response();
         r.headers_mut().insert(

@@ -283,3 +283,75 @@ fn a_witness_killed_mid_request_never_cosigns_both_sides_of_a_fork() {
         }
     }
 }
+
+/// `--access-log`: every request to the witness is recorded through the audit layer, with
+/// the log it was for and the answer (cosigned, or refused as a fork).
+#[test]
+fn every_request_to_the_witness_is_recorded_in_its_access_log() {
+    use std::process::{Command, Stdio};
+    let env = Env::new();
+    env.keygen();
+    env.keygen_as("witness.example/access", "access.key");
+    env.ok(&["keygen", "w1", "--witness", "--out", "w1.key"], b"");
+    env.write(
+        "w1-logs.toml",
+        format!(
+            "[[log]]\norigin = \"{}\"\nkey = \"{}\"\n",
+            common::KEY_NAME,
+            env.read("key.pub").trim()
+        ),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_veritrail"));
+    command.current_dir(env.path("")).args([
+        "witness",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        "w1.key",
+        "--logs",
+        "w1-logs.toml",
+        "--state",
+        "w1-state",
+        "--access-log",
+        "access",
+        "--access-key",
+        "access.key",
+    ]);
+    let (mut child, addr) = common::start_server(&mut command, "witness");
+    let target = format!("http://{addr}=w1.key.pub");
+    env.ok(
+        &["append", "log", "--key", "key", "--witness", &target],
+        join(&events(0..2)).as_bytes(),
+    );
+    // A fork of it is refused (409), and that is recorded too.
+    env.ok(
+        &["append", "fork", "--key", "key", "--witness", &target],
+        join(&events(50..52)).as_bytes(),
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    env.ok(&["verify", "access", "--key", "access.key.pub"], b"");
+    let out = env.ok(
+        &[
+            "events",
+            "access",
+            "--json",
+            "--action",
+            "witness.add_checkpoint",
+        ],
+        b"",
+    );
+    let statuses: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .inspect(|e| assert_eq!(e["target"], common::KEY_NAME, "{e}"))
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&409), "{statuses:?}");
+}
