@@ -397,6 +397,46 @@ fn proxy_writes_its_log_into_postgres_and_one_writer_per_origin() {
     let json = stdout(&env.ok(&["events", &url, "--json", "--outcome", "denied"], b""));
     assert_eq!(json.lines().count(), 5, "{json}");
 
+    // `tail` follows the log in the database: what it prints first is what `events` lists.
+    let all = stdout(&env.ok(&["events", &url, "--json"], b""));
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_veritrail"))
+        .args(["tail", &url, "--from-start", "--json", "--interval", "50"])
+        .current_dir(env.path(""))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    let out = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        printed
+            .recv_timeout(Duration::from_secs(20))
+            .expect("tail printed")
+    };
+    for expected in all.lines() {
+        assert_eq!(next(), expected);
+    }
+    // And what a writer appends afterwards.
+    let proxy = Proxy::start(&env, &url, "key");
+    proxy.requests(1);
+    let followed = loop {
+        let line = next();
+        if line.contains("\"kind\":\"http\"") {
+            break line;
+        }
+    };
+    assert!(followed.contains("/orders/0"), "{followed}");
+    proxy.stop();
+    let _ = tail.kill();
+    let _ = tail.wait();
+
     // The filters `events` passes to the database's search columns give the answers the
     // directory gives for the same log.
     env.ok(&["copy", &url, "copied", "--key", "key"], b"");
