@@ -16,13 +16,13 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use veritrail_core::event::{Actor, AuditEvent};
 use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_log::source::LogSource;
 use veritrail_log::verify::{VerifyOptions, verify_dir};
 use veritrail_log::{Log, LogOptions, NoteSigner};
-use veritrail_postgres::{PgLocation, PgLog, PgSink, PgStore, verify};
+use veritrail_postgres::{PgLocation, PgLog, PgSink, PgStore, RECORD_TYPES, verify};
 use veritrail_writer::{Writer, WriterConfig};
 
 fn main() {
@@ -225,22 +225,6 @@ async fn read_rows(base: &str, origin: &str) -> Vec<Row> {
 
 async fn copy_rows(base: &str, rows: &[Row], batch: usize, origin: &str) {
     let (mut client, s) = client(base).await;
-    let types = [
-        Type::TEXT,
-        Type::INT8,
-        Type::BYTEA,
-        Type::BYTEA,
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT4,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-    ];
     for chunk in rows.chunks(batch) {
         let tx = client.transaction().await.unwrap();
         let sink = tx
@@ -250,7 +234,7 @@ async fn copy_rows(base: &str, rows: &[Row], batch: usize, origin: &str) {
             ))
             .await
             .unwrap();
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &RECORD_TYPES));
         for (idx, record, leaf, time, t, status, u) in chunk {
             let values: [&(dyn ToSql + Sync); 14] = [
                 &origin, idx, record, leaf, time, &t[0], &t[1], &t[2], &t[3], &t[4], status, &u[0],

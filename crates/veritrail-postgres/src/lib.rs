@@ -121,7 +121,7 @@ mod sink;
 mod store;
 
 pub use location::{DEFAULT_SCHEMA, PgLocation};
-pub use log::{PgLog, PgLogOptions};
+pub use log::{PgLog, PgLogOptions, RECORD_TYPES};
 pub use schema::{HASH_STRIDE, LOG_TABLES, SCHEMA_VERSION, grants_sql};
 pub use sink::PgSink;
 pub use store::{PgStore, Search, origins, verify, verify_with};

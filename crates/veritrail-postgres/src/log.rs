@@ -501,8 +501,10 @@ async fn write_batch(
     Ok(())
 }
 
-/// The column types of a `records` row, in `COPY` order.
-pub(crate) const RECORD_TYPES: [Type; 14] = [
+/// The column types of a `records` row in the order a writer copies them: `origin`, `idx`,
+/// `record`, `leaf_hash`, `time`, `kind`, `sub`, `iss`, `method`, `route`, `status`,
+/// `outcome`, `action`, `request_id` (for a binary `COPY` of rows of the same shape).
+pub const RECORD_TYPES: [Type; 14] = [
     Type::TEXT,
     Type::INT8,
     Type::BYTEA,
