@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use veritrail_log::note::NoteError;
-use veritrail_log::witness::{CosignatureVerifier, CosignerKey};
+use veritrail_log::witness::CosignatureVerifier;
+#[cfg(feature = "witness")]
+use veritrail_log::witness::CosignerKey;
 use veritrail_log::{NoteSigner, NoteVerifier};
 
 /// Prefix of a signed-note private key's text form.
@@ -18,6 +20,7 @@ pub(crate) fn read_signer(path: &Path) -> Result<NoteSigner> {
 }
 
 /// Reads a witness's private key file (`veritrail keygen --witness`), with the same checks.
+#[cfg(feature = "witness")]
 pub(crate) fn read_cosigner(path: &Path) -> Result<CosignerKey> {
     read_private(path, CosignerKey::from_text)
 }
