@@ -58,6 +58,71 @@ pub(crate) enum Command {
     /// Works with JWTs: `token verify` checks one as the proxy would.
     #[cfg(feature = "token")]
     Token(TokenArgs),
+    /// Integrates a NATS JetStream stream of events into one signed log; one active per
+    /// origin (a lease), standbys take over.
+    #[cfg(feature = "nats")]
+    Sequencer(SequencerArgs),
+    /// Checks that every event still in a JetStream stream is in the log exactly once.
+    #[cfg(feature = "nats")]
+    Reconcile(ReconcileArgs),
+}
+
+/// `veritrail sequencer --from nats://HOST:PORT/STREAM --origin ORIGIN --log DIR --key KEYFILE
+/// [--init [--replicas N]]`.
+#[cfg(feature = "nats")]
+#[derive(Debug, clap::Args)]
+pub(crate) struct SequencerArgs {
+    /// The stream: `nats://HOST:PORT/STREAM` (`?origin=` may stand in for --origin).
+    #[arg(long, value_name = "URL")]
+    pub(crate) from: String,
+    /// The log's origin (its checkpoints' origin line); the events subject is
+    /// `veritrail.<origin>.events`.
+    #[arg(long, value_name = "ORIGIN")]
+    pub(crate) origin: Option<String>,
+    /// The log directory (created if needed).
+    #[arg(long, value_name = "LOG")]
+    pub(crate) log: PathBuf,
+    /// The log's signing key (only the sequencers hold it).
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) key: PathBuf,
+    /// Create the stream and the lease bucket (or bring them to these settings) first.
+    #[arg(long)]
+    pub(crate) init: bool,
+    /// With --init: copies of each event in the cluster (3 in production; 1 on a single
+    /// server).
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "init")]
+    pub(crate) replicas: usize,
+    /// Sign a checkpoint after this many events…
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub(crate) checkpoint_every: u64,
+    /// …and at least this often, in milliseconds, while events arrive.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub(crate) checkpoint_interval_ms: u64,
+    /// The lease's time to live in milliseconds: a standby takes over about this long after
+    /// the active sequencer dies (used when the lease bucket is created).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub(crate) lease_ttl_ms: u64,
+    /// Print the final report as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `veritrail reconcile nats://HOST:PORT/STREAM?origin=ORIGIN --log LOG`.
+#[cfg(feature = "nats")]
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReconcileArgs {
+    /// The stream: `nats://HOST:PORT/STREAM?origin=ORIGIN`.
+    #[arg(value_name = "URL")]
+    pub(crate) from: String,
+    /// The origin, if the URL does not give it.
+    #[arg(long, value_name = "ORIGIN")]
+    pub(crate) origin: Option<String>,
+    /// The log directory the sequencer writes.
+    #[arg(long, value_name = "LOG")]
+    pub(crate) log: PathBuf,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `veritrail copy SRC DST --key KEYFILE`.

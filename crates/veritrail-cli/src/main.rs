@@ -18,6 +18,9 @@
 //! veritrail token verify - --jwks jwks.json --issuer https://login.example.com --audience api
 //! veritrail proxy --listen 0.0.0.0:8080 --upstream http://127.0.0.1:3000 \
 //!     --oidc https://login.example.com --audience api --log log --key audit.key
+//! veritrail sequencer --from nats://127.0.0.1:4222/AUDIT --origin audit.example.com/api \
+//!     --log log --key audit.key --init                    # many replicas, one log
+//! veritrail reconcile 'nats://127.0.0.1:4222/AUDIT?origin=audit.example.com/api' --log log
 //! ```
 //!
 //! Exit codes: 0 success, 1 verification failure or invalid input data, 2 usage or I/O error.
@@ -47,8 +50,10 @@ mod proofs;
 mod proxy;
 #[cfg(feature = "serve")]
 mod serve;
-#[cfg(any(feature = "proxy", feature = "serve", feature = "witness"))]
+#[cfg(any(feature = "proxy", feature = "serve", feature = "witness", feature = "nats"))]
 mod signal;
+#[cfg(feature = "nats")]
+mod sequencer;
 mod tail;
 #[cfg(any(
     feature = "demo",
@@ -98,6 +103,10 @@ fn main() -> ExitCode {
         Command::Witness(args) => witness::run(args),
         #[cfg(feature = "token")]
         Command::Token(args) => token::run(args),
+        #[cfg(feature = "nats")]
+        Command::Sequencer(args) => sequencer::run(args),
+        #[cfg(feature = "nats")]
+        Command::Reconcile(args) => sequencer::reconcile(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,667 @@
+//! The sequencer: integrates a JetStream stream, in order, into one signed log.
+//!
+//! # What it does
+//!
+//! One sequencer per origin is *active* — it holds the lease ([`lease`](crate::lease)) —
+//! and any number wait as standbys. The active one:
+//!
+//! 1. opens the log (only once it holds the lease: a standby holds nothing), writes a `start`
+//!    record (and a `recovered` record when the previous sequencer was killed, or the log
+//!    cut a torn tail), and notes the event ids of the records written since the
+//!    next-to-last checkpoint (see *Exactly once*);
+//! 2. pulls the stream's events subject through a durable pull consumer, in stream order;
+//! 3. gives each event the next log index — the record the tree commits to is the published
+//!    record with its provisional index replaced ([`record`](crate::record)) — and appends it;
+//! 4. every `checkpoint_every` events or `checkpoint_interval` (whichever comes first):
+//!    syncs the log, checks it still holds the lease, signs a checkpoint, publishes it to
+//!    `veritrail.<origin>.checkpoints`, and only then acknowledges the messages (one
+//!    acknowledgement covers all before it: `AckPolicy::All`), waiting for the server to
+//!    confirm it before integrating more.
+//!
+//! A message that is not a record in the writer's layout, whose `Nats-Msg-Id` is not its
+//! event id, or that is not JSON, is not integrated: it is counted in a `gap` record
+//! (`reason: "malformed_message"`), so the log says that something was refused.
+//!
+//! # Exactly once
+//!
+//! A crash before an event is integrated loses nothing: it was never acknowledged, and the
+//! stream delivers it again. A crash after it was integrated but before the acknowledgement
+//! was confirmed must not integrate it twice. Since the sequencer waits for each
+//! acknowledgement before integrating anything after the checkpoint it covers, the only
+//! events that can come back and already be in the log are those written after the
+//! next-to-last checkpoint; the sequencer reads their ids from the log when it takes over and
+//! skips them when they come back. It also remembers the ids of the last `recent_ids`
+//! records, which catches a replica's retried publish that came after the stream's duplicate
+//! window. The log itself — not the stream, not the lease — is the state a new sequencer
+//! resumes from.
+//!
+//! # Never two histories
+//!
+//! The log refuses to sign a checkpoint that does not extend the last one signed. The lease
+//! keeps a second sequencer from writing at all (and a directory log is also locked by its
+//! writer); a sequencer that cannot renew its lease stops before it signs anything more and
+//! goes back to waiting.
+//!
+//! # Failover time
+//!
+//! A standby takes over when the lease expires (`lease_ttl` after the last renewal, default
+//! 2 s) and the messages the dead sequencer had pulled but not acknowledged are delivered
+//! again (`ack_wait`, default 2 s, counted from their delivery, so at the same time), plus the
+//! time to open the log: about 2–3 s, measured in BENCHMARKS.md. A clean stop (SIGTERM)
+//! releases the lease, and a standby takes over at once.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, message::Message};
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+use veritrail_core::event::AuditEvent;
+use veritrail_log::Checkpoint;
+use veritrail_writer::{Batch, FileSink, Sink, SinkError};
+
+use crate::lease::Lease;
+use crate::location::NatsLocation;
+use crate::record::{EventId, Layout};
+use crate::stream::{StreamSettings, lease_bucket};
+use crate::{Error, Result};
+
+/// The `gap` reason for messages the sequencer refused to integrate.
+pub const GAP_MALFORMED: &str = "malformed_message";
+
+/// A log the sequencer can integrate into: a writer [`Sink`] (append, sync, sign) that can
+/// also read back its recent event ids and checkpoint sizes. Implemented by [`FileSink`];
+/// a database store implements it the same way.
+pub trait IntegrationLog: Sink {
+    /// The event ids of the records from index `from` to the end, in order (records that are
+    /// not in the writer's layout are left out).
+    fn ids_from(&self, from: u64) -> Result<Vec<EventId>>;
+
+    /// The sizes of the last `n` checkpoints signed, oldest first.
+    fn recent_checkpoint_sizes(&self, n: usize) -> Result<Vec<u64>>;
+}
+
+impl IntegrationLog for FileSink {
+    fn ids_from(&self, from: u64) -> Result<Vec<EventId>> {
+        let mut ids = Vec::new();
+        for record in self.log().records(from) {
+            let (_, record) = record?;
+            if let Some(layout) = Layout::of(&record) {
+                ids.push(*layout.id(&record));
+            }
+        }
+        Ok(ids)
+    }
+
+    fn recent_checkpoint_sizes(&self, n: usize) -> Result<Vec<u64>> {
+        let history = self.log().checkpoint_history()?;
+        let verifier = self.log().verifier();
+        history[history.len().saturating_sub(n)..]
+            .iter()
+            .map(|note| {
+                Checkpoint::open(note, verifier)
+                    .map(|c| c.size)
+                    .map_err(|e| {
+                        Error::State(format!("a checkpoint of the log does not open: {e}"))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Opens the log when a sequencer becomes active.
+pub type LogOpener = Box<dyn FnMut() -> Result<Box<dyn IntegrationLog>> + Send>;
+
+/// How the sequencer runs.
+#[derive(Clone, Debug)]
+pub struct SequencerOptions {
+    /// Sign a checkpoint after this many integrated records (default 100,000).
+    pub checkpoint_every: u64,
+    /// …and at least this often while events arrive (default 200 ms).
+    pub checkpoint_interval: Duration,
+    /// Messages pulled per request (default 8,192).
+    pub pull_batch: usize,
+    /// How long the server waits for an acknowledgement before delivering a message again
+    /// (default 2 s); a standby waits about this long for the messages a dead sequencer held.
+    pub ack_wait: Duration,
+    /// How often a standby tries to take the lease (default 100 ms).
+    pub lease_poll: Duration,
+    /// Ids of the last this-many records remembered to skip late duplicates (default 262,144).
+    pub recent_ids: usize,
+    /// Who this sequencer is, written in the lease (default `host:pid`).
+    pub holder: String,
+    /// The stream and lease-bucket settings (for the lease TTL, and to create the bucket when
+    /// it is missing).
+    pub settings: StreamSettings,
+}
+
+impl Default for SequencerOptions {
+    fn default() -> Self {
+        SequencerOptions {
+            checkpoint_every: 100_000,
+            checkpoint_interval: Duration::from_millis(200),
+            pull_batch: 8192,
+            ack_wait: Duration::from_secs(2),
+            lease_poll: Duration::from_millis(100),
+            recent_ids: 1 << 18,
+            holder: format!(
+                "{}:{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "sequencer".into()),
+                std::process::id()
+            ),
+            settings: StreamSettings::default(),
+        }
+    }
+}
+
+/// What a sequencer did, returned when it stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SequencerReport {
+    /// Events integrated into the log.
+    pub integrated: u64,
+    /// Messages skipped because their event was already in the log (redelivered after a
+    /// crash, or published again after the stream's duplicate window).
+    pub duplicates: u64,
+    /// Messages refused as malformed (counted in `gap` records).
+    pub malformed: u64,
+    /// Checkpoints signed.
+    pub checkpoints: u64,
+    /// Times this sequencer became active.
+    pub terms: u64,
+    /// The log size when it stopped (0 if it never became active).
+    pub size: u64,
+    /// Lag from JetStream storing an event to the checkpoint that covers it being signed:
+    /// median and 99th percentile, in milliseconds, over this run.
+    pub lag_ms: Option<(u64, u64)>,
+}
+
+/// Integrates a stream into a log, as the active sequencer or a standby; see the
+/// [module docs](self).
+pub struct Sequencer {
+    at: NatsLocation,
+    options: SequencerOptions,
+    open_log: LogOpener,
+    stop: Arc<AtomicBool>,
+    on_active: Option<Box<dyn FnMut() + Send>>,
+}
+
+/// Why an active term ended.
+enum TermEnd {
+    Stopped,
+    LeaseLost,
+}
+
+impl Sequencer {
+    /// A sequencer for `at` that opens its log with `open_log` when it becomes active.
+    pub fn new(at: NatsLocation, options: SequencerOptions, open_log: LogOpener) -> Self {
+        Sequencer {
+            at,
+            options,
+            open_log,
+            stop: Arc::new(AtomicBool::new(false)),
+            on_active: None,
+        }
+    }
+
+    /// Set it to stop the sequencer: it finishes its batch, writes a `stop` record, signs,
+    /// acknowledges, releases the lease and returns.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Calls `hook` each time this sequencer becomes active (after opening the log).
+    pub fn on_active(mut self, hook: impl FnMut() + Send + 'static) -> Self {
+        self.on_active = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs until the stop flag is set, on the calling thread, using `runtime` for the NATS
+    /// client (call it outside async code, e.g. from `spawn_blocking` or a thread of its own).
+    pub fn run(mut self, runtime: &tokio::runtime::Handle) -> Result<SequencerReport> {
+        // The JetStream context spawns its acknowledgement task where it is built.
+        let _entered = runtime.enter();
+        let client = runtime.block_on(crate::connect(&self.at, "veritrail-sequencer"))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(client.clone());
+        let kv = runtime.block_on(async {
+            loop {
+                match lease_bucket(&js, &self.at, &self.options.settings).await {
+                    Ok(kv) => return Ok(kv),
+                    Err(e) if self.stop.load(Ordering::Relaxed) => return Err(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        })?;
+        let mut report = SequencerReport::default();
+        let mut lags = LagHistogram::default();
+        loop {
+            let lease = runtime.block_on(Lease::acquire(
+                kv.clone(),
+                self.at.lease_key(),
+                self.options.holder.clone(),
+                self.options.settings.lease_ttl,
+                self.options.lease_poll,
+                &self.stop,
+            ));
+            let Some(lease) = lease else { break };
+            report.terms += 1;
+            let end = self.lead(runtime, &js, &client, &lease, &mut report, &mut lags);
+            match end {
+                Ok(TermEnd::Stopped) => {
+                    runtime.block_on(lease.release());
+                    break;
+                }
+                Ok(TermEnd::LeaseLost) => {
+                    drop(lease);
+                    continue;
+                }
+                Err(e) => {
+                    runtime.block_on(lease.release());
+                    return Err(e);
+                }
+            }
+        }
+        report.lag_ms = lags.p50_p99();
+        Ok(report)
+    }
+
+    /// One term as the active sequencer.
+    fn lead(
+        &mut self,
+        runtime: &tokio::runtime::Handle,
+        js: &jetstream::Context,
+        client: &async_nats::Client,
+        lease: &Lease,
+        report: &mut SequencerReport,
+        lags: &mut LagHistogram,
+    ) -> Result<TermEnd> {
+        let mut log = loop {
+            match (self.open_log)() {
+                Ok(log) => break log,
+                // The previous sequencer's process may not have released the log yet.
+                Err(_) if lease.is_held() && !self.stop.load(Ordering::Relaxed) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut recent = RecentIds::new(self.options.recent_ids);
+        let sizes = log.recent_checkpoint_sizes(2)?;
+        let from = sizes
+            .first()
+            .copied()
+            .unwrap_or(0)
+            .min(log.size().saturating_sub(self.options.recent_ids as u64));
+        for id in log.ids_from(from)? {
+            recent.insert(id);
+        }
+        let mut opening = vec![AuditEvent::start(log.origin())];
+        if let Some(recovered) = log.recovered() {
+            opening.push(AuditEvent::new(recovered));
+        }
+        let mut batch = Pending::default();
+        for event in &opening {
+            let index = log.size() + batch.ends.len() as u64;
+            event.write_json(index, &mut batch.bytes);
+            batch.ends.push(batch.bytes.len());
+        }
+        batch.append_to(log.as_mut())?;
+        log.commit()?;
+        if let Some(hook) = &mut self.on_active {
+            hook();
+        }
+
+        let messages = runtime.block_on(self.messages(js))?;
+        let mut messages = Box::pin(messages);
+        let mut state = Term {
+            last_seq: 0,
+            signed_size: log.size(),
+            unsigned: 0,
+            unacked: None,
+            lags: Vec::new(),
+            since: Instant::now(),
+        };
+        let mut malformed = Malformed::default();
+        let checkpoints_subject = self.at.checkpoints_subject();
+        loop {
+            if !lease.is_held() {
+                return Ok(TermEnd::LeaseLost);
+            }
+            let stopping = self.stop.load(Ordering::Relaxed);
+            let due = state.since + self.options.checkpoint_interval;
+            let wanted = self.options.pull_batch;
+            let received = if stopping {
+                Vec::new()
+            } else {
+                runtime.block_on(async {
+                    let mut got = Vec::new();
+                    let deadline = tokio::time::Instant::from_std(due.max(Instant::now()))
+                        .min(tokio::time::Instant::now() + Duration::from_millis(100));
+                    while got.len() < wanted {
+                        match tokio::time::timeout_at(deadline, messages.next()).await {
+                            Ok(Some(Ok(message))) => got.push(message),
+                            // Heartbeat or connection trouble: the stream carries on by itself.
+                            Ok(Some(Err(_))) => continue,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    got
+                })
+            };
+            let now = OffsetDateTime::now_utc();
+            for message in received {
+                let Ok(info) = message.info() else { continue };
+                let (seq, published) = (info.stream_sequence, info.published);
+                if seq <= state.last_seq {
+                    continue; // delivered again before our acknowledgement arrived
+                }
+                state.last_seq = seq;
+                let index = log.size() + batch.ends.len() as u64;
+                match integrate(&message, index, &mut batch.bytes) {
+                    Some(id) if recent.contains(&id) => report.duplicates += 1,
+                    Some(id) => {
+                        recent.insert(id);
+                        batch.ends.push(batch.bytes.len());
+                        state.lags.push(published);
+                        report.integrated += 1;
+                    }
+                    None => malformed.add(published.min(now)),
+                }
+                state.unacked = Some(message);
+            }
+            if let Some(gap) = malformed.take() {
+                report.malformed += gap.dropped;
+                let index = log.size() + batch.ends.len() as u64;
+                AuditEvent::gap(gap.dropped, GAP_MALFORMED, gap.first, gap.last)
+                    .write_json(index, &mut batch.bytes);
+                batch.ends.push(batch.bytes.len());
+            }
+            state.unsigned += batch.ends.len() as u64;
+            batch.append_to(log.as_mut())?;
+            if stopping {
+                let stop = AuditEvent::stop(report.integrated, report.malformed);
+                stop.write_json(log.size(), &mut batch.bytes);
+                batch.ends.push(batch.bytes.len());
+                batch.append_to(log.as_mut())?;
+            }
+            let due = stopping
+                || state.unsigned >= self.options.checkpoint_every
+                || Instant::now() >= state.since + self.options.checkpoint_interval;
+            if due && (state.unacked.is_some() || log.size() > state.signed_size) {
+                if !self.settle(
+                    runtime,
+                    client,
+                    &checkpoints_subject,
+                    log.as_mut(),
+                    lease,
+                    &mut state,
+                    report,
+                    lags,
+                )? {
+                    return Ok(TermEnd::LeaseLost);
+                }
+            } else if due {
+                state.since = Instant::now();
+            }
+            if stopping {
+                report.size = log.size();
+                return Ok(TermEnd::Stopped);
+            }
+            report.size = log.size();
+        }
+    }
+
+    /// Syncs, signs (when the log grew), publishes the checkpoint and acknowledges — in that
+    /// order, the acknowledgement confirmed by the server. `false` if the lease was lost first.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        client: &async_nats::Client,
+        subject: &str,
+        log: &mut dyn IntegrationLog,
+        lease: &Lease,
+        state: &mut Term,
+        report: &mut SequencerReport,
+        lags: &mut LagHistogram,
+    ) -> Result<bool> {
+        log.commit()?;
+        if log.size() > state.signed_size {
+            if !lease.is_held() {
+                return Ok(false);
+            }
+            if let Some(note) = log.checkpoint()? {
+                report.checkpoints += 1;
+                let signed = OffsetDateTime::now_utc();
+                for published in state.lags.drain(..) {
+                    lags.add(signed - published);
+                }
+                let (client, subject) = (client.clone(), subject.to_owned());
+                let _ = runtime.block_on(client.publish(subject, note.into()));
+            }
+            state.signed_size = log.size();
+        }
+        if let Some(last) = state.unacked.take() {
+            loop {
+                if !lease.is_held() {
+                    return Ok(false);
+                }
+                let acked = runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(1), last.double_ack()).await
+                });
+                if matches!(acked, Ok(Ok(()))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        state.unsigned = 0;
+        state.since = Instant::now();
+        Ok(true)
+    }
+
+    /// The durable pull consumer's message stream.
+    async fn messages(&self, js: &jetstream::Context) -> Result<consumer::pull::Stream> {
+        let stream = js
+            .get_stream(self.at.stream())
+            .await
+            .map_err(|e| Error::Nats(format!("stream {}: {e}", self.at.stream())))?;
+        let name = self.at.consumer_name();
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("veritrail sequencer of {}", self.at.origin())),
+            filter_subject: self.at.events_subject(),
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: self.options.ack_wait,
+            deliver_policy: consumer::DeliverPolicy::All,
+            max_deliver: -1,
+            max_ack_pending: (self.options.checkpoint_every as i64 * 4).max(1 << 20),
+            ..Default::default()
+        };
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(&name, config)
+            .await
+            .map_err(Error::nats)?;
+        consumer
+            .stream()
+            .max_messages_per_batch(self.options.pull_batch)
+            .heartbeat(Duration::from_secs(1))
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .map_err(Error::nats)
+    }
+}
+
+/// Appends the message's record to `out` at `index` and returns its event id, or `None`
+/// (leaving `out` as it was) if the message is malformed.
+fn integrate(message: &Message, index: u64, out: &mut Vec<u8>) -> Option<EventId> {
+    let record = message.payload.as_ref();
+    let layout = Layout::of(record)?;
+    let id = *layout.id(record);
+    let header = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))?;
+    if header.as_str().as_bytes() != id {
+        return None;
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(record).ok()?;
+    layout.write_with_index(record, index, out);
+    Some(id)
+}
+
+/// The batch being built: records back to back and their ends.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Pending {
+    fn append_to(&mut self, log: &mut dyn IntegrationLog) -> Result<()> {
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        let first = log.size();
+        log.append(&Batch::new(first, &self.bytes, &self.ends))?;
+        if log.size() != first + self.ends.len() as u64 {
+            return Err(Error::State(
+                "the log took another number of records than given: is another process writing it?"
+                    .into(),
+            ));
+        }
+        self.bytes.clear();
+        self.ends.clear();
+        Ok(())
+    }
+}
+
+impl From<SinkError> for Error {
+    fn from(e: SinkError) -> Self {
+        match e {
+            SinkError::Log(e) => Error::Log(e),
+            other => Error::State(other.to_string()),
+        }
+    }
+}
+
+/// The active term's progress.
+struct Term {
+    /// The stream sequence of the last message taken.
+    last_seq: u64,
+    /// The log size at the last checkpoint.
+    signed_size: u64,
+    /// Records appended since the last checkpoint.
+    unsigned: u64,
+    /// The last message taken and not yet acknowledged.
+    unacked: Option<Message>,
+    /// When JetStream stored each event integrated since the last checkpoint.
+    lags: Vec<OffsetDateTime>,
+    /// When the last checkpoint was signed.
+    since: Instant,
+}
+
+/// Malformed messages since the last `gap` record.
+#[derive(Default)]
+struct Malformed {
+    dropped: u64,
+    first: Option<OffsetDateTime>,
+    last: Option<OffsetDateTime>,
+}
+
+struct Gap {
+    dropped: u64,
+    first: OffsetDateTime,
+    last: OffsetDateTime,
+}
+
+impl Malformed {
+    fn add(&mut self, at: OffsetDateTime) {
+        self.dropped += 1;
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+    }
+
+    fn take(&mut self) -> Option<Gap> {
+        let taken = std::mem::take(self);
+        Some(Gap {
+            dropped: (taken.dropped > 0).then_some(taken.dropped)?,
+            first: taken.first?,
+            last: taken.last?,
+        })
+    }
+}
+
+/// The ids of the last `capacity` records integrated.
+struct RecentIds {
+    set: HashSet<EventId>,
+    order: VecDeque<EventId>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> Self {
+        RecentIds {
+            set: HashSet::with_capacity(capacity.min(1 << 20)),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn contains(&self, id: &EventId) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remembers `id`; the ids read at takeover may exceed the capacity, later ones evict
+    /// the oldest.
+    fn insert(&mut self, id: EventId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            while self.order.len() > self.capacity.max(self.set.len() / 2) {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Lags in milliseconds, in buckets of one millisecond up to a minute.
+#[derive(Default)]
+struct LagHistogram {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl LagHistogram {
+    fn add(&mut self, lag: time::Duration) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; 60_001];
+        }
+        let ms = lag.whole_milliseconds().clamp(0, 60_000) as usize;
+        self.buckets[ms] += 1;
+        self.count += 1;
+    }
+
+    fn p50_p99(&self) -> Option<(u64, u64)> {
+        if self.count == 0 {
+            return None;
+        }
+        let at = |q: f64| {
+            let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (ms, n) in self.buckets.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    return ms as u64;
+                }
+            }
+            60_000
+        };
+        Some((at(0.5), at(0.99)))
+    }
+}
