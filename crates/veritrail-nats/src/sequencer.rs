@@ -14,9 +14,15 @@
 //!    record with its provisional index replaced ([`record`](crate::record)) — and appends it;
 //! 4. every `checkpoint_every` events or `checkpoint_interval` (whichever comes first):
 //!    syncs the log, checks it still holds the lease, signs a checkpoint, publishes it to
-//!    `veritrail.<origin>.checkpoints`, and only then acknowledges the messages (one
-//!    acknowledgement covers all before it: `AckPolicy::All`), waiting for the server to
-//!    confirm it before integrating more.
+//!    `veritrail.<origin>.checkpoints`, and only then acknowledges the messages (each one:
+//!    `AckPolicy::Explicit`; the last acknowledgement waits for the server's confirmation,
+//!    which comes after the others on the same connection), before integrating more.
+//!
+//! Why not one cumulative acknowledgement (`AckPolicy::All`)? After a failover, the messages
+//! the dead sequencer had pulled come back only after `ack_wait`, *after* newer ones: a
+//! cumulative acknowledgement of a newer message would acknowledge them unseen, and lose
+//! them. With explicit acknowledgements they are integrated when they come back (later than
+//! their stream order, never lost), or skipped if the dead sequencer had integrated them.
 //!
 //! A message that is not a record in the writer's layout, whose `Nats-Msg-Id` is not its
 //! event id, or that is not JSON, is not integrated: it is counted in a `gap` record
@@ -26,14 +32,15 @@
 //!
 //! A crash before an event is integrated loses nothing: it was never acknowledged, and the
 //! stream delivers it again. A crash after it was integrated but before the acknowledgement
-//! was confirmed must not integrate it twice. Since the sequencer waits for each
-//! acknowledgement before integrating anything after the checkpoint it covers, the only
+//! was confirmed must not integrate it twice. Since the sequencer waits for the confirmation
+//! of each checkpoint's acknowledgements before integrating anything after it, the only
 //! events that can come back and already be in the log are those written after the
 //! next-to-last checkpoint; the sequencer reads their ids from the log when it takes over and
-//! skips them when they come back. It also remembers the ids of the last `recent_ids`
-//! records, which catches a replica's retried publish that came after the stream's duplicate
-//! window. The log itself — not the stream, not the lease — is the state a new sequencer
-//! resumes from.
+//! skips them whenever they come back during its term. It also remembers the ids of the last
+//! `recent_ids` records, which catches a message delivered again because its acknowledgement
+//! came late, and a replica's retried publish that came after the stream's duplicate window.
+//! Events are skipped by id only, never by stream position. The log itself — not the stream,
+//! not the lease — is the state a new sequencer resumes from.
 //!
 //! # Never two histories
 //!
@@ -45,10 +52,10 @@
 //! # Failover time
 //!
 //! A standby takes over when the lease expires (`lease_ttl` after the last renewal, default
-//! 2 s) and the messages the dead sequencer had pulled but not acknowledged are delivered
-//! again (`ack_wait`, default 2 s, counted from their delivery, so at the same time), plus the
-//! time to open the log: about 2–3 s, measured in BENCHMARKS.md. A clean stop (SIGTERM)
-//! releases the lease, and a standby takes over at once.
+//! 2 s), plus the time to open the log and read the ids since the next-to-last checkpoint:
+//! about 2–3 s, measured in BENCHMARKS.md. The messages the dead sequencer had pulled but not
+//! acknowledged come back `ack_wait` (default 10 s) after their delivery and are integrated
+//! then. A clean stop (SIGTERM) releases the lease, and a standby takes over at once.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -124,11 +131,13 @@ pub struct SequencerOptions {
     /// Messages pulled per request (default 8,192).
     pub pull_batch: usize,
     /// How long the server waits for an acknowledgement before delivering a message again
-    /// (default 2 s); a standby waits about this long for the messages a dead sequencer held.
+    /// (default 10 s): the messages a dead sequencer had pulled are integrated this long
+    /// after it died. Keep it well above `checkpoint_interval`.
     pub ack_wait: Duration,
     /// How often a standby tries to take the lease (default 100 ms).
     pub lease_poll: Duration,
-    /// Ids of the last this-many records remembered to skip late duplicates (default 262,144).
+    /// Ids of the last this-many records remembered to skip late duplicates (default 524,288;
+    /// about 30 MB).
     pub recent_ids: usize,
     /// Who this sequencer is, written in the lease (default `host:pid`).
     pub holder: String,
@@ -143,9 +152,9 @@ impl Default for SequencerOptions {
             checkpoint_every: 100_000,
             checkpoint_interval: Duration::from_millis(200),
             pull_batch: 8192,
-            ack_wait: Duration::from_secs(2),
+            ack_wait: Duration::from_secs(10),
             lease_poll: Duration::from_millis(100),
-            recent_ids: 1 << 18,
+            recent_ids: 1 << 19,
             holder: format!(
                 "{}:{}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "sequencer".into()),
@@ -296,7 +305,7 @@ impl Sequencer {
             .unwrap_or(0)
             .min(log.size().saturating_sub(self.options.recent_ids as u64));
         for id in log.ids_from(from)? {
-            recent.insert(id);
+            recent.pin(id);
         }
         let mut opening = vec![AuditEvent::start(log.origin())];
         if let Some(recovered) = log.recovered() {
@@ -317,10 +326,9 @@ impl Sequencer {
         let messages = runtime.block_on(self.messages(js))?;
         let mut messages = Box::pin(messages);
         let mut state = Term {
-            last_seq: 0,
             signed_size: log.size(),
             unsigned: 0,
-            unacked: None,
+            unacked: Vec::new(),
             lags: Vec::new(),
             since: Instant::now(),
         };
@@ -354,23 +362,23 @@ impl Sequencer {
             let now = OffsetDateTime::now_utc();
             for message in received {
                 let Ok(info) = message.info() else { continue };
-                let (seq, published) = (info.stream_sequence, info.published);
-                if seq <= state.last_seq {
-                    continue; // delivered again before our acknowledgement arrived
-                }
-                state.last_seq = seq;
+                let published = info.published;
+                let Some(reply) = message.reply.clone() else {
+                    continue;
+                };
                 let index = log.size() + batch.ends.len() as u64;
-                match integrate(&message, index, &mut batch.bytes) {
-                    Some(id) if recent.contains(&id) => report.duplicates += 1,
-                    Some(id) => {
+                match checked(&message) {
+                    Some((_, id)) if recent.contains(&id) => report.duplicates += 1,
+                    Some((layout, id)) => {
                         recent.insert(id);
+                        layout.write_with_index(&message.payload, index, &mut batch.bytes);
                         batch.ends.push(batch.bytes.len());
                         state.lags.push(published);
                         report.integrated += 1;
                     }
                     None => malformed.add(published.min(now)),
                 }
-                state.unacked = Some(message);
+                state.unacked.push(reply);
             }
             if let Some(gap) = malformed.take() {
                 report.malformed += gap.dropped;
@@ -390,7 +398,7 @@ impl Sequencer {
             let due = stopping
                 || state.unsigned >= self.options.checkpoint_every
                 || Instant::now() >= state.since + self.options.checkpoint_interval;
-            if due && (state.unacked.is_some() || log.size() > state.signed_size) {
+            if due && (!state.unacked.is_empty() || log.size() > state.signed_size) {
                 if !self.settle(
                     runtime,
                     client,
@@ -444,19 +452,18 @@ impl Sequencer {
             }
             state.signed_size = log.size();
         }
-        if let Some(last) = state.unacked.take() {
+        if !state.unacked.is_empty() {
             loop {
                 if !lease.is_held() {
                     return Ok(false);
                 }
-                let acked = runtime.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(1), last.double_ack()).await
-                });
-                if matches!(acked, Ok(Ok(()))) {
+                let acked = runtime.block_on(acknowledge(client, &state.unacked));
+                if acked {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            state.unacked.clear();
         }
         state.unsigned = 0;
         state.since = Instant::now();
@@ -474,7 +481,7 @@ impl Sequencer {
             durable_name: Some(name.clone()),
             description: Some(format!("veritrail sequencer of {}", self.at.origin())),
             filter_subject: self.at.events_subject(),
-            ack_policy: consumer::AckPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.options.ack_wait,
             deliver_policy: consumer::DeliverPolicy::All,
             max_deliver: -1,
@@ -496,9 +503,33 @@ impl Sequencer {
     }
 }
 
-/// Appends the message's record to `out` at `index` and returns its event id, or `None`
-/// (leaving `out` as it was) if the message is malformed.
-fn integrate(message: &Message, index: u64, out: &mut Vec<u8>) -> Option<EventId> {
+/// Acknowledges every message (by its reply subject); the last one as a request, whose answer
+/// comes after the server has processed the others (same connection, in order). `false` if
+/// that confirmation did not come: the caller sends them all again (acknowledging twice is
+/// harmless).
+async fn acknowledge(client: &async_nats::Client, replies: &[async_nats::Subject]) -> bool {
+    let Some((last, rest)) = replies.split_last() else {
+        return true;
+    };
+    for reply in rest {
+        if client.publish(reply.clone(), ACK.into()).await.is_err() {
+            return false;
+        }
+    }
+    let confirmed = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.request(last.clone(), ACK.into()),
+    )
+    .await;
+    matches!(confirmed, Ok(Ok(_)))
+}
+
+/// A JetStream acknowledgement.
+const ACK: &[u8] = b"+ACK";
+
+/// The layout and event id of the message's record, or `None` if the message is malformed:
+/// not a record in the writer's layout, not JSON, or its `Nats-Msg-Id` is not its event id.
+fn checked(message: &Message) -> Option<(Layout, EventId)> {
     let record = message.payload.as_ref();
     let layout = Layout::of(record)?;
     let id = *layout.id(record);
@@ -510,8 +541,7 @@ fn integrate(message: &Message, index: u64, out: &mut Vec<u8>) -> Option<EventId
         return None;
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(record).ok()?;
-    layout.write_with_index(record, index, out);
-    Some(id)
+    Some((layout, id))
 }
 
 /// The batch being built: records back to back and their ends.
@@ -551,14 +581,12 @@ impl From<SinkError> for Error {
 
 /// The active term's progress.
 struct Term {
-    /// The stream sequence of the last message taken.
-    last_seq: u64,
     /// The log size at the last checkpoint.
     signed_size: u64,
     /// Records appended since the last checkpoint.
     unsigned: u64,
-    /// The last message taken and not yet acknowledged.
-    unacked: Option<Message>,
+    /// The reply subjects of the messages taken and not yet acknowledged.
+    unacked: Vec<async_nats::Subject>,
     /// When JetStream stored each event integrated since the last checkpoint.
     lags: Vec<OffsetDateTime>,
     /// When the last checkpoint was signed.
@@ -596,11 +624,13 @@ impl Malformed {
     }
 }
 
-/// The ids of the last `capacity` records integrated.
+/// The ids of the last `capacity` records integrated, and the ids read at takeover (kept for
+/// the whole term: the dead sequencer's unacknowledged messages come back `ack_wait` later).
 struct RecentIds {
     set: HashSet<EventId>,
     order: VecDeque<EventId>,
     capacity: usize,
+    pinned: HashSet<EventId>,
 }
 
 impl RecentIds {
@@ -609,22 +639,27 @@ impl RecentIds {
             set: HashSet::with_capacity(capacity.min(1 << 20)),
             order: VecDeque::new(),
             capacity: capacity.max(1),
+            pinned: HashSet::new(),
         }
     }
 
     fn contains(&self, id: &EventId) -> bool {
-        self.set.contains(id)
+        self.set.contains(id) || self.pinned.contains(id)
     }
 
-    /// Remembers `id`; the ids read at takeover may exceed the capacity, later ones evict
-    /// the oldest.
+    /// Remembers `id` for the whole term.
+    fn pin(&mut self, id: EventId) {
+        self.pinned.insert(id);
+    }
+
+    /// Remembers `id`, forgetting the oldest beyond the capacity.
     fn insert(&mut self, id: EventId) {
         if self.set.insert(id) {
             self.order.push_back(id);
-            while self.order.len() > self.capacity.max(self.set.len() / 2) {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+            if self.order.len() > self.capacity
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
             }
         }
     }
