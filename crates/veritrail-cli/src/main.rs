@@ -48,12 +48,12 @@ mod progress;
 mod proofs;
 #[cfg(feature = "proxy")]
 mod proxy;
+#[cfg(feature = "nats")]
+mod sequencer;
 #[cfg(feature = "serve")]
 mod serve;
 #[cfg(any(feature = "proxy", feature = "serve", feature = "witness", feature = "nats"))]
 mod signal;
-#[cfg(feature = "nats")]
-mod sequencer;
 mod tail;
 #[cfg(any(
     feature = "demo",
