@@ -57,6 +57,33 @@ pub(crate) fn postgres_location(log: &Path) -> Result<Option<PgLocation>> {
     }
 }
 
+/// A NATS JetStream ingest location, parsed.
+#[cfg(feature = "nats")]
+pub(crate) type NatsLocation = veritrail_nats::NatsLocation;
+
+/// Without the `nats` feature there is none.
+#[cfg(not(feature = "nats"))]
+pub(crate) enum NatsLocation {}
+
+/// The JetStream ingest location `log` spells (`nats://HOST:PORT/STREAM?origin=O`), or
+/// `None` for anything else. Only a writer takes one: there is no log to read there.
+pub(crate) fn nats_location(log: &Path) -> Result<Option<NatsLocation>> {
+    let Some(text) = log.to_str().filter(|t| t.starts_with("nats://")) else {
+        return Ok(None);
+    };
+    #[cfg(feature = "nats")]
+    {
+        Ok(Some(
+            text.parse()
+                .with_context(|| format!("bad NATS location {text:?}"))?,
+        ))
+    }
+    #[cfg(not(feature = "nats"))]
+    {
+        bail!("this veritrail was built without the `nats` feature: it cannot publish to {text}")
+    }
+}
+
 /// Opens the log at `dir` read-only, after checking it is there at all.
 pub(crate) fn open_read_only(dir: &Path) -> Result<Log> {
     require_dir(dir)?;

@@ -84,14 +84,45 @@ impl Telemetry {
                 })
             }
         };
-        let writer = match &self.guard {
+        self.start(sink, config).with_context(opened)
+    }
+
+    /// A writer for a replica: its events go to the JetStream stream `at` names, which a
+    /// `veritrail sequencer` integrates and signs (no local log, no key). `Durable` waits for
+    /// JetStream's acknowledgement; a broker outage gives `Durable` callers 503 after 5 s while
+    /// `Async` events wait in the queue, and publishing resumes by itself.
+    pub(crate) async fn open_nats_writer(
+        &self,
+        at: &crate::logdir::NatsLocation,
+    ) -> Result<Writer> {
+        #[cfg(feature = "nats")]
+        {
+            let opened = || format!("cannot publish audit events to {at}");
+            let sink = veritrail_nats::NatsSink::connect(at, Default::default())
+                .await
+                .with_context(opened)?;
+            let shown = at.to_string();
+            let config = WriterConfig::default().on_failure(move |why| {
+                eprintln!(
+                    "error: publishing audit events to {shown} FAILED: {why}; every request \
+                     is now refused with 503; fix the stream, then restart"
+                );
+            });
+            self.start(Box::new(sink), config).with_context(opened)
+        }
+        #[cfg(not(feature = "nats"))]
+        match *at {}
+    }
+
+    fn start(
+        &self,
+        sink: Box<dyn Sink>,
+        config: WriterConfig,
+    ) -> Result<Writer, veritrail_writer::WriterError> {
+        match &self.guard {
             None => Writer::start(sink, config),
-            Some(guard) => {
-                let sink = OtelLogSink::new(sink, guard.logger_provider());
-                Writer::start(sink, config)
-            }
-        };
-        writer.with_context(opened)
+            Some(guard) => Writer::start(OtelLogSink::new(sink, guard.logger_provider()), config),
+        }
     }
 
     /// Flushes and stops the exporters (after the writer, whose last records they carry).

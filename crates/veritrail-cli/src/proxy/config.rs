@@ -106,7 +106,8 @@ pub(crate) struct Settings {
     pub(crate) issuer: String,
     pub(crate) audience: String,
     pub(crate) log: PathBuf,
-    pub(crate) key: PathBuf,
+    /// The signing key; none for a `nats://` log (replicas hold no key: the sequencer signs).
+    pub(crate) key: Option<PathBuf>,
     pub(crate) durability: Durability,
     pub(crate) identity_headers: bool,
     pub(crate) upstream_timeout: Duration,
@@ -288,11 +289,10 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
             .log
             .map(|log| if is_url(&log) { log } else { rel(log) }))
         .ok_or_else(|| missing("--log"))?;
-    let key = args
-        .key
-        .clone()
-        .or(file.key.map(rel))
-        .ok_or_else(|| missing("--key"))?;
+    let key = args.key.clone().or(file.key.map(rel));
+    if key.is_none() && !log.to_str().is_some_and(|l| l.starts_with("nats://")) {
+        return Err(missing("--key"));
+    }
     let default_durability = durability(
         args.durability
             .or(file.durability)
@@ -518,7 +518,7 @@ optional = true
             s.issuer, "https://login.example.com",
             "defaults to the OIDC issuer"
         );
-        assert_eq!(s.key, dir.path().join("audit.key"));
+        assert_eq!(s.key, Some(dir.path().join("audit.key")));
         assert!(s.identity_headers);
         assert_eq!(s.trusted_proxies, ["10.0.0.0/8"]);
         let routes: Vec<_> = s.routes.iter().map(|(p, _)| p.to_owned()).collect();

@@ -64,23 +64,38 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<()> {
 }
 
 async fn serve(settings: Settings) -> Result<()> {
-    let signer = keys::read_signer(&settings.key)?;
     let telemetry = Telemetry::from_env("veritrail-proxy")?;
-    let (cosigned_tx, cosigned_rx) = std::sync::mpsc::channel();
-    let witnessed = !settings.witnesses.is_empty();
-    let writer = telemetry.open_writer_witnessed(
-        &settings.log,
-        signer,
-        settings.recover,
-        witnessed.then_some(cosigned_rx),
-    )?;
-    if witnessed {
-        tokio::spawn(crate::witness::keep_cosigning(
-            settings.log.clone(),
-            settings.witnesses.clone(),
-            cosigned_tx,
-        ));
-    }
+    let writer = match crate::logdir::nats_location(&settings.log)? {
+        // A replica: its events go to the JetStream stream a sequencer integrates and signs.
+        Some(at) => {
+            if !settings.witnesses.is_empty() {
+                anyhow::bail!(
+                    "--witness goes to the sequencer, which signs the log; a replica publishing to {at} signs nothing"
+                );
+            }
+            telemetry.open_nats_writer(&at).await?
+        }
+        None => {
+            let key = settings.key.as_ref().context("--key is required")?;
+            let signer = keys::read_signer(key)?;
+            let (cosigned_tx, cosigned_rx) = std::sync::mpsc::channel();
+            let witnessed = !settings.witnesses.is_empty();
+            let writer = telemetry.open_writer_witnessed(
+                &settings.log,
+                signer,
+                settings.recover,
+                witnessed.then_some(cosigned_rx),
+            )?;
+            if witnessed {
+                tokio::spawn(crate::witness::keep_cosigning(
+                    settings.log.clone(),
+                    settings.witnesses.clone(),
+                    cosigned_tx,
+                ));
+            }
+            writer
+        }
+    };
     let authenticator = keysource::recording_authenticator(
         &settings.keys,
         (&settings.issuer, &settings.audience),

@@ -1,0 +1,194 @@
+//! Many replicas, one log, with the real binary: two `veritrail proxy --log nats://…` replicas
+//! (no local log, no key) publish to one stream on the shared JetStream; one
+//! `veritrail sequencer --init` integrates it; `veritrail verify` and `veritrail reconcile`
+//! pass, and every request sent through either replica is in the log exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use http_body_util::{BodyExt, Empty};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use common::{Env, fixture, jwks};
+
+const ISSUER: &str = "https://idp.nats.test";
+const AUDIENCE: &str = "orders-api";
+
+fn token() -> String {
+    veritrail_core::auth::backend::install_default_provider();
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now,
+        "exp": now + 300, "scope": "orders:read"});
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa1".into());
+    let key = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// Killed if a failed test leaves it running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn terminate(child: &mut KillOnDrop) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+    }
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    err
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cli_nats_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:4222").is_ok(),
+        "this test needs NATS with JetStream at 127.0.0.1:4222"
+    );
+    let env = Env::new();
+    let verifier = env.keygen_as("nats.test/orders", "audit.key");
+    env.write("jwks.json", jwks());
+    let stream = unique();
+    let origin = "nats.test/orders";
+    let from = format!("nats://127.0.0.1:4222/{stream}");
+    let location = format!("{from}?origin=nats.test%2Forders");
+
+    let mut sequencer = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_veritrail"))
+            .args([
+                "sequencer",
+                "--from",
+                &from,
+                "--origin",
+                origin,
+                "--log",
+                "log",
+            ])
+            .args(["--key", "audit.key", "--init", "--replicas", "1", "--json"])
+            .current_dir(env.path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The replicas need the stream, which --init creates.
+    let ready = Instant::now() + Duration::from_secs(20);
+    while !env.path("log").join("LOG").exists() {
+        assert!(
+            Instant::now() < ready,
+            "the sequencer did not become active"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = Router::new().route("/orders/{id}", get(|| async { "ok" }));
+        axum::serve(upstream, app).await.unwrap();
+    });
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_veritrail"));
+        command
+            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("http://{up_addr}"))
+            .args([
+                "--jwks",
+                "jwks.json",
+                "--issuer",
+                ISSUER,
+                "--audience",
+                AUDIENCE,
+            ])
+            .args([
+                "--log",
+                &location,
+                "--durability",
+                "durable",
+                "--trust-request-id",
+            ])
+            .current_dir(env.path(""));
+        let (child, addr) = common::start_server(&mut command, "proxy");
+        replicas.push((KillOnDrop(child), addr));
+    }
+
+    let bearer = format!("Bearer {}", token());
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let (_, addr) = &replicas[i % 2];
+        let id = format!("req-{i}");
+        let response = common::send_head(
+            *addr,
+            "GET",
+            &format!("/orders/{i}"),
+            &[
+                ("authorization", bearer.as_str()),
+                ("x-request-id", id.as_str()),
+            ],
+            Empty::<bytes::Bytes>::new(),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        sent.push(id);
+    }
+    for (child, _) in &mut replicas {
+        terminate(child);
+    }
+    // Durable through a replica means acknowledged by JetStream; the sequencer integrates
+    // within its checkpoint interval.
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(&mut sequencer);
+
+    let out = env.ok(&["verify", "log", "--key", &verifier, "--json"], b"");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+    let out = env.ok(&["events", "log", "--json"], b"");
+    let mut by_request: BTreeMap<String, u64> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["kind"] == "http" && v["phase"] == "complete" {
+            let id = v["request"]["request_id"].as_str().unwrap().to_owned();
+            *by_request.entry(id).or_default() += 1;
+        }
+    }
+    for id in &sent {
+        assert_eq!(by_request.get(id), Some(&1), "request {id} once in the log");
+    }
+    let out = env.ok(&["reconcile", &location, "--log", "log", "--json"], b"");
+    let reconciled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reconciled["ok"], true, "{reconciled}");
+    assert_eq!(reconciled["missing"], json!([]));
+    assert!(
+        reconciled["exactly_once"].as_u64().unwrap() >= 40,
+        "{reconciled}"
+    );
+}
