@@ -52,7 +52,12 @@ mod proxy;
 mod sequencer;
 #[cfg(feature = "serve")]
 mod serve;
-#[cfg(any(feature = "proxy", feature = "serve", feature = "witness", feature = "nats"))]
+#[cfg(any(
+    feature = "proxy",
+    feature = "serve",
+    feature = "witness",
+    feature = "nats"
+))]
 mod signal;
 mod tail;
 #[cfg(any(
