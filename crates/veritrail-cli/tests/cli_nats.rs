@@ -72,12 +72,13 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
         "this test needs NATS with JetStream at 127.0.0.1:4222"
     );
     let env = Env::new();
-    let verifier = env.keygen_as("nats.test/orders", "audit.key");
-    env.write("jwks.json", jwks());
     let stream = unique();
-    let origin = "nats.test/orders";
+    // The events subject follows the origin: each run its own.
+    let origin = format!("nats.test/{stream}");
+    let verifier = env.keygen_as(&origin, "audit.key");
+    env.write("jwks.json", jwks());
     let from = format!("nats://127.0.0.1:4222/{stream}");
-    let location = format!("{from}?origin=nats.test%2Forders");
+    let location = format!("{from}?origin=nats.test%2F{stream}");
 
     let mut sequencer = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_veritrail"))
@@ -86,7 +87,7 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
                 "--from",
                 &from,
                 "--origin",
-                origin,
+                &origin,
                 "--log",
                 "log",
             ])
@@ -101,10 +102,14 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
     // The replicas need the stream, which --init creates.
     let ready = Instant::now() + Duration::from_secs(20);
     while !env.path("log").join("LOG").exists() {
-        assert!(
-            Instant::now() < ready,
-            "the sequencer did not become active"
-        );
+        if Instant::now() > ready || sequencer.0.try_wait().unwrap().is_some() {
+            let _ = sequencer.0.kill();
+            let mut err = String::new();
+            if let Some(mut e) = sequencer.0.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            panic!("the sequencer did not become active: {err}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 
