@@ -17,9 +17,11 @@
 //! | `actix` | `actix` | `veritrail-actix`: middleware and extractors for actix-web 4 |
 //! | `otel` | `otel` | `veritrail-otel`: server spans and OTel log export tied to audit events |
 //! | `postgres` | `postgres` | `veritrail-postgres`: the log in PostgreSQL (store, writer sink, verifier) |
+//! | `nats` | `nats` | `veritrail-nats`: replicas publish to NATS JetStream; a sequencer integrates one log |
 //!
 //! [`open_writer`] (feature `writer`) starts a writer over the log a location names: a
-//! directory, or with `postgres` a `postgres://USER@HOST:PORT/DB?schema=S&origin=O`.
+//! directory, or with `postgres` a `postgres://USER@HOST:PORT/DB?schema=S&origin=O`, or with
+//! `nats` a `nats://HOST:PORT/STREAM?origin=O` (a replica publishing to JetStream).
 //!
 //! The log alone, with no web framework:
 //!
@@ -55,6 +57,8 @@ pub use veritrail_axum as axum;
 #[cfg(feature = "core")]
 pub use veritrail_core as core;
 pub use veritrail_log as log;
+#[cfg(feature = "nats")]
+pub use veritrail_nats as nats;
 #[cfg(feature = "otel")]
 pub use veritrail_otel as otel;
 #[cfg(feature = "postgres")]
@@ -75,6 +79,14 @@ pub enum OpenWriterError {
     #[cfg(feature = "postgres")]
     #[error(transparent)]
     Postgres(#[from] veritrail_postgres::PgError),
+    /// Connecting to NATS or finding the stream failed.
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Nats(#[from] veritrail_nats::Error),
+    /// A `nats://` location that does not parse.
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    NatsLocation(#[from] veritrail_nats::LocationError),
     /// The location's scheme needs a feature this build does not have.
     #[error("{location}: this build cannot write there (enable veritrail's `{feature}` feature)")]
     Unsupported {
@@ -87,7 +99,10 @@ pub enum OpenWriterError {
 
 /// Starts a writer over the log `location` names, signing with `signer`: a directory (the file
 /// log, created if missing), or `postgres://USER@HOST:PORT/DB?schema=S&origin=O` (feature
-/// `postgres`; the origin defaults to the key's name; schema and log are created if missing).
+/// `postgres`; the origin defaults to the key's name; schema and log are created if missing),
+/// or `nats://HOST:PORT/STREAM?origin=O` (feature `nats`): a replica's writer, publishing each
+/// event to the JetStream stream a `veritrail sequencer` integrates and signs — `signer` is not
+/// used there (replicas hold no key), and `Durable` means acknowledged by JetStream.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -119,6 +134,20 @@ pub fn open_writer(
         return Err(OpenWriterError::Unsupported {
             location: location.split('?').next().unwrap_or_default().to_owned(),
             feature: "postgres",
+        });
+    }
+    if location.starts_with("nats://") {
+        #[cfg(feature = "nats")]
+        {
+            drop(signer);
+            let at: veritrail_nats::NatsLocation = location.parse()?;
+            let sink = veritrail_nats::NatsSink::connect_blocking(&at, Default::default())?;
+            return Ok(veritrail_writer::Writer::start(sink, config)?);
+        }
+        #[cfg(not(feature = "nats"))]
+        return Err(OpenWriterError::Unsupported {
+            location: location.split('?').next().unwrap_or_default().to_owned(),
+            feature: "nats",
         });
     }
     Ok(veritrail_writer::Writer::open(location, signer, config)?)

@@ -47,6 +47,8 @@ pub mod sequencer;
 pub mod sink;
 mod stream;
 
+/// The NATS client this crate uses (to create streams, read them, or share a connection).
+pub use async_nats;
 pub use location::{LocationError, NatsLocation, checkpoints_subject, events_subject};
 pub use sequencer::{IntegrationLog, Sequencer, SequencerOptions, SequencerReport};
 pub use sink::{NatsSink, SinkOptions};

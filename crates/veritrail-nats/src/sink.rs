@@ -117,11 +117,28 @@ impl NatsSink {
         }
     }
 
-    /// [`connect`](Self::connect) for callers outside async code.
+    /// [`connect`](Self::connect), blocking the calling thread (from sync code, or briefly
+    /// from inside another runtime: the connection is made on the sink's own).
     pub fn connect_blocking(at: &NatsLocation, options: SinkOptions) -> Result<NatsSink> {
         let runtime = runtime()?;
-        let js = runtime.block_on(connected(at.clone(), options.clone()))?;
-        Ok(NatsSink::new(runtime, js, at, options))
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn({
+            let (at, options) = (at.clone(), options.clone());
+            async move {
+                let _ = tx.send(connected(at, options).await);
+            }
+        });
+        let js = rx
+            .recv()
+            .map_err(|_| Error::State("connecting to NATS panicked".into()))
+            .and_then(|r| r);
+        match js {
+            Ok(js) => Ok(NatsSink::new(runtime, js, at, options)),
+            Err(e) => {
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
     }
 
     fn new(
