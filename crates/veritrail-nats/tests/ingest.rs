@@ -159,3 +159,106 @@ async fn replicas_publish_and_one_sequencer_integrates_every_event_once() {
     );
     cleanup(&at).await;
 }
+
+/// A broker that goes away: `Durable` callers are told `TimedOut` within the bound, `Async`
+/// events wait in the writer's queue and what `DropNewest` drops is counted in a `gap`
+/// record; when the broker is back, publishing resumes on its own and everything
+/// acknowledged is in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_times_durable_out_and_publishing_resumes() {
+    use veritrail_core::recorder::RecordError;
+    use veritrail_writer::OverflowPolicy;
+
+    let mut server = OwnServer::start();
+    let at = location(&server.addr(), "vt_outage");
+    init(&at).await;
+    let bound = Duration::from_millis(800);
+    let sink = NatsSink::connect(
+        &at,
+        SinkOptions {
+            durable_timeout: bound,
+            ..SinkOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let config = WriterConfig::default()
+        .queue_capacity(50, 1 << 20)
+        .overflow(OverflowPolicy::DropNewest);
+    let writer = Writer::start(sink, config).unwrap();
+    let handle = writer.handle();
+    let before = event(0, 0);
+    let before_id = before.id.to_string();
+    handle
+        .record(before, Durability::Durable)
+        .await
+        .expect("the broker is up");
+
+    server.kill();
+    let started = Instant::now();
+    let told = handle.record(event(0, 1), Durability::Durable).await;
+    assert!(
+        matches!(told, Err(RecordError::TimedOut(d)) if d == bound),
+        "{told:?}"
+    );
+    assert!(
+        started.elapsed() < bound * 4,
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    let mut queued = Vec::new();
+    for i in 0..200 {
+        let e = event(1, i);
+        let id = e.id.to_string();
+        if handle.record(e, Durability::Async).await.is_ok() {
+            queued.push(id);
+        }
+    }
+    assert!(queued.len() < 200, "the queue filled up");
+
+    server.restart();
+    let after = event(2, 0);
+    let after_id = after.id.to_string();
+    let resumed = Instant::now();
+    loop {
+        match handle.record(after.clone(), Durability::Durable).await {
+            Ok(_) => break,
+            // Until the queue has drained into the stream again.
+            Err(RecordError::TimedOut(_) | RecordError::Overflow)
+                if resumed.elapsed() < Duration::from_secs(30) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("publishing did not resume: {e}"),
+        }
+    }
+    let report = writer
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
+    assert_eq!((&report.error, report.lost), (&None, 0));
+    assert!(report.dropped > 0, "{report:?}");
+
+    // Everything acknowledged or queued is in the stream, and the loss is in a gap record.
+    let client = veritrail_nats::connect(&at, "test").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(at.stream()).await.unwrap();
+    // Publishing again after a lost acknowledgement stores once (same Nats-Msg-Id).
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut ids = HashMap::new();
+    let mut gap_dropped = 0;
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        let event = AuditEvent::from_json(&message.payload).unwrap();
+        if let EventBody::Gap(gap) = &event.body {
+            gap_dropped += gap.dropped;
+        }
+        *ids.entry(event.id.to_string()).or_insert(0) += 1;
+    }
+    for id in queued.iter().chain([&before_id, &after_id]) {
+        assert_eq!(ids.get(id), Some(&1), "{id} once in the stream");
+    }
+    assert_eq!(
+        gap_dropped, report.dropped,
+        "every drop is counted in a gap record"
+    );
+}
