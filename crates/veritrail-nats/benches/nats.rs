@@ -150,14 +150,18 @@ async fn bare_publish(at: &NatsLocation, per_caller: usize) -> f64 {
 }
 
 /// Fills the stream with `n` records, pipelined.
-async fn fill(js: &jetstream::Context, at: &NatsLocation, n: usize) {
+async fn fill(at: &NatsLocation, n: usize) {
+    let client = veritrail_nats::connect(at, "bench-fill").await.unwrap();
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(1 << 20)
+        .build(client);
     let subject = at.events_subject();
-    let mut acks = Vec::with_capacity(10_000);
+    let mut acks = Vec::with_capacity(2_000);
     for i in 0..n {
         let (id, payload) = record(&event(i % 97, i));
         let message = PublishMessage::build().payload(payload).message_id(id);
         acks.push(js.send_publish(subject.clone(), message).await.unwrap());
-        if acks.len() == 10_000 {
+        if acks.len() == 2_000 {
             for ack in acks.drain(..) {
                 ack.await.unwrap();
             }
@@ -291,7 +295,7 @@ fn main() {
     let at = location("integrate");
     let js = runtime.block_on(fresh(&at));
     let filled = Instant::now();
-    runtime.block_on(fill(&js, &at, fill_n));
+    runtime.block_on(fill(&at, fill_n));
     println!(
         "filled in {:.1} s ({:.0} events/s pipelined publishing)",
         filled.elapsed().as_secs_f64(),
