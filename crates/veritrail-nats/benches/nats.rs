@@ -14,6 +14,9 @@
 //! `cargo bench -p veritrail-nats --bench nats`; `VT_BENCH_EVENTS` (default 30,000 per round)
 //! and `VT_BENCH_FILL` (default 500,000) change the sizes.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,13 +26,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use veritrail_core::event::AuditEvent;
 use veritrail_core::recorder::{Durability, Recorder};
-use veritrail_log::{LogOptions, NoteSigner};
-use veritrail_nats::sequencer::LogOpener;
+use veritrail_log::NoteSigner;
 use veritrail_nats::{
-    IntegrationLog, NatsLocation, NatsSink, Sequencer, SequencerOptions, SinkOptions,
-    StreamSettings, ensure_stream,
+    NatsLocation, NatsSink, Sequencer, SequencerOptions, SinkOptions, StreamSettings, ensure_stream,
 };
-use veritrail_writer::{FileSink, Writer, WriterConfig};
+use veritrail_writer::{Writer, WriterConfig};
 
 const CALLERS: usize = 64;
 
@@ -187,18 +188,6 @@ async fn drained(js: &jetstream::Context, at: &NatsLocation, consumer: &str) {
     }
 }
 
-fn opener(dir: std::path::PathBuf, key: String, origin: String) -> LogOpener {
-    Box::new(move || {
-        let signer = NoteSigner::from_text(&key).unwrap();
-        let options = LogOptions {
-            origin: Some(origin.clone()),
-            ..LogOptions::default()
-        };
-        let sink = FileSink::open(&dir, signer, options)?;
-        Ok(Box::new(sink) as Box<dyn IntegrationLog>)
-    })
-}
-
 struct Running {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<veritrail_nats::SequencerReport>,
@@ -208,7 +197,7 @@ struct Running {
 fn start_sequencer(at: &NatsLocation, options: SequencerOptions) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let key = NoteSigner::generate(at.origin()).unwrap();
-    let open = opener(
+    let open = common::dir_opener(
         dir.path().join("log"),
         key.to_text().to_string(),
         at.origin().into(),

@@ -327,6 +327,21 @@ fn read_ids(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Waits for the producers; the ids they were told were durable.
+fn acknowledged(producers: Vec<(Child, PathBuf)>) -> Vec<String> {
+    let mut acked = Vec::new();
+    for (mut child, out) in producers {
+        assert!(child.wait().unwrap().success(), "a producer failed");
+        acked.extend(read_ids(&out));
+    }
+    assert!(
+        acked.len() > 1000,
+        "the load was real: {} events",
+        acked.len()
+    );
+    acked
+}
+
 fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -409,16 +424,7 @@ fn three_producers_two_sequencers_active_killed_three_times() {
         let (_, active_at) = *fleet.activations().last().unwrap();
         takeovers.push(active_at.saturating_sub(killed_at) as u64);
     }
-    let mut acked = Vec::new();
-    for (mut child, out) in producers {
-        assert!(child.wait().unwrap().success(), "a producer failed");
-        acked.extend(read_ids(&out));
-    }
-    assert!(
-        acked.len() > 1000,
-        "the load was real: {} events",
-        acked.len()
-    );
+    let acked = acknowledged(producers);
     std::thread::sleep(Duration::from_millis(500));
     let published_before = {
         fleet.check(&acked, &[]); // waits for every event; published checked below
@@ -463,16 +469,7 @@ fn the_broker_restarted_during_the_load() {
     std::thread::sleep(Duration::from_secs(2));
     server.restart();
     let (done, collector) = collect_checkpoints(&at);
-    let mut acked = Vec::new();
-    for (mut child, out) in producers {
-        assert!(child.wait().unwrap().success(), "a producer failed");
-        acked.extend(read_ids(&out));
-    }
-    assert!(
-        acked.len() > 1000,
-        "the load was real: {} events",
-        acked.len()
-    );
+    let acked = acknowledged(producers);
     fleet.check(&acked, &[]);
     terminate(&mut sequencer);
     done.store(true, Ordering::Relaxed);
