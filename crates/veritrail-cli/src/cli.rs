@@ -79,7 +79,8 @@ pub(crate) struct SequencerArgs {
     /// `veritrail.<origin>.events`.
     #[arg(long, value_name = "ORIGIN")]
     pub(crate) origin: Option<String>,
-    /// The log directory (created if needed).
+    /// The log: a directory (created if needed) or `postgres://USER@HOST:PORT/DB?schema=S`
+    /// (its origin is --origin).
     #[arg(long, value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// The log's signing key (only the sequencers hold it).
@@ -117,7 +118,7 @@ pub(crate) struct ReconcileArgs {
     /// The origin, if the URL does not give it.
     #[arg(long, value_name = "ORIGIN")]
     pub(crate) origin: Option<String>,
-    /// The log directory the sequencer writes.
+    /// The log the sequencer writes (a directory or `postgres://…&origin=O`).
     #[arg(long, value_name = "LOG")]
     pub(crate) log: PathBuf,
     /// Print the report as one JSON object on stdout.

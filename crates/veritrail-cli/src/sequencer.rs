@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use veritrail_log::{Log, LogOptions};
+use veritrail_log::LogOptions;
 use veritrail_nats::reconcile::{reconcile as check, stream_events};
 use veritrail_nats::sequencer::LogOpener;
 use veritrail_nats::{
-    IntegrationLog, NatsLocation, Sequencer, SequencerOptions, StreamSettings, ensure_stream,
+    Integrating, IntegrationLog, NatsLocation, Sequencer, SequencerOptions, StreamSettings,
+    ensure_stream,
 };
 use veritrail_writer::FileSink;
 
@@ -31,7 +32,6 @@ pub(crate) fn run(args: &SequencerArgs) -> Result<()> {
     let at = NatsLocation::parse(&args.from, args.origin.as_deref())
         .with_context(|| format!("bad --from {:?}", args.from))?;
     let signer = keys::read_signer(&args.key)?;
-    refuse_non_directory(&args.log)?;
     let settings = StreamSettings {
         replicas: args.replicas,
         lease_ttl: Duration::from_millis(args.lease_ttl_ms.max(100)),
@@ -57,18 +57,7 @@ pub(crate) fn run(args: &SequencerArgs) -> Result<()> {
         settings,
         ..SequencerOptions::default()
     };
-    let (dir, origin) = (args.log.clone(), at.origin().to_owned());
-    let key = signer.to_text();
-    let open_log: LogOpener = Box::new(move || {
-        let signer = veritrail_log::NoteSigner::from_text(&key)
-            .map_err(|e| veritrail_nats::Error::State(e.to_string()))?;
-        let options = LogOptions {
-            origin: Some(origin.clone()),
-            ..LogOptions::default()
-        };
-        let sink = FileSink::open(&dir, signer, options)?;
-        Ok(Box::new(sink) as Box<dyn IntegrationLog>)
-    });
+    let open_log = log_opener(&args.log, &signer, at.origin())?;
     let log_shown = args.log.display().to_string();
     let sequencer = Sequencer::new(at.clone(), options, open_log).on_active(move || {
         eprintln!("active: integrating into {log_shown}");
@@ -109,6 +98,47 @@ pub(crate) fn run(args: &SequencerArgs) -> Result<()> {
     Ok(())
 }
 
+/// Opens the log the sequencer integrates into when it becomes active: a directory, or a
+/// `postgres://` location (its origin defaults to `--origin`, and must be the same if given).
+fn log_opener(
+    log: &std::path::Path,
+    signer: &veritrail_log::NoteSigner,
+    origin: &str,
+) -> Result<LogOpener> {
+    let key = signer.to_text();
+    let origin = origin.to_owned();
+    let state = |e: &dyn std::fmt::Display| veritrail_nats::Error::State(e.to_string());
+    if let Some(loc) = crate::logdir::postgres_location(log)? {
+        #[cfg(feature = "postgres")]
+        {
+            if loc.origin().is_some_and(|o| o != origin) {
+                anyhow::bail!("the log {loc} names another origin than --origin {origin}");
+            }
+            let loc = loc.with_origin(Some(&origin));
+            return Ok(Box::new(move || {
+                let signer = veritrail_log::NoteSigner::from_text(&key).map_err(|e| state(&e))?;
+                let sink = veritrail_postgres::PgSink::open(&loc, signer, Default::default())
+                    .map_err(|e| state(&e))?;
+                let source = veritrail_postgres::PgStore::open(&loc).map_err(|e| state(&e))?;
+                Ok(Box::new(Integrating { sink, source }) as Box<dyn IntegrationLog>)
+            }));
+        }
+        #[cfg(not(feature = "postgres"))]
+        match loc {}
+    }
+    refuse_non_directory(log)?;
+    let dir = log.to_owned();
+    Ok(Box::new(move || {
+        let signer = veritrail_log::NoteSigner::from_text(&key).map_err(|e| state(&e))?;
+        let options = LogOptions {
+            origin: Some(origin.clone()),
+            ..LogOptions::default()
+        };
+        let sink = FileSink::open(&dir, signer, options)?;
+        Ok(Box::new(sink) as Box<dyn IntegrationLog>)
+    }))
+}
+
 fn async_nats_context(client: async_nats::Client) -> async_nats::jetstream::Context {
     async_nats::jetstream::new(client)
 }
@@ -118,16 +148,15 @@ fn async_nats_context(client: async_nats::Client) -> async_nats::jetstream::Cont
 pub(crate) fn reconcile(args: &ReconcileArgs) -> Result<()> {
     let at = NatsLocation::parse(&args.from, args.origin.as_deref())
         .with_context(|| format!("bad location {:?}", args.from))?;
-    let log = Log::open_read_only(&args.log)
-        .with_context(|| format!("cannot open the log {}", args.log.display()))?;
+    let log = crate::logdir::open_source(&args.log)?;
     let runtime = runtime()?;
     let events = runtime.block_on(async {
         let client = veritrail_nats::connect(&at, "veritrail-reconcile").await?;
         stream_events(&async_nats_context(client), &at).await
     })?;
     let records = log.records(0).map(|r| {
-        r.map(|(_, record)| record)
-            .map_err(veritrail_nats::Error::from)
+        r.map(|stored| stored.record)
+            .map_err(|e| veritrail_nats::Error::State(format!("reading the log: {e}")))
     });
     let report = check(events, records)?;
     if args.json {

@@ -67,6 +67,45 @@ fn unique() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
+    replicas_into("log").await;
+}
+
+/// The same with the sequencer's log in PostgreSQL (127.0.0.1:5432, database `test`, a schema
+/// of its own, dropped afterwards).
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequencer_integrates_into_a_postgresql_log() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("vt_cli_nats_{}_{nanos}", std::process::id());
+    replicas_into(&format!(
+        "postgres://postgres@127.0.0.1:5432/test?schema={schema}"
+    ))
+    .await;
+    let dropped = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-X",
+            "-q",
+            "-c",
+        ])
+        .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("this test needs psql and PostgreSQL on 127.0.0.1:5432");
+    assert!(dropped.success());
+}
+
+/// Two proxy replicas, one stream, one sequencer process writing `log` (a directory in the
+/// test's folder, or a `postgres://` location); then `verify`, `events` and `reconcile` on it.
+async fn replicas_into(log: &str) {
     assert!(
         std::net::TcpStream::connect("127.0.0.1:4222").is_ok(),
         "this test needs NATS with JetStream at 127.0.0.1:4222"
@@ -79,6 +118,12 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
     env.write("jwks.json", jwks());
     let from = format!("nats://127.0.0.1:4222/{stream}");
     let location = format!("{from}?origin=nats.test%2F{stream}");
+    // The sequencer's log, and the same log as the read commands take it.
+    let (seq_log, read_log) = if log.starts_with("postgres://") {
+        (log.to_owned(), format!("{log}&origin=nats.test%2F{stream}"))
+    } else {
+        (log.to_owned(), log.to_owned())
+    };
 
     let mut sequencer = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_veritrail"))
@@ -89,7 +134,7 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
                 "--origin",
                 &origin,
                 "--log",
-                "log",
+                &seq_log,
             ])
             .args(["--key", "audit.key", "--init", "--replicas", "1", "--json"])
             .current_dir(env.path(""))
@@ -101,7 +146,17 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
     );
     // The replicas need the stream, which --init creates.
     let ready = Instant::now() + Duration::from_secs(20);
-    while !env.path("log").join("LOG").exists() {
+    let stream_exists = || {
+        // Succeeds once the stream and the log both exist: the sequencer is active.
+        Command::new(env!("CARGO_BIN_EXE_veritrail"))
+            .args(["reconcile", &location, "--log", &read_log, "--json"])
+            .current_dir(env.path(""))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    while !stream_exists() {
         if Instant::now() > ready || sequencer.0.try_wait().unwrap().is_some() {
             let _ = sequencer.0.kill();
             let mut err = String::new();
@@ -173,10 +228,10 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
     std::thread::sleep(Duration::from_millis(1500));
     terminate(&mut sequencer);
 
-    let out = env.ok(&["verify", "log", "--key", &verifier, "--json"], b"");
+    let out = env.ok(&["verify", &read_log, "--key", &verifier, "--json"], b"");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true, "{report}");
-    let out = env.ok(&["events", "log", "--json"], b"");
+    let out = env.ok(&["events", &read_log, "--json"], b"");
     let mut by_request: BTreeMap<String, u64> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let v: Value = serde_json::from_str(line).unwrap();
@@ -188,7 +243,7 @@ async fn two_proxy_replicas_one_stream_one_sequencer_one_log() {
     for id in &sent {
         assert_eq!(by_request.get(id), Some(&1), "request {id} once in the log");
     }
-    let out = env.ok(&["reconcile", &location, "--log", "log", "--json"], b"");
+    let out = env.ok(&["reconcile", &location, "--log", &read_log, "--json"], b"");
     let reconciled: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reconciled["ok"], true, "{reconciled}");
     assert_eq!(reconciled["missing"], json!([]));

@@ -50,7 +50,7 @@ mod stream;
 /// The NATS client this crate uses (to create streams, read them, or share a connection).
 pub use async_nats;
 pub use location::{LocationError, NatsLocation, checkpoints_subject, events_subject};
-pub use sequencer::{IntegrationLog, Sequencer, SequencerOptions, SequencerReport};
+pub use sequencer::{Integrating, IntegrationLog, Sequencer, SequencerOptions, SequencerReport};
 pub use sink::{NatsSink, SinkOptions};
 pub use stream::{DEFAULT_LEASE_TTL, StreamSettings, ensure_stream};
 

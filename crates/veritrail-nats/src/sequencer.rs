@@ -67,6 +67,7 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use veritrail_core::event::AuditEvent;
 use veritrail_log::Checkpoint;
+use veritrail_log::source::LogSource;
 use veritrail_writer::{Batch, FileSink, Sink, SinkError};
 
 use crate::lease::Lease;
@@ -79,8 +80,8 @@ use crate::{Error, Result};
 pub const GAP_MALFORMED: &str = "malformed_message";
 
 /// A log the sequencer can integrate into: a writer [`Sink`] (append, sync, sign) that can
-/// also read back its recent event ids and checkpoint sizes. Implemented by [`FileSink`];
-/// a database store implements it the same way.
+/// also read back its recent event ids and checkpoint sizes. Implemented by [`FileSink`],
+/// and by [`Integrating`] for any other store (PostgreSQL).
 pub trait IntegrationLog: Sink {
     /// The event ids of the records from index `from` to the end, in order (records that are
     /// not in the writer's layout are left out).
@@ -92,30 +93,81 @@ pub trait IntegrationLog: Sink {
 
 impl IntegrationLog for FileSink {
     fn ids_from(&self, from: u64) -> Result<Vec<EventId>> {
-        let mut ids = Vec::new();
-        for record in self.log().records(from) {
-            let (_, record) = record?;
-            if let Some(layout) = Layout::of(&record) {
-                ids.push(*layout.id(&record));
-            }
-        }
-        Ok(ids)
+        ids_in(self.log(), from)
     }
 
     fn recent_checkpoint_sizes(&self, n: usize) -> Result<Vec<u64>> {
-        let history = self.log().checkpoint_history()?;
-        let verifier = self.log().verifier();
-        history[history.len().saturating_sub(n)..]
-            .iter()
-            .map(|note| {
-                Checkpoint::open(note, verifier)
-                    .map(|c| c.size)
-                    .map_err(|e| {
-                        Error::State(format!("a checkpoint of the log does not open: {e}"))
-                    })
-            })
-            .collect()
+        checkpoint_sizes(self.log(), n)
     }
+}
+
+/// A writer sink and a read-only view of the same log (opened after the sink, so that it
+/// sees what the sink recovered): how a store other than the directory log — PostgreSQL's
+/// `PgSink` and `PgStore` — becomes an [`IntegrationLog`].
+pub struct Integrating<S, R> {
+    /// Writes the log.
+    pub sink: S,
+    /// Reads it.
+    pub source: R,
+}
+
+impl<S: Sink, R: LogSource + Send + 'static> Sink for Integrating<S, R> {
+    fn origin(&self) -> &str {
+        self.sink.origin()
+    }
+    fn size(&self) -> u64 {
+        self.sink.size()
+    }
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        self.sink.append(batch)
+    }
+    fn commit(&mut self) -> Result<(), SinkError> {
+        self.sink.commit()
+    }
+    fn checkpoint(&mut self) -> Result<Option<String>, SinkError> {
+        self.sink.checkpoint()
+    }
+    fn durable_timeout(&self) -> Option<Duration> {
+        self.sink.durable_timeout()
+    }
+    fn recovered(&self) -> Option<veritrail_core::event::RecoveredRecord> {
+        self.sink.recovered()
+    }
+}
+
+impl<S: Sink, R: LogSource + Send + 'static> IntegrationLog for Integrating<S, R> {
+    fn ids_from(&self, from: u64) -> Result<Vec<EventId>> {
+        ids_in(&self.source, from)
+    }
+
+    fn recent_checkpoint_sizes(&self, n: usize) -> Result<Vec<u64>> {
+        checkpoint_sizes(&self.source, n)
+    }
+}
+
+fn ids_in<L: LogSource + ?Sized>(log: &L, from: u64) -> Result<Vec<EventId>> {
+    let mut ids = Vec::new();
+    for record in log.records(from) {
+        let record = record.map_err(|e| Error::State(format!("reading the log: {e}")))?;
+        if let Some(layout) = Layout::of(&record.record) {
+            ids.push(*layout.id(&record.record));
+        }
+    }
+    Ok(ids)
+}
+
+fn checkpoint_sizes<L: LogSource + ?Sized>(log: &L, n: usize) -> Result<Vec<u64>> {
+    let history = log
+        .checkpoint_history()
+        .map_err(|e| Error::State(format!("reading the log's checkpoints: {e}")))?;
+    history[history.len().saturating_sub(n)..]
+        .iter()
+        .map(|note| {
+            Checkpoint::open(note, log.verifier())
+                .map(|c| c.size)
+                .map_err(|e| Error::State(format!("a checkpoint of the log does not open: {e}")))
+        })
+        .collect()
 }
 
 /// Opens the log when a sequencer becomes active.
