@@ -262,3 +262,38 @@ async fn a_broker_outage_times_durable_out_and_publishing_resumes() {
         "every drop is counted in a gap record"
     );
 }
+
+/// `--init` twice is harmless, and the stream has the production settings it documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_the_stream_is_idempotent_and_as_documented() {
+    use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
+    use veritrail_nats::StreamSettings;
+
+    require_shared();
+    let at = location(SHARED, "vt_init");
+    let settings = StreamSettings {
+        replicas: 1,
+        ..StreamSettings::default()
+    };
+    let client = veritrail_nats::connect(&at, "test").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let first = veritrail_nats::ensure_stream(&js, &at, &settings)
+        .await
+        .unwrap();
+    let again = veritrail_nats::ensure_stream(&js, &at, &settings)
+        .await
+        .unwrap();
+    assert_eq!(first.config, again.config);
+    let config = again.config;
+    assert_eq!(config.subjects, [at.events_subject()]);
+    assert_eq!(config.storage, StorageType::File);
+    assert_eq!(config.discard, DiscardPolicy::New);
+    assert_eq!(config.duplicate_window, Duration::from_secs(600));
+    assert_eq!(config.max_age, Duration::from_secs(7 * 24 * 3600));
+    assert!(config.deny_delete && config.deny_purge);
+    assert!(
+        js.get_key_value(at.lease_bucket()).await.is_ok(),
+        "the lease bucket exists"
+    );
+    cleanup(&at).await;
+}
