@@ -375,7 +375,16 @@ impl Sequencer {
             hook();
         }
 
-        let messages = runtime.block_on(self.messages(js))?;
+        let messages = match runtime.block_on(self.messages(js)) {
+            Ok(messages) => messages,
+            // The broker went away as we took over: give the term up (the log is closed
+            // with nothing unsigned but our start record) and wait for the lease again.
+            Err(Error::Nats(_)) => {
+                std::thread::sleep(Duration::from_millis(200));
+                return Ok(TermEnd::LeaseLost);
+            }
+            Err(e) => return Err(e),
+        };
         let mut messages = Box::pin(messages);
         let mut state = Term {
             signed_size: log.size(),
