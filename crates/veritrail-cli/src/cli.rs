@@ -106,6 +106,10 @@ pub(crate) struct SequencerArgs {
     /// Print the final report as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Submit each new checkpoint to this witness (`URL=WKEY`) and store its cosignature in
+    /// the log (a directory log), off the integration path. Repeatable.
+    #[arg(long = "witness", value_name = "URL=WKEY")]
+    pub(crate) witness: Vec<String>,
 }
 
 /// `veritrail reconcile nats://HOST:PORT/STREAM?origin=ORIGIN --log LOG`.

@@ -2,6 +2,8 @@
 //! stream; the sequencer integrates it into one signed log (see `veritrail_nats::sequencer`).
 
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,7 +14,7 @@ use veritrail_nats::{
     Integrating, IntegrationLog, NatsLocation, Sequencer, SequencerOptions, StreamSettings,
     ensure_stream,
 };
-use veritrail_writer::FileSink;
+use veritrail_writer::{Cosigned, FileSink};
 
 use crate::cli::{ReconcileArgs, SequencerArgs};
 use crate::exit::{Reported, invalid};
@@ -57,7 +59,31 @@ pub(crate) fn run(args: &SequencerArgs) -> Result<()> {
         settings,
         ..SequencerOptions::default()
     };
-    let open_log = log_opener(&args.log, &signer, at.origin())?;
+    let witnesses = args
+        .witness
+        .iter()
+        .map(|w| crate::witness::WitnessTarget::parse(w))
+        .collect::<Result<Vec<_>>>()?;
+    // The active sequencer's sink takes the cosignatures (each term opens a new sink).
+    let to_sink: Arc<Mutex<Option<Sender<Cosigned>>>> = Arc::default();
+    let cosigning = (!witnesses.is_empty()).then(|| Arc::clone(&to_sink));
+    if cosigning.is_some() {
+        if crate::logdir::postgres_location(&args.log)?.is_some() {
+            anyhow::bail!("--witness works with a log directory only, so far (not postgres://)");
+        }
+        let slot = Arc::clone(&to_sink);
+        runtime.spawn(crate::witness::keep_cosigning(
+            args.log.clone(),
+            witnesses,
+            move |c| {
+                if let Some(tx) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let _ = tx.send(c);
+                }
+                true
+            },
+        ));
+    }
+    let open_log = log_opener(&args.log, &signer, at.origin(), cosigning)?;
     let log_shown = args.log.display().to_string();
     let sequencer = Sequencer::new(at.clone(), options, open_log).on_active(move || {
         eprintln!("active: integrating into {log_shown}");
@@ -104,6 +130,7 @@ fn log_opener(
     log: &std::path::Path,
     signer: &veritrail_log::NoteSigner,
     origin: &str,
+    cosigning: Option<Arc<Mutex<Option<Sender<Cosigned>>>>>,
 ) -> Result<LogOpener> {
     let key = signer.to_text();
     let origin = origin.to_owned();
@@ -134,7 +161,12 @@ fn log_opener(
             origin: Some(origin.clone()),
             ..LogOptions::default()
         };
-        let sink = FileSink::open(&dir, signer, options)?;
+        let mut sink = FileSink::open(&dir, signer, options)?;
+        if let Some(slot) = &cosigning {
+            let (tx, rx) = std::sync::mpsc::channel();
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+            sink = sink.with_cosignatures(rx);
+        }
         Ok(Box::new(sink) as Box<dyn IntegrationLog>)
     }))
 }

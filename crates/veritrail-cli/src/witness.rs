@@ -333,11 +333,12 @@ async fn collect(
 /// For `veritrail proxy --witness`: every second, submits the log's latest checkpoint (read
 /// from the directory, off the writer's thread) to the witnesses when it is new, and hands
 /// the cosignatures that verify to the writer's [`FileSink`](veritrail_writer::FileSink),
-/// which stores them. Witness failures are printed once per change of state.
+/// which stores them (`to_writer` returns `false` once there is no writer any more). Also
+/// used by `veritrail sequencer --witness`. Witness failures are printed once per change of state.
 pub(crate) async fn keep_cosigning(
     dir: std::path::PathBuf,
     witnesses: Vec<WitnessTarget>,
-    to_writer: std::sync::mpsc::Sender<veritrail_writer::Cosigned>,
+    to_writer: impl Fn(veritrail_writer::Cosigned) -> bool + Send + 'static,
 ) {
     let mut last: Option<String> = None;
     let mut last_failures: Vec<String> = Vec::new();
@@ -366,12 +367,10 @@ pub(crate) async fn keep_cosigning(
         let failures: Vec<String> = match round {
             Ok(Ok(Some((note, lines, outcomes)))) => {
                 if !lines.is_empty()
-                    && to_writer
-                        .send(veritrail_writer::Cosigned {
-                            checkpoint: note.clone(),
-                            lines,
-                        })
-                        .is_err()
+                    && !to_writer(veritrail_writer::Cosigned {
+                        checkpoint: note.clone(),
+                        lines,
+                    })
                 {
                     return; // the writer is gone
                 }

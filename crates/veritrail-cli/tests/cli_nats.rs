@@ -125,6 +125,13 @@ async fn replicas_into(log: &str) {
         (log.to_owned(), log.to_owned())
     };
 
+    // A directory log is also cosigned by a witness (`sequencer --witness`).
+    let witness = (!log.starts_with("postgres://"))
+        .then(|| common::start_witness(&env, "w1", "audit.key.pub", "127.0.0.1:0"));
+    let witness_args: Vec<String> = witness
+        .iter()
+        .flat_map(|w| ["--witness".to_owned(), format!("{}=w1.key.pub", w.url)])
+        .collect();
     let mut sequencer = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_veritrail"))
             .args([
@@ -137,6 +144,7 @@ async fn replicas_into(log: &str) {
                 &seq_log,
             ])
             .args(["--key", "audit.key", "--init", "--replicas", "1", "--json"])
+            .args(&witness_args)
             .current_dir(env.path(""))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -231,6 +239,25 @@ async fn replicas_into(log: &str) {
     let out = env.ok(&["verify", &read_log, "--key", &verifier, "--json"], b"");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true, "{report}");
+    if witness.is_some() {
+        // A checkpoint over the integrated events carries the witness's cosignature.
+        let out = env.ok(
+            &[
+                "verify",
+                &read_log,
+                "--key",
+                &verifier,
+                "--witness",
+                "w1.key.pub",
+            ],
+            b"",
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("1/1 cosigned") && !text.contains("has size 0;"),
+            "{text}"
+        );
+    }
     let out = env.ok(&["events", &read_log, "--json"], b"");
     let mut by_request: BTreeMap<String, u64> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {

@@ -90,7 +90,7 @@ async fn serve(settings: Settings) -> Result<()> {
                 tokio::spawn(crate::witness::keep_cosigning(
                     settings.log.clone(),
                     settings.witnesses.clone(),
-                    cosigned_tx,
+                    move |c| cosigned_tx.send(c).is_ok(),
                 ));
             }
             writer
