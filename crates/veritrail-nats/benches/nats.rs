@@ -17,8 +17,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
@@ -28,7 +26,7 @@ use veritrail_core::event::AuditEvent;
 use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_log::NoteSigner;
 use veritrail_nats::{
-    NatsLocation, NatsSink, Sequencer, SequencerOptions, SinkOptions, StreamSettings, ensure_stream,
+    NatsLocation, NatsSink, SequencerOptions, SinkOptions, StreamSettings, ensure_stream,
 };
 use veritrail_writer::{Writer, WriterConfig};
 
@@ -188,35 +186,15 @@ async fn drained(js: &jetstream::Context, at: &NatsLocation, consumer: &str) {
     }
 }
 
-struct Running {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<veritrail_nats::SequencerReport>,
-    _dir: tempfile::TempDir,
-}
-
-fn start_sequencer(at: &NatsLocation, options: SequencerOptions) -> Running {
+/// A sequencer over a fresh directory log (kept while it runs).
+fn start_sequencer(
+    at: &NatsLocation,
+    options: SequencerOptions,
+) -> (common::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let key = NoteSigner::generate(at.origin()).unwrap();
-    let open = common::dir_opener(
-        dir.path().join("log"),
-        key.to_text().to_string(),
-        at.origin().into(),
-    );
-    let sequencer = Sequencer::new(at.clone(), options, open);
-    let stop = sequencer.stop_flag();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        sequencer.run(runtime.handle()).unwrap()
-    });
-    Running {
-        stop,
-        thread,
-        _dir: dir,
-    }
+    let running = common::start_sequencer(at, &dir.path().join("log"), &key, options);
+    (running, dir)
 }
 
 /// Messages/s a bare pull consumer reads and acknowledges (each message), no log.
@@ -292,7 +270,7 @@ fn main() {
     );
     let bare = runtime.block_on(bare_consume(&js, &at, fill_n));
     let started = Instant::now();
-    let running = start_sequencer(
+    let (running, _log) = start_sequencer(
         &at,
         SequencerOptions {
             settings: settings(),
@@ -301,8 +279,7 @@ fn main() {
     );
     runtime.block_on(drained(&js, &at, &at.consumer_name()));
     let elapsed = started.elapsed();
-    running.stop.store(true, Ordering::Relaxed);
-    let report = running.thread.join().unwrap();
+    let report = running.stop();
     let rate = report.integrated as f64 / elapsed.as_secs_f64();
     println!(
         "sequencer: {} events in {:.2} s = {rate:.0} events/s into a directory log (from start, lease and log open included); bare consumer: {bare:.0} messages/s; ratio {:.2}; {} checkpoints",
@@ -316,7 +293,7 @@ fn main() {
     println!("== 3. Lag under a steady load (publish ack -> signed checkpoint)");
     let at = location("lag");
     let js = runtime.block_on(fresh(&at));
-    let running = start_sequencer(
+    let (running, _log) = start_sequencer(
         &at,
         SequencerOptions {
             settings: settings(),
@@ -344,8 +321,7 @@ fn main() {
         }
         drained(&js, &at, &at.consumer_name()).await;
     });
-    running.stop.store(true, Ordering::Relaxed);
-    let report = running.thread.join().unwrap();
+    let report = running.stop();
     let (p50, p99) = report.lag_ms.unwrap();
     println!(
         "{} events at {per_second}/s: lag median {p50} ms, p99 {p99} ms (checkpoint every 200 ms)",
