@@ -163,7 +163,7 @@ pub(crate) struct DemoArgs {
 /// --hs-secret-file FILE) --issuer ISS --audience AUD --log LOG --key KEYFILE
 /// [--durability D] [--config FILE]`. Flags override the config file.
 #[cfg(feature = "proxy")]
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct ProxyArgs {
     /// A TOML file with any of these settings plus per-route policy (`[[route]]` tables:
     /// `prefix`, `scopes`, `roles`, `public`, `optional`, `durability`).
@@ -234,6 +234,31 @@ pub(crate) struct ProxyArgs {
     /// A witness that is down or refuses is reported on stderr; requests go on.
     #[arg(long = "witness", value_name = "URL=WKEY")]
     pub(crate) witness: Vec<String>,
+    /// Serve `/metrics` (Prometheus text format), `/healthz` and `/readyz` on this address,
+    /// e.g. `127.0.0.1:9090` (off unless given). Keep it off the public network.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<String>,
+    /// Serve TLS (1.2 and 1.3 only) with this certificate chain (PEM); needs --tls-key. The
+    /// files are read again on SIGHUP and when they change, without dropping connections.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Require client certificates issued by these CAs (PEM) on TLS connections (mTLS); each
+    /// event records the client certificate's subject.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Trust these CAs (PEM) for an `https://` upstream instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) upstream_ca: Option<PathBuf>,
+    /// Do not verify an `https://` upstream's certificate. Anyone on the path can then read
+    /// and change the traffic: for tests only. Logged loudly at start.
+    #[arg(long)]
+    pub(crate) upstream_insecure: bool,
+    /// Speak HTTP/2 with prior knowledge (h2c) to an `http://` upstream, as gRPC servers expect.
+    #[arg(long)]
+    pub(crate) upstream_h2c: bool,
 }
 
 /// `veritrail serve LOG --listen ADDR (--no-auth | (--jwks FILE|URL | --oidc ISSUER_URL |
@@ -288,7 +313,7 @@ pub(crate) enum UnderscoresArg {
 
 /// The token rules `proxy` and `serve` share: the key source, `--issuer`, `--audience`.
 #[cfg(any(feature = "proxy", feature = "serve"))]
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct TokenRulesArgs {
     /// Where the token-checking keys come from.
     #[command(flatten)]
@@ -303,7 +328,7 @@ pub(crate) struct TokenRulesArgs {
 
 /// `--jwks FILE|URL | --oidc ISSUER_URL | --hs-secret-file FILE`: at most one.
 #[cfg(feature = "token")]
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 #[group(id = "key_source", multiple = false)]
 pub(crate) struct KeySourceArgs {
     /// The identity provider's public keys: a JWKS file, or an http(s) URL to fetch and

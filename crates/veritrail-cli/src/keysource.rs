@@ -85,6 +85,12 @@ pub(crate) struct Keys {
         expect(dead_code, reason = "only the proxy and the view record key sets")
     )]
     pub(crate) file_keys: Option<KeySet>,
+    /// The store of keys fetched from a URL (for readiness and metrics); `None` otherwise.
+    #[cfg_attr(
+        not(feature = "proxy"),
+        expect(dead_code, reason = "only the proxy reports on its key store")
+    )]
+    pub(crate) store: Option<Arc<JwksStore>>,
 }
 
 /// Builds the authenticator for tokens of `issuer` for `audience`, with keys from `source`,
@@ -98,6 +104,7 @@ pub(crate) async fn authenticator(
     on_fetched: Option<OnFetchedKeys>,
 ) -> Result<Keys> {
     let mut file_keys = None;
+    let mut store = None;
     let config = Issuer::new(issuer).audience(audience);
     let config = match source {
         KeySource::JwksFile(path) => {
@@ -120,10 +127,14 @@ pub(crate) async fn authenticator(
             config.keys(keys).allow_hmac()
         }
         KeySource::JwksUrl(url) => {
-            config.key_source(remote(JwksConfig::jwks_url(url), url, on_fetched).await?)
+            let remote = remote(JwksConfig::jwks_url(url), url, on_fetched).await?;
+            store = Some(Arc::clone(&remote));
+            config.key_source(remote)
         }
         KeySource::Oidc(url) => {
-            config.key_source(remote(JwksConfig::oidc_issuer(url), url, on_fetched).await?)
+            let remote = remote(JwksConfig::oidc_issuer(url), url, on_fetched).await?;
+            store = Some(Arc::clone(&remote));
+            config.key_source(remote)
         }
     };
     let mut builder = Authenticator::builder().issuer(config);
@@ -134,6 +145,7 @@ pub(crate) async fn authenticator(
     Ok(Keys {
         authenticator,
         file_keys,
+        store,
     })
 }
 
@@ -148,6 +160,21 @@ pub(crate) async fn recording_authenticator(
     token_sources: &[TokenSource],
     log: veritrail_writer::WriterHandle,
 ) -> Result<Authenticator> {
+    Ok(
+        recording_keys(source, (issuer, audience), token_sources, log)
+            .await?
+            .authenticator,
+    )
+}
+
+/// [`recording_authenticator`], with the key store too.
+#[cfg(feature = "server")]
+pub(crate) async fn recording_keys(
+    source: &KeySource,
+    (issuer, audience): (&str, &str),
+    token_sources: &[TokenSource],
+    log: veritrail_writer::WriterHandle,
+) -> Result<Keys> {
     let on_fetched: OnFetchedKeys = {
         let (log, issuer) = (log.clone(), issuer.to_owned());
         let runtime = tokio::runtime::Handle::current();
@@ -164,7 +191,7 @@ pub(crate) async fn recording_authenticator(
     if let Some(file_keys) = &keys.file_keys {
         record_keyset(&log, issuer, file_keys).await?;
     }
-    Ok(keys.authenticator)
+    Ok(keys)
 }
 
 #[cfg(feature = "server")]

@@ -10,6 +10,7 @@ use tower_service::Service;
 use veritrail_core::engine::{AuditContext, EngineFuture, Exchange, Rejection};
 use veritrail_core::recorder::{Durability, RecordError};
 
+use crate::grpc;
 use crate::response::{rejection_response, set_record_info, set_request_id};
 
 pin_project! {
@@ -26,6 +27,8 @@ pin_project! {
         exchange: Option<Exchange>,
         context: AuditContext,
         request_id: Option<(HeaderName, HeaderValue)>,
+        // A gRPC call: refusals are gRPC errors, the final `grpc-status` is recorded.
+        grpc: bool,
     }
 }
 
@@ -71,6 +74,7 @@ where
         request: Request<ReqBody>,
         service: S,
         request_id: Option<(HeaderName, HeaderValue)>,
+        grpc: bool,
     ) -> Self {
         ResponseFuture {
             state: State::Authenticating {
@@ -80,6 +84,7 @@ where
             context: exchange.context().clone(),
             exchange: Some(exchange),
             request_id,
+            grpc,
         }
     }
 }
@@ -116,7 +121,7 @@ where
                                 }
                             }
                         }
-                        Err(rejection) => reject(this.exchange, rejection),
+                        Err(rejection) => reject(this.exchange, rejection, *this.grpc),
                     }
                 }
                 StateProj::WritingAhead { check, request } => {
@@ -127,7 +132,7 @@ where
                                 future: service.call(req),
                             }
                         }
-                        Err(rejection) => reject(this.exchange, rejection),
+                        Err(rejection) => reject(this.exchange, rejection, *this.grpc),
                     }
                 }
                 StateProj::Calling { future } => {
@@ -137,10 +142,20 @@ where
                             *this.exchange = Some(exchange);
                             return Poll::Pending;
                         }
-                        Poll::Ready(Ok(response)) => State::Finishing {
-                            record: exchange.finish(response.status().as_u16()),
-                            response: Some(response),
-                        },
+                        Poll::Ready(Ok(mut response)) => {
+                            let mut exchange = Some(exchange);
+                            // A gRPC call whose body records it when its trailers pass.
+                            if *this.grpc && grpc::defer_or_note(&mut response, &mut exchange) {
+                                set_request_id(&mut response, this.request_id);
+                                this.state.set(State::Done);
+                                return Poll::Ready(Ok(response));
+                            }
+                            let exchange = exchange.expect("kept unless deferred");
+                            State::Finishing {
+                                record: exchange.finish(response.status().as_u16()),
+                                response: Some(response),
+                            }
+                        }
                         Poll::Ready(Err(error)) => State::Failing {
                             record: exchange.fail(),
                             error: Some(error),
@@ -152,7 +167,7 @@ where
                     let mut response = match result {
                         Ok(()) => response.take().expect("polled after ready"),
                         // The handler ran but its record is not durable: withhold its answer.
-                        Err(rejection) => rejection_response(&rejection),
+                        Err(rejection) => refusal(&rejection, *this.grpc),
                     };
                     set_request_id(&mut response, this.request_id);
                     set_record_info(&mut response, this.context);
@@ -168,7 +183,7 @@ where
                 }
                 StateProj::Rejecting { record } => {
                     let rejection = ready!(record.as_mut().poll(cx));
-                    let mut response = rejection_response(&rejection);
+                    let mut response = refusal(&rejection, *this.grpc);
                     set_request_id(&mut response, this.request_id);
                     set_record_info(&mut response, this.context);
                     this.state.set(State::Done);
@@ -181,12 +196,28 @@ where
     }
 }
 
-fn reject<S, ReqBody>(exchange: &mut Option<Exchange>, rejection: Rejection) -> State<S, ReqBody>
+fn reject<S, ReqBody>(
+    exchange: &mut Option<Exchange>,
+    rejection: Rejection,
+    grpc: bool,
+) -> State<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
     let exchange = exchange.take().expect("exchange present");
+    if grpc {
+        grpc::refused(exchange.context(), &rejection);
+    }
     State::Rejecting {
         record: exchange.reject(rejection),
+    }
+}
+
+/// A refusal as the client understands it: a gRPC error for a gRPC call, else HTTP.
+fn refusal<B: From<bytes::Bytes>>(rejection: &Rejection, grpc: bool) -> Response<B> {
+    if grpc {
+        grpc::grpc_rejection_response(rejection)
+    } else {
+        rejection_response(rejection)
     }
 }

@@ -18,6 +18,11 @@
 //! canonical form (`/%2e%2e/admin`, `/a%2Fb`, `/admin;x`, ...) is refused with
 //! `400 invalid_path` before the inner service runs, and recorded.
 //!
+//! gRPC calls (`content-type: application/grpc`) are refused with gRPC errors
+//! (`UNAUTHENTICATED`, `PERMISSION_DENIED`) a gRPC client understands, and recorded with the
+//! RPC and its final `grpc-status`: use [`AuditLayer::grpc`] in front of a tonic server (see
+//! [`grpc`]).
+//!
 //! Works with any `Service<http::Request<B>, Response = http::Response<ResBody>>` whose
 //! response body can be built from `Bytes` (axum, hyper with `Full<Bytes>`, …).
 //!
@@ -66,6 +71,7 @@
 #![deny(unreachable_pub)]
 
 mod future;
+pub mod grpc;
 mod layer;
 pub mod require;
 mod response;
@@ -73,6 +79,7 @@ mod service;
 mod view;
 
 pub use future::ResponseFuture;
+pub use grpc::{GrpcAuditLayer, GrpcBody};
 pub use layer::AuditLayer;
 pub use require::{RequireLayer, durability, require_role, require_scope};
 pub use response::rejection_response;

@@ -16,6 +16,12 @@ pub fn rejection_response<B: From<Bytes>>(rejection: &Rejection) -> Response<B> 
         CONTENT_TYPE,
         HeaderValue::from_static(Rejection::CONTENT_TYPE),
     );
+    set_challenge(headers, rejection);
+    response
+}
+
+/// Adds a refusal's RFC 6750 `WWW-Authenticate` challenge and `Retry-After`, when it has them.
+pub(crate) fn set_challenge(headers: &mut http::HeaderMap, rejection: &Rejection) {
     if let Some(challenge) = rejection
         .www_authenticate()
         .and_then(|c| HeaderValue::from_str(c).ok())
@@ -25,7 +31,6 @@ pub fn rejection_response<B: From<Bytes>>(rejection: &Rejection) -> Response<B> 
     if let Some(seconds) = rejection.retry_after() {
         headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
-    response
 }
 
 /// Adds the request id to a response unless the handler set one.

@@ -85,10 +85,14 @@ where
         if let Some((name, id)) = &request_id {
             req.headers_mut().insert(name.clone(), id.clone());
         }
+        let grpc = crate::grpc::is_grpc(&req);
+        if grpc {
+            crate::grpc::started(exchange.context(), req.uri().path());
+        }
         req.extensions_mut().insert(exchange.context().clone());
         // The service that was driven to readiness is the one to call; keep a clone here.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(exchange, req, inner, request_id)
+        ResponseFuture::new(exchange, req, inner, request_id, grpc)
     }
 }

@@ -19,6 +19,12 @@
 //! underscores_in_headers = "drop"   # or "keep": header names with `_` are dropped, as nginx does
 //! max_connections = 10000           # open client connections, in all
 //! max_connections_per_ip = 256      # from one address (one /64 for IPv6; trusted proxies exempt)
+//! metrics_listen = "127.0.0.1:9090" # /metrics, /healthz, /readyz (off unless set)
+//! tls_cert = "tls/cert.pem"         # TLS 1.2+ on the listener (reloaded on SIGHUP or change)
+//! tls_key = "tls/key.pem"
+//! tls_client_ca = "tls/clients.pem" # mTLS: client certificates required, subject recorded
+//! upstream_ca = "tls/upstream-ca.pem"   # for an https:// upstream (default: system CAs)
+//! upstream_h2c = false              # HTTP/2 prior knowledge to an http:// upstream (gRPC)
 //!
 //! [[route]]
 //! prefix = "/health"
@@ -77,6 +83,13 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     realm: Option<String>,
+    metrics_listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    upstream_ca: Option<PathBuf>,
+    upstream_insecure: Option<bool>,
+    upstream_h2c: Option<bool>,
     #[serde(default)]
     route: Vec<RouteConfig>,
 }
@@ -129,15 +142,44 @@ pub(crate) struct Settings {
     pub(crate) max_connections_per_ip: usize,
     pub(crate) realm: Option<String>,
     pub(crate) routes: Routes,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
+    pub(crate) metrics_listen: Option<String>,
+    /// TLS on the listener, if configured.
+    pub(crate) tls: Option<TlsFiles>,
 }
 
-/// The upstream service's base URL (`http://host:port[/base]`).
+/// The listener's certificate, key and (for mTLS) client CAs.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) client_ca: Option<PathBuf>,
+}
+
+/// How the upstream's certificate is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum UpstreamTrust {
+    /// The system's CAs.
+    System,
+    /// The CAs of this PEM file.
+    Ca(PathBuf),
+    /// Not at all (`--upstream-insecure`).
+    Insecure,
+}
+
+/// The upstream service's base URL (`http[s]://host:port[/base]`) and how it is spoken to.
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
+    /// `https` or not.
+    pub(crate) https: bool,
     /// `host:port`.
     pub(crate) authority: http::uri::Authority,
     /// A path prefixed to every request's path, without a trailing `/` (often empty).
     pub(crate) base_path: String,
+    /// HTTP/2 with prior knowledge to an `http://` upstream.
+    pub(crate) h2c: bool,
+    /// How an `https://` upstream's certificate is checked.
+    pub(crate) trust: UpstreamTrust,
 }
 
 impl Upstream {
@@ -145,14 +187,11 @@ impl Upstream {
         let uri: Uri = url
             .parse()
             .with_context(|| format!("--upstream {url:?} is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => bail!(
-                "--upstream {url}: https upstreams are not supported yet; run the proxy next to \
-                 the service and reach it over http on a private address"
-            ),
-            _ => bail!("--upstream {url:?} must be an http:// URL"),
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => bail!("--upstream {url:?} must be an http:// or https:// URL"),
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -161,15 +200,18 @@ impl Upstream {
             bail!("--upstream {url:?}: a query string is not allowed in the upstream URL");
         }
         Ok(Upstream {
+            https,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            h2c: false,
+            trust: UpstreamTrust::System,
         })
     }
 
     /// The upstream URI for a request's path and query.
     pub(crate) fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
         Uri::builder()
-            .scheme("http")
+            .scheme(if self.https { "https" } else { "http" })
             .authority(self.authority.clone())
             .path_and_query(format!("{}{path_and_query}", self.base_path))
             .build()
@@ -261,7 +303,38 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         .clone()
         .or(file.upstream)
         .ok_or_else(|| missing("--upstream"))?;
-    let upstream = Upstream::parse(&upstream)?;
+    let mut upstream = Upstream::parse(&upstream)?;
+    upstream.h2c = args.upstream_h2c || file.upstream_h2c.unwrap_or(false);
+    let upstream_ca = args.upstream_ca.clone().or(file.upstream_ca.map(rel));
+    let insecure = args.upstream_insecure || file.upstream_insecure.unwrap_or(false);
+    upstream.trust = match (upstream_ca, insecure) {
+        (Some(_), true) => bail!("give --upstream-ca or --upstream-insecure, not both"),
+        (Some(ca), false) => UpstreamTrust::Ca(ca),
+        (None, true) => UpstreamTrust::Insecure,
+        (None, false) => UpstreamTrust::System,
+    };
+    if !upstream.https && upstream.trust != UpstreamTrust::System {
+        bail!("--upstream-ca and --upstream-insecure are for an https:// upstream");
+    }
+    if upstream.https && upstream.h2c {
+        bail!("--upstream-h2c is for an http:// upstream (https negotiates HTTP/2 by ALPN)");
+    }
+    let orphan_client_ca = file.tls_client_ca.is_some();
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert.map(rel)),
+        args.tls_key.clone().or(file.tls_key.map(rel)),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca.clone().or(file.tls_client_ca.map(rel)),
+        }),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    if tls.is_none() && orphan_client_ca {
+        bail!("tls_client_ca needs tls_cert and tls_key");
+    }
 
     // The flags' key source replaces the file's entirely.
     let keys = match KeySource::from_args(&args.tokens.keys)? {
@@ -355,6 +428,12 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         bail!("max_connections and max_connections_per_ip must be at least 1");
     }
 
+    let metrics_listen = args.metrics_listen.clone().or(file.metrics_listen);
+    if let Some(addr) = &metrics_listen {
+        addr.parse::<SocketAddr>().with_context(|| {
+            format!("--metrics-listen {addr:?} is not an address like 127.0.0.1:9090")
+        })?;
+    }
     let witnesses = args
         .witness
         .iter()
@@ -395,6 +474,8 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         max_connections_per_ip,
         realm: file.realm,
         routes: Routes { entries },
+        metrics_listen,
+        tls,
     })
 }
 
@@ -550,9 +631,17 @@ optional = true
         assert!(err(&format!("{base}max_connections_per_ip = 0\n")).contains("at least 1"));
         assert!(err("listen = \"127.0.0.1:1\"").contains("--upstream is required"));
         assert!(
-            err(&base.replace("http://u", "https://u"))
-                .contains("https upstreams are not supported")
+            err(&format!("{base}upstream_insecure = true\n")).contains("for an https:// upstream")
         );
+        assert!(
+            err(&format!(
+                "{}upstream_h2c = true\n",
+                base.replace("http://u", "https://u")
+            ))
+            .contains("for an http:// upstream")
+        );
+        assert!(err(&format!("{base}tls_cert = \"c.pem\"\n")).contains("go together"));
+        assert!(err(&base.replace("http://u", "ftp://u")).contains("must be an http://"));
         assert!(err(&format!("{base}oidc = \"https://x\"\n")).contains("only one of jwks, oidc"));
         assert!(err(&format!("{base}[[route]]\nprefix = \"x\"\n")).contains("must start with"));
         let route = |prefix: &str| err(&format!("{base}[[route]]\nprefix = '{prefix}'\n"));
@@ -633,6 +722,13 @@ optional = true
             "max_connections",
             "max_connections_per_ip",
             "realm",
+            "metrics_listen",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "upstream_ca",
+            "upstream_insecure",
+            "upstream_h2c",
         ];
         /// A `[[route]]` table: well-typed values mostly, so that many are accepted.
         fn route() -> impl Strategy<Value = toml::Table> {

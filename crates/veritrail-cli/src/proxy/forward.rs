@@ -32,6 +32,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use veritrail_core::auth::{Identity, TokenSource};
@@ -118,7 +119,7 @@ pub(crate) struct Forward {
 }
 
 struct ForwardInner {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     upstream: Upstream,
     timeout: Duration,
     options: ForwardOptions,
@@ -133,24 +134,45 @@ pub(crate) struct ForwardOptions {
     pub(crate) underscores: UnderscoresArg,
     /// The peers whose forwarding header is believed, and which header that is.
     pub(crate) proxies: TrustedProxies,
+    /// Clients reach the proxy over TLS (`X-Forwarded-Proto: https`).
+    pub(crate) https: bool,
 }
 
 impl Forward {
     /// Forwards to `upstream`, answering 504 when its response head takes longer than
-    /// `timeout`.
-    pub(crate) fn new(upstream: Upstream, timeout: Duration, options: ForwardOptions) -> Self {
+    /// `timeout`. An `https://` upstream is spoken to over TLS, its certificate checked as
+    /// configured (HTTP/2 or HTTP/1.1 by ALPN); an `http://` one over HTTP/1.1, or HTTP/2
+    /// with prior knowledge when `h2c` is set.
+    pub(crate) fn new(
+        upstream: Upstream,
+        timeout: Duration,
+        options: ForwardOptions,
+    ) -> anyhow::Result<Self> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        Forward {
+        // An https upstream gets TLS, a plain one none (the scheme is the proxy's own).
+        connector.enforce_http(false);
+        let tls = super::tls::client_config(&upstream.trust)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let mut client = Client::builder(hyper_util::rt::TokioExecutor::new());
+        client.timer(hyper_util::rt::TokioTimer::new());
+        if upstream.h2c {
+            client.http2_only(true);
+        }
+        Ok(Forward {
             inner: Arc::new(ForwardInner {
-                client,
+                client: client.build(connector),
                 upstream,
                 timeout,
                 options,
             }),
-        }
+        })
     }
 }
 
@@ -176,11 +198,16 @@ impl tower::Service<Request<Incoming>> for Forward {
 impl ForwardInner {
     async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let audit = req.extensions().get::<AuditContext>().cloned();
+        let grpc = veritrail_tower::grpc::is_grpc(&req);
         let failed = |status: StatusCode, reason: &str| {
             if let Some(audit) = &audit {
                 audit.insert("upstream_error", reason);
             }
-            problem(status, reason)
+            if grpc {
+                grpc_problem(status, reason)
+            } else {
+                problem(status, reason)
+            }
         };
         // Only the path the engine authorised is ever forwarded; a request without one was
         // refused before it got here (fail closed if not).
@@ -216,6 +243,22 @@ impl ForwardInner {
         path: &str,
     ) -> Result<Request<Incoming>, http::Error> {
         let (mut parts, body) = req.into_parts();
+        // HTTP/2 has no `Host`: the authority is in the target.
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        // `TE: trailers` is the one end-to-end use of TE (gRPC needs it); hop-by-hop otherwise.
+        let trailers = parts.headers.get_all(header::TE).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+        // The client's version says nothing about the upstream's: the connection decides.
+        parts.version = http::Version::HTTP_11;
         let path_and_query = match parts.uri.query() {
             Some(query) => format!("{path}?{query}"),
             None => path.to_owned(),
@@ -229,9 +272,19 @@ impl ForwardInner {
             .get::<AuditContext>()
             .and_then(AuditContext::token_source);
         keep_verified_credentials(headers, verified.as_ref());
-        let host = headers.remove(header::HOST);
+        headers.remove(header::HOST);
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-        add_forwarding(headers, peer, host.as_ref(), &self.options.proxies);
+        let proto = if self.options.https { "https" } else { "http" };
+        add_forwarding(
+            headers,
+            peer,
+            client_host.as_ref(),
+            &self.options.proxies,
+            proto,
+        );
         headers.insert(
             header::HOST,
             HeaderValue::from_str(self.upstream.authority.as_str())
@@ -402,6 +455,7 @@ fn add_forwarding(
     peer: Option<IpAddr>,
     host: Option<&HeaderValue>,
     proxies: &TrustedProxies,
+    proto: &'static str,
 ) {
     let peer = peer.map(|p| p.to_canonical());
     clean_forwarding(headers, peer, proxies);
@@ -412,7 +466,8 @@ fn add_forwarding(
     if let Some(host) = host {
         element.push_str(&format!(";host=\"{host}\""));
     }
-    element.push_str(";proto=http");
+    element.push_str(";proto=");
+    element.push_str(proto);
     append(headers, header::FORWARDED, &element);
     if let Some(ip) = peer {
         append(
@@ -423,7 +478,7 @@ fn add_forwarding(
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(proto),
     );
     if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
@@ -470,6 +525,23 @@ fn set_identity(headers: &mut HeaderMap, identity: Option<&Identity>, request_id
     if !identity.roles().is_empty() {
         set("x-auth-roles", &identity.roles().join(" "));
     }
+}
+
+/// The proxy's own answer to a gRPC call it could not forward: a trailers-only gRPC error
+/// (`UNAVAILABLE`, or `DEADLINE_EXCEEDED` for a slow upstream).
+fn grpc_problem(status: StatusCode, code: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::from(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    let grpc_status = veritrail_tower::grpc::status_for(status.as_u16());
+    headers.insert("grpc-status", HeaderValue::from(grpc_status));
+    if let Ok(message) = HeaderValue::from_str(&format!("{code}: the upstream service failed")) {
+        headers.insert("grpc-message", message);
+    }
+    response
 }
 
 /// An RFC 9457 problem answer of the proxy's own.
@@ -537,7 +609,13 @@ mod tests {
         );
         let host = HeaderValue::from_static("shop.example:8080");
         let xff = trusting("10.0.0.0/8", ForwardedHeader::XForwardedFor);
-        add_forwarding(&mut h, Some("10.1.2.3".parse().unwrap()), Some(&host), &xff);
+        add_forwarding(
+            &mut h,
+            Some("10.1.2.3".parse().unwrap()),
+            Some(&host),
+            &xff,
+            "http",
+        );
         assert_eq!(h["x-forwarded-for"], "6.6.6.7, 192.0.2.60, 10.1.2.3");
         assert_eq!(
             h["forwarded"],
@@ -554,7 +632,13 @@ mod tests {
         );
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         let fwd = trusting("10.0.0.0/8", ForwardedHeader::Forwarded);
-        add_forwarding(&mut h, Some("10.1.2.3".parse().unwrap()), None, &fwd);
+        add_forwarding(
+            &mut h,
+            Some("10.1.2.3".parse().unwrap()),
+            None,
+            &fwd,
+            "http",
+        );
         assert_eq!(
             h["forwarded"],
             "for=\"[2001:db8::7]\", for=10.1.2.3;proto=http"
@@ -580,6 +664,7 @@ mod tests {
             Some("::ffff:192.0.2.1".parse().unwrap()),
             None,
             &none,
+            "http",
         );
         assert_eq!(h["forwarded"], "for=192.0.2.1;proto=http");
         assert_eq!(h["x-forwarded-for"], "192.0.2.1");
@@ -587,8 +672,9 @@ mod tests {
         assert!(!h.contains_key("x-forwarded-host") && !h.contains_key("x-real-ip"));
 
         let mut h = HeaderMap::new();
-        add_forwarding(&mut h, Some("::1".parse().unwrap()), None, &none);
-        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
+        add_forwarding(&mut h, Some("::1".parse().unwrap()), None, &none, "https");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
+        assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-for"], "::1");
     }
 

@@ -15,23 +15,28 @@
 mod admission;
 mod config;
 mod forward;
+mod metrics;
 mod refusal;
+mod tls;
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tower::ServiceExt;
+use veritrail_core::auth::Authenticator;
 use veritrail_core::engine::{Engine, RoutePolicy, TrustedProxies, canonical_path};
 use veritrail_otel::OtelLayer;
-use veritrail_tower::{AuditLayer, PeerAddr};
+use veritrail_tower::{AuditLayer, GrpcAuditLayer, GrpcBody, PeerAddr};
 
 use crate::cli::ProxyArgs;
 use crate::keys;
@@ -44,6 +49,72 @@ use refusal::{Capturing, HeadCapture};
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent HTTP/2 streams on one client connection at most.
+const MAX_STREAMS: u32 = 256;
+
+/// What the proxy answers with: the upstream's body (or one of its own), recording a gRPC
+/// call's event when its trailers pass.
+type ClientBody = GrpcBody<forward::ProxyBody>;
+
+/// The route policy in force: the configured routes and the engine that applies them,
+/// replaced whole when `--config` is reloaded (requests already running keep theirs).
+struct Policy {
+    routes: config::Routes,
+    engine: Engine,
+    layer: GrpcAuditLayer,
+}
+
+/// The policy in force, shared by every connection.
+#[derive(Clone)]
+struct CurrentPolicy(Arc<RwLock<Arc<Policy>>>);
+
+impl CurrentPolicy {
+    fn get(&self) -> Arc<Policy> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn set(&self, policy: Policy) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+}
+
+/// What an engine is built from, kept to build it again on reload.
+struct EngineParts {
+    authenticator: Authenticator,
+    log: veritrail_writer::WriterHandle,
+    metered: bool,
+    proxies: TrustedProxies,
+}
+
+impl EngineParts {
+    fn policy(&self, settings: &Settings, routes: config::Routes) -> Policy {
+        let mut engine = if self.metered {
+            Engine::builder(
+                self.authenticator.clone(),
+                metrics::Metered(self.log.clone()),
+            )
+        } else {
+            Engine::builder(self.authenticator.clone(), self.log.clone())
+        }
+        .default_policy(RoutePolicy::authenticated().durability(settings.durability))
+        .trusted_proxies(self.proxies.clone())
+        // A client could otherwise name its own events (or another's).
+        .trust_request_id(settings.trust_request_id);
+        if let Some(realm) = &settings.realm {
+            engine = engine.realm(realm);
+        }
+        for (prefix, policy) in routes.iter() {
+            engine = engine.route(prefix, policy.clone());
+        }
+        let engine = engine.build();
+        let layer = AuditLayer::new(engine.clone()).route_with(route_of).grpc();
+        Policy {
+            routes,
+            engine,
+            layer,
+        }
+    }
+}
 
 /// The route (configured path prefix) a request falls under, for the engine's policy lookup.
 #[derive(Clone)]
@@ -60,11 +131,16 @@ pub(crate) fn run(args: &ProxyArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(args, settings))
 }
 
-async fn serve(settings: Settings) -> Result<()> {
+async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
     let telemetry = Telemetry::from_env("veritrail-proxy")?;
+    // Before the writer starts: it binds its metric handles then.
+    let exporter = match &settings.metrics_listen {
+        Some(_) => Some(metrics::install()?),
+        None => None,
+    };
     let writer = match crate::logdir::nats_location(&settings.log)? {
         // A replica: its events go to the JetStream stream a sequencer integrates and signs.
         Some(at) => {
@@ -96,7 +172,7 @@ async fn serve(settings: Settings) -> Result<()> {
             writer
         }
     };
-    let authenticator = keysource::recording_authenticator(
+    let keys = keysource::recording_keys(
         &settings.keys,
         (&settings.issuer, &settings.audience),
         &[],
@@ -106,20 +182,23 @@ async fn serve(settings: Settings) -> Result<()> {
     let proxies = TrustedProxies::parse(&settings.trusted_proxies)
         .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?
         .header(settings.forwarded_header);
-    let mut engine = Engine::builder(authenticator, writer.handle())
-        .default_policy(RoutePolicy::authenticated().durability(settings.durability))
-        .trusted_proxies(proxies.clone())
-        // A client could otherwise name its own events (or another's).
-        .trust_request_id(settings.trust_request_id);
-    if let Some(realm) = &settings.realm {
-        engine = engine.realm(realm);
-    }
-    for (prefix, policy) in settings.routes.iter() {
-        engine = engine.route(prefix, policy.clone());
-    }
-    let engine = engine.build();
-    let layer = AuditLayer::new(engine.clone()).route_with(route_of);
+    let parts = EngineParts {
+        authenticator: keys.authenticator.clone(),
+        log: writer.handle(),
+        metered: exporter.is_some(),
+        proxies: proxies.clone(),
+    };
+    let policy = CurrentPolicy(Arc::new(RwLock::new(Arc::new(
+        parts.policy(&settings, settings.routes.clone()),
+    ))));
     let otel = telemetry.layer(OtelLayer::new().route_with(route_of));
+    if settings.upstream.trust == config::UpstreamTrust::Insecure {
+        eprintln!(
+            "WARNING: --upstream-insecure: the upstream's certificate is NOT checked; anyone \
+             on the path to {} can read and change the traffic, tokens included",
+            settings.upstream.authority
+        );
+    }
     let forward = Forward::new(
         settings.upstream.clone(),
         settings.upstream_timeout,
@@ -127,20 +206,78 @@ async fn serve(settings: Settings) -> Result<()> {
             identity_headers: settings.identity_headers,
             underscores: settings.underscores_in_headers,
             proxies: proxies.clone(),
+            https: settings.tls.is_some(),
         },
-    );
+    )?;
     let limits = connection_limits(&settings, proxies);
+    let tls = match &settings.tls {
+        Some(files) => {
+            let certificate = tls::Certificate::load(files)?;
+            let config = tls::server_config(Arc::clone(&certificate), files.client_ca.as_ref())?;
+            Some((tokio_rustls::TlsAcceptor::from(config), certificate))
+        }
+        None => None,
+    };
+    let (hup_tx, hup_rx) = tokio::sync::watch::channel(0u64);
+    let hangups = tokio::spawn(crate::signal::hangups(
+        crate::signal::hangup_signal(),
+        hup_tx,
+    ));
+    let cert_reload = tls.as_ref().map(|(_, certificate)| {
+        tokio::spawn(tls::keep_reloading(Arc::clone(certificate), hup_rx.clone()))
+    });
+    let policy_reload = args.config.clone().map(|path| {
+        tokio::spawn(keep_reloading_policy(
+            args.clone(),
+            path,
+            parts,
+            policy.clone(),
+            hup_rx.clone(),
+        ))
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // A client gets this long to send a request head (slow-header attacks).
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Duration::from_secs(30));
+    let builder = Arc::new(builder);
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     // The first line on stdout: scripts and tests read the port from it.
-    println!("veritrail proxy listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("veritrail proxy listening on {scheme}://{addr}");
+    let operations = match (exporter, &settings.metrics_listen) {
+        (Some(exporter), Some(at)) => {
+            let (listener, local) = metrics::bind(at).await?;
+            // The second line, when there is a metrics address.
+            println!("veritrail proxy metrics on http://{local}");
+            let readiness = metrics::Readiness {
+                jwks: keys.store.clone(),
+                log: Arc::new(writer.handle()),
+            };
+            Some(tokio::spawn(metrics::serve(listener, exporter, readiness)))
+        }
+        _ => None,
+    };
     eprintln!(
-        "forwarding to http://{}{}; audit log {}; SIGTERM or Ctrl-C stops it cleanly",
+        "forwarding to {}://{}{}{}; audit log {}; SIGTERM or Ctrl-C stops it cleanly",
+        if settings.upstream.https {
+            "https"
+        } else {
+            "http"
+        },
         settings.upstream.authority,
         settings.upstream.base_path,
+        if settings.upstream.h2c { " (h2c)" } else { "" },
         settings.log.display()
     );
 
@@ -167,39 +304,33 @@ async fn serve(settings: Settings) -> Result<()> {
             Ok(admitted) => admitted,
             Err(over) => {
                 admission::turn_away(stream);
+                ::metrics::counter!(metrics::CONNECTIONS_REFUSED).increment(1);
                 turned_away.note(over, peer, &limits);
                 continue;
             }
         };
-        let capture = HeadCapture::default();
-        let service = connection_service(
-            &otel,
-            &layer,
-            &forward,
-            &settings.routes,
-            &engine,
-            &capture,
+        let connection = Connection {
+            builder: Arc::clone(&builder),
+            watcher: graceful.watcher(),
+            otel: otel.clone(),
+            policy: policy.clone(),
+            forward: forward.clone(),
             peer,
-        );
-        let conn = hyper::server::conn::http1::Builder::new()
-            // A client gets this long to send a request head (slow-header attacks).
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(Capturing::new(stream, capture.clone())),
-                service,
-            );
-        let conn = graceful.watch(conn);
-        let engine = engine.clone();
+        };
+        let acceptor = tls.as_ref().map(|(acceptor, _)| acceptor.clone());
         connections.spawn(async move {
             let _admitted = admitted;
-            // Clients that go away mid-request are recorded as `cancelled` by the audit
-            // layer; a head hyper refused (and answered) before any service ran is recorded
-            // here.
-            if let Err(e) = conn.await
-                && let Some(refused) = refusal::refused_head(&e)
-            {
-                refusal::record_refused_head(&engine, peer, &capture, refused).await;
+            let _open = metrics::OpenConnection::new();
+            match acceptor {
+                None => connection.serve(stream).await,
+                Some(acceptor) => {
+                    // A failed or slow handshake: no request was made, nothing to record.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        connection.serve(stream).await;
+                    }
+                }
             }
         });
     }
@@ -231,6 +362,12 @@ async fn serve(settings: Settings) -> Result<()> {
     let report = writer
         .shutdown(Instant::now() + Duration::from_secs(10))
         .await;
+    for task in [operations, cert_reload, policy_reload, Some(hangups)]
+        .into_iter()
+        .flatten()
+    {
+        task.abort();
+    }
     telemetry.shutdown().await;
     eprintln!("{}", stop_line(&report));
     if report.error.is_some() {
@@ -318,56 +455,122 @@ impl TurnedAway {
     }
 }
 
+/// One client connection, served once accepted (and, with TLS, once its handshake is done).
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    otel: Option<OtelLayer>,
+    policy: CurrentPolicy,
+    forward: Forward,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 or HTTP/2 (by ALPN, or the HTTP/2 preface on plain text) on `io`.
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let capture = HeadCapture::default();
+        let service = connection_service(
+            self.otel,
+            self.policy.clone(),
+            self.forward,
+            capture.clone(),
+            self.peer,
+        );
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(Capturing::new(io, capture.clone())), service)
+            .into_owned();
+        // Clients that go away mid-request are recorded as `cancelled` by the audit layer; a
+        // head hyper refused (and answered) before any service ran is recorded here.
+        if let Err(e) = self.watcher.watch(conn).await
+            && let Some(e) = e.downcast_ref::<hyper::Error>()
+            && let Some(refused) = refusal::refused_head(e)
+        {
+            let engine = self.policy.get().engine.clone();
+            refusal::record_refused_head(&engine, self.peer, &capture, refused).await;
+        }
+    }
+}
+
 /// The response future of [`connection_service`].
 type ConnectionFuture = Pin<
-    Box<
-        dyn Future<Output = Result<http::Response<forward::ProxyBody>, std::convert::Infallible>>
-            + Send,
-    >,
+    Box<dyn Future<Output = Result<http::Response<ClientBody>, std::convert::Infallible>> + Send>,
 >;
 
 /// The service for one connection: `CONNECT` refused; peer address and route into the
-/// request, then the OpenTelemetry layer (when on), the audit layer and the forwarder.
+/// request, then the OpenTelemetry layer (when on), the audit layer and the forwarder, under
+/// the route policy in force when the request came.
 fn connection_service(
-    otel: &Option<OtelLayer>,
-    layer: &AuditLayer,
-    forward: &Forward,
-    routes: &config::Routes,
-    engine: &Engine,
-    capture: &HeadCapture,
+    otel: Option<OtelLayer>,
+    policy: CurrentPolicy,
+    forward: Forward,
+    capture: HeadCapture,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
-    Response = http::Response<forward::ProxyBody>,
+    Response = http::Response<ClientBody>,
     Error = std::convert::Infallible,
     Future = ConnectionFuture,
 > + Clone
 + use<> {
-    let service = tower::ServiceBuilder::new()
-        .option_layer(otel.clone())
-        .layer(layer.clone())
-        .service(forward.clone());
-    let routes = routes.clone();
-    let (engine, capture) = (engine.clone(), capture.clone());
     hyper::service::service_fn(
         move |mut req: http::Request<Incoming>| -> ConnectionFuture {
             capture.request_started();
+            let policy = policy.get();
             if req.method() == http::Method::CONNECT {
-                let engine = engine.clone();
-                return Box::pin(
-                    async move { Ok(refusal::refuse_connect(&engine, &req, peer).await) },
-                );
+                return Box::pin(async move {
+                    let refused = refusal::refuse_connect(&policy.engine, &req, peer).await;
+                    Ok(refused.map(GrpcBody::new))
+                });
             }
             req.extensions_mut().insert(PeerAddr(peer));
             // The route is chosen by the canonical path, the engine's. A path without one gets no
             // route and no path to forward: the engine refuses it (400 invalid_path).
             if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {
-                if let Some(route) = routes.matching(&path) {
+                if let Some(route) = policy.routes.matching(&path) {
                     req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
                 }
                 req.extensions_mut().insert(AuthorisedPath(path));
             }
-            Box::pin(service.clone().oneshot(req))
+            let service = tower::ServiceBuilder::new()
+                .option_layer(otel.clone())
+                .layer(policy.layer.clone())
+                .service(forward.clone());
+            Box::pin(service.oneshot(req))
         },
     )
+}
+
+/// Reloads the route policy from `path` on each SIGHUP, until the task is dropped: the new
+/// file is read and checked whole, then the new policy replaces the old at once; a file that
+/// does not load is refused with an error line (and a metric) and the old policy kept.
+async fn keep_reloading_policy(
+    args: ProxyArgs,
+    path: std::path::PathBuf,
+    parts: EngineParts,
+    policy: CurrentPolicy,
+    mut hup: tokio::sync::watch::Receiver<u64>,
+) {
+    while hup.changed().await.is_ok() {
+        let result = match config::load(&args) {
+            Ok(settings) => {
+                let routes = settings.routes.iter().count();
+                policy.set(parts.policy(&settings, settings.routes.clone()));
+                eprintln!(
+                    "route policy reloaded from {} ({routes} routes); settings other than the \
+                     routes, realm, durability and request-id trust take a restart",
+                    path.display()
+                );
+                "ok"
+            }
+            Err(e) => {
+                eprintln!("route policy reload refused, the policy in force is kept: {e:#}");
+                "refused"
+            }
+        };
+        ::metrics::counter!(metrics::CONFIG_RELOADS, "result" => result).increment(1);
+    }
 }
