@@ -402,3 +402,395 @@ async fn a_failed_log_shows_as_not_ready_before_any_request_is_refused() {
     let (code, _) = proxy.stop();
     assert_eq!(code, Some(2));
 }
+
+/// A test CA and the certificates it issues.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "veritrail test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { params, key, pem }
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1 named `cn`: (cert PEM, key PEM, DER).
+    fn issue(&self, cn: &str) -> (String, String, Vec<u8>) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    fn reqwest(&self) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap()
+    }
+}
+
+/// Writes `text` to `rel` in `env` at once (a rename), as a deployment tool would.
+fn replace(env: &Env, rel: &str, text: &str) {
+    let tmp = format!("{rel}.tmp");
+    env.write(&tmp, text);
+    std::fs::rename(env.path(&tmp), env.path(rel)).unwrap();
+}
+
+/// The DER of the certificate the server showed for `response`.
+fn peer_cert(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("TLS info")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_http1_and_http2_and_reloads_certificates_under_load() {
+    let upstream = start_upstream().await;
+    let ca = Ca::new();
+    let (cert, key, first_der) = ca.issue("first");
+    let env = Env::new();
+    env.write("cert.pem", &cert);
+    env.write("key.pem", &key);
+    let proxy = Proxy::start(
+        env,
+        &format!("http://{upstream}"),
+        ROUTES,
+        &[
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    let url = format!("https://localhost:{}", proxy.addr.port());
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let tls_client = |http1: bool| {
+        let builder = reqwest::Client::builder()
+            .tls_certs_only([ca.reqwest()])
+            .tls_info(true)
+            .timeout(Duration::from_secs(10));
+        if http1 { builder.http1_only() } else { builder }
+            .build()
+            .unwrap()
+    };
+    for (http1, version) in [
+        (true, reqwest::Version::HTTP_11),
+        (false, reqwest::Version::HTTP_2),
+    ] {
+        let client = tls_client(http1);
+        let id = format!("tls-{version:?}");
+        let ok = client
+            .get(format!("{url}/orders/1"))
+            .header("authorization", &auth)
+            .header("x-request-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.version(), version, "ALPN chose the version");
+        assert_eq!(ok.status(), 200);
+        assert_eq!(peer_cert(&ok), first_der);
+        // Issue 12's single-Authorization rule holds over TLS and HTTP/2 too.
+        let twice = client
+            .get(format!("{url}/orders/1"))
+            .header("authorization", &auth)
+            .header("authorization", "Basic YTpi")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(twice.status(), 400, "{version:?}");
+        // An unauthenticated one is refused and recorded.
+        let refused = client.get(format!("{url}/orders/1")).send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+    }
+    // Plain HTTP on the TLS port gets no answer that a client could take for one.
+    let plain = client()
+        .get(format!("http://{}/orders/1", proxy.addr))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    // Load: several clients, each on a connection kept open across the reload, and new
+    // connections (new handshakes) all the time. No request may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (stop, url, auth) = (stop.clone(), url.clone(), auth.clone());
+        let kept = tls_client(worker % 2 == 0);
+        let ca_pem = ca.pem.clone();
+        load.push(tokio::spawn(async move {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && sent < 2_000 {
+                let fresh = reqwest::Client::builder()
+                    .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                for client in [&kept, &fresh] {
+                    let result = client
+                        .get(format!("{url}/public/x"))
+                        .header("authorization", &auth)
+                        .send()
+                        .await;
+                    sent += 1;
+                    match result {
+                        Ok(r) if r.status() == 200 => {}
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+            }
+            (sent, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cert2, key2, second_der) = ca.issue("second");
+    replace(&proxy.env, "key.pem", &key2);
+    replace(&proxy.env, "cert.pem", &cert2);
+    signal(&proxy.child, "HUP");
+    // New handshakes get the new certificate soon (SIGHUP, or the file watch).
+    let checker = tls_client(true);
+    let mut tries = 0;
+    loop {
+        let fresh = tls_client(true);
+        let r = fresh.get(format!("{url}/public/x")).send().await.unwrap();
+        if peer_cert(&r) == second_der {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the new certificate never came into force");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(checker);
+    // A bad pair is refused; the second certificate stays in force.
+    replace(&proxy.env, "cert.pem", "not a certificate");
+    signal(&proxy.child, "HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = tls_client(true)
+        .get(format!("{url}/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peer_cert(&r), second_der);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total = 0;
+    for worker in load {
+        let (sent, failed) = worker.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests under reload: {failed:?}"
+        );
+        total += sent;
+    }
+    assert!(total >= 20, "the load ran: {total} requests");
+    let scrape = scrape(proxy.metrics.unwrap()).await;
+    assert!(
+        sample(
+            &scrape,
+            "veritrail_proxy_tls_reloads_total",
+            &[("result", "ok")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &scrape,
+            "veritrail_proxy_tls_reloads_total",
+            &[("result", "refused")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let mut proxy = proxy;
+    let (code, err) = proxy.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("TLS certificate reloaded"), "{err}");
+    assert!(err.contains("TLS certificate reload refused"), "{err}");
+    let events = proxy.events();
+    for id in ["tls-HTTP/1.1", "tls-HTTP/2.0"] {
+        let e = &events[id];
+        assert_eq!(e["outcome"], "success", "{e}");
+    }
+}
+
+/// A tonic health service (`orders.Orders` serving) on plain HTTP/2, as gRPC servers run.
+async fn start_grpc_upstream() -> SocketAddr {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("orders.Orders", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+fn health_check(
+    service: &str,
+    auth: Option<&str>,
+    id: &str,
+) -> tonic::Request<tonic_health::pb::HealthCheckRequest> {
+    let mut req = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+        service: service.into(),
+    });
+    if let Some(auth) = auth {
+        req.metadata_mut()
+            .insert("authorization", auth.parse().unwrap());
+    }
+    req.metadata_mut()
+        .insert("x-request-id", id.parse().unwrap());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_client_through_the_proxy_to_a_tonic_server_over_h2c() {
+    let upstream = start_grpc_upstream().await;
+    let proxy = Proxy::start(
+        Env::new(),
+        &format!("http://{upstream}"),
+        "",
+        &["--upstream-h2c"],
+        None,
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", proxy.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let refused = client
+        .check(health_check("orders.Orders", None, "grpc-no-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let ok = client
+        .check(health_check("orders.Orders", Some(&auth), "grpc-ok"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ok.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let missing = client
+        .check(health_check(
+            "nobody.Nowhere",
+            Some(&auth),
+            "grpc-not-found",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    drop(client);
+    let mut proxy = proxy;
+    let (code, err) = proxy.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let events = proxy.events();
+    let check = "/grpc.health.v1.Health/Check";
+    for (id, status, outcome) in [
+        ("grpc-no-token", 16, "denied"),
+        ("grpc-ok", 0, "success"),
+        ("grpc-not-found", 5, "failure"),
+    ] {
+        let e = &events[id];
+        assert_eq!(e["request"]["path"], check, "{e}");
+        assert_eq!(e["action"], check, "{e}");
+        assert_eq!(e["extra"]["grpc_status"], status, "{e}");
+        assert_eq!(e["outcome"], outcome, "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_route_policy_and_a_bad_file_is_refused() {
+    let upstream = start_upstream().await;
+    let proxy = Proxy::start(
+        Env::new(),
+        &format!("http://{upstream}"),
+        ROUTES,
+        &["--metrics-listen", "127.0.0.1:0"],
+        None,
+    );
+    let http = client();
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let admin = |http: &reqwest::Client| {
+        let request = http
+            .get(format!("http://{}/admin/x", proxy.addr))
+            .header("authorization", &auth)
+            .send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(admin(&http).await, 403);
+    // /admin/ opened to orders:read holders.
+    replace(
+        &proxy.env,
+        "proxy.toml",
+        "trust_request_id = true\n[[route]]\nprefix = \"/admin/\"\nscopes = [\"orders:read\"]\n",
+    );
+    signal(&proxy.child, "HUP");
+    let mut tries = 0;
+    while admin(&http).await != 200 {
+        tries += 1;
+        assert!(tries < 100, "the new policy never came into force");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A file that does not load (bad TOML, then a bad prefix): refused, the policy kept.
+    for bad in ["[[route]\nprefix = 1", "[[route]]\nprefix = \"admin\"\n"] {
+        replace(&proxy.env, "proxy.toml", bad);
+        signal(&proxy.child, "HUP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..5 {
+            assert_eq!(admin(&http).await, 200, "the old policy stays in force");
+        }
+        let public = http
+            .get(format!("http://{}/public/x", proxy.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), 401, "/public/ is no route any more");
+    }
+    let scrape = scrape(proxy.metrics.unwrap()).await;
+    let reloads = |result| {
+        sample(
+            &scrape,
+            "veritrail_proxy_config_reloads_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!(reloads("ok"), Some(1.0));
+    assert_eq!(reloads("refused"), Some(2.0));
+    let mut proxy = proxy;
+    let (code, err) = proxy.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        err.matches("route policy reload refused").count(),
+        2,
+        "{err}"
+    );
+    assert!(err.contains("route policy reloaded"), "{err}");
+}
