@@ -171,15 +171,14 @@ async fn fill(at: &NatsLocation, n: usize) {
     }
 }
 
-/// Waits until the sequencers' consumer has acknowledged everything in the stream.
-async fn drained(js: &jetstream::Context, at: &NatsLocation, consumer: &str) {
+/// Waits until the sequencers' position (their consumer's acknowledgement floor, read as
+/// `veritrail reconcile` reads it) has reached the stream's last message, and at least `n`.
+async fn drained(js: &jetstream::Context, at: &NatsLocation, n: u64) {
     loop {
         let mut stream = js.get_stream(at.stream()).await.unwrap();
         let last = stream.info().await.unwrap().state.last_sequence;
-        if let Ok(info) = stream.consumer_info(consumer).await
-            && info.ack_floor.stream_sequence >= last
-            && info.num_pending == 0
-        {
+        let position = veritrail_nats::reconcile::position(js, at).await.unwrap();
+        if position >= last.max(n) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -197,14 +196,30 @@ fn start_sequencer(
     (running, dir)
 }
 
-/// Messages/s a bare pull consumer reads and acknowledges (each message), no log.
-async fn bare_consume(js: &jetstream::Context, at: &NatsLocation, n: usize) -> f64 {
+/// How a bare consumer acknowledges.
+#[derive(Clone, Copy, Debug)]
+enum Acks {
+    /// Each message (`AckPolicy::Explicit`): what the sequencer did until 2026-12-05.
+    Each,
+    /// The last message taken, cumulatively (`AckPolicy::All`), every 100,000 messages or
+    /// 200 ms, waiting for the server's confirmation: what the sequencer does.
+    Cumulative,
+}
+
+/// Messages/s a bare pull consumer reads and acknowledges, no log: batches of 8,192, like
+/// the sequencer.
+async fn bare_consume(js: &jetstream::Context, at: &NatsLocation, n: usize, acks: Acks) -> f64 {
     let stream = js.get_stream(at.stream()).await.unwrap();
+    let name = format!("bare-{acks:?}");
+    let _ = stream.delete_consumer(&name).await;
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
-            durable_name: Some("bare".into()),
+            durable_name: Some(name.clone()),
             filter_subject: at.events_subject(),
-            ack_policy: consumer::AckPolicy::Explicit,
+            ack_policy: match acks {
+                Acks::Each => consumer::AckPolicy::Explicit,
+                Acks::Cumulative => consumer::AckPolicy::All,
+            },
             max_ack_pending: 1 << 20,
             ..Default::default()
         })
@@ -218,12 +233,25 @@ async fn bare_consume(js: &jetstream::Context, at: &NatsLocation, n: usize) -> f
         .await
         .unwrap();
     let mut got = 0;
+    let (mut unacked, mut since) = (0, Instant::now());
     while got < n {
         let message = messages.next().await.unwrap().unwrap();
-        message.ack().await.unwrap();
         got += 1;
+        match acks {
+            Acks::Each => message.ack().await.unwrap(),
+            Acks::Cumulative => {
+                unacked += 1;
+                if unacked >= 100_000 || since.elapsed() >= Duration::from_millis(200) || got == n {
+                    message.double_ack().await.unwrap();
+                    (unacked, since) = (0, Instant::now());
+                }
+            }
+        }
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop(messages);
+    let _ = stream.delete_consumer(&name).await;
+    rate
 }
 
 fn main() {
@@ -268,7 +296,8 @@ fn main() {
         filled.elapsed().as_secs_f64(),
         fill_n as f64 / filled.elapsed().as_secs_f64()
     );
-    let bare = runtime.block_on(bare_consume(&js, &at, fill_n));
+    let each = runtime.block_on(bare_consume(&js, &at, fill_n, Acks::Each));
+    let bare = runtime.block_on(bare_consume(&js, &at, fill_n, Acks::Cumulative));
     let started = Instant::now();
     let (running, _log) = start_sequencer(
         &at,
@@ -277,16 +306,25 @@ fn main() {
             ..SequencerOptions::default()
         },
     );
-    runtime.block_on(drained(&js, &at, &at.consumer_name()));
+    runtime.block_on(drained(&js, &at, fill_n as u64));
     let elapsed = started.elapsed();
     let report = running.stop();
     let rate = report.integrated as f64 / elapsed.as_secs_f64();
+    let after = runtime.block_on(bare_consume(&js, &at, fill_n, Acks::Cumulative));
     println!(
-        "sequencer: {} events in {:.2} s = {rate:.0} events/s into a directory log (from start, lease and log open included); bare consumer: {bare:.0} messages/s; ratio {:.2}; {} checkpoints",
+        "sequencer: {} events in {:.2} s = {rate:.0} events/s into a directory log (from start, lease and log open included), {} checkpoints",
         report.integrated,
         elapsed.as_secs_f64(),
-        rate / bare,
         report.checkpoints
+    );
+    println!(
+        "bare pull consumer, same acknowledgements (cumulative, per 100,000 or 200 ms), no log: {bare:.0} messages/s before the sequencer, {after:.0} after; sequencer / bare {:.2} / {:.2}",
+        rate / bare,
+        rate / after
+    );
+    println!(
+        "bare pull consumer acknowledging each message, no log: {each:.0} messages/s; sequencer / it {:.2}",
+        rate / each
     );
     runtime.block_on(remove(&js, &at));
 
@@ -319,7 +357,7 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        drained(&js, &at, &at.consumer_name()).await;
+        drained(&js, &at, 0).await;
     });
     let report = running.stop();
     let (p50, p99) = report.lag_ms.unwrap();

@@ -3,8 +3,9 @@
 //! What an operator runs after an incident (a sequencer killed, a broker restarted, a disk
 //! restored): it reads every message of the stream's events subject, then every record of
 //! the log, and reports each event id in the stream that the log holds twice, or not at all.
-//! An event the sequencer has not acknowledged yet (after its consumer's acknowledgement
-//! floor) and not yet in the log is *pending*, not missing.
+//! An event after the sequencers' position (the acknowledgement floor of their consumer: the
+//! sequencer acknowledges, cumulatively, only what a signed checkpoint covers) and not yet in
+//! the log is *pending*, not missing; one at or before it and not in the log is *missing*.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use futures_util::StreamExt;
 
 use crate::location::NatsLocation;
 use crate::record::{EventId, Layout};
+use crate::sequencer::Bookmark;
 use crate::{Error, Result};
 
 /// The event ids in the stream, with where they are.
@@ -25,7 +27,8 @@ pub struct StreamEvents {
     malformed: u64,
     /// Messages carrying an id already seen (stored twice by the stream).
     repeated: u64,
-    /// The sequencers' acknowledgement floor: every message up to it was integrated.
+    /// The sequencers' position (their consumer's acknowledgement floor): every message up
+    /// to it was integrated.
     ack_floor: u64,
 }
 
@@ -56,6 +59,17 @@ impl ReconcileReport {
     }
 }
 
+/// The sequencers' position in `at`'s stream: the stream sequence up to which every message
+/// is integrated (or refused into a `gap` record, or skipped as a duplicate) under a signed
+/// checkpoint — the acknowledgement floor of their consumer (0: nothing yet).
+pub async fn position(js: &jetstream::Context, at: &NatsLocation) -> Result<u64> {
+    let stream = js
+        .get_stream(at.stream())
+        .await
+        .map_err(|e| Error::Nats(format!("stream {}: {e}", at.stream())))?;
+    Ok(Bookmark::read(&stream, at).await?.position())
+}
+
 /// Reads every message of `at`'s events subject that the stream holds now.
 pub async fn stream_events(js: &jetstream::Context, at: &NatsLocation) -> Result<StreamEvents> {
     let mut stream = js
@@ -68,10 +82,7 @@ pub async fn stream_events(js: &jetstream::Context, at: &NatsLocation) -> Result
         .map_err(Error::nats)?
         .state
         .last_sequence;
-    let ack_floor = match stream.consumer_info(at.consumer_name()).await {
-        Ok(info) => info.ack_floor.stream_sequence,
-        Err(_) => 0,
-    };
+    let ack_floor = Bookmark::read(&stream, at).await?.position();
     let mut events = StreamEvents {
         ack_floor,
         ..StreamEvents::default()

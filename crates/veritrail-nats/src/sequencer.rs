@@ -9,59 +9,88 @@
 //!    record (and a `recovered` record when the previous sequencer was killed, or the log
 //!    cut a torn tail), and notes the event ids of the records written since the
 //!    next-to-last checkpoint (see *Exactly once*);
-//! 2. pulls the stream's events subject through a durable pull consumer, in stream order;
-//! 3. gives each event the next log index — the record the tree commits to is the published
-//!    record with its provisional index replaced ([`record`](crate::record)) — and appends it;
+//! 2. reads the sequencers' *position* in the stream — the stream sequence up to which every
+//!    message has been taken into a signed checkpoint — and creates a new durable pull
+//!    consumer that starts right after it (see *The position*);
+//! 3. takes the messages in stream order; gives each event the next log index — the record
+//!    the tree commits to is the published record with its provisional index replaced
+//!    ([`record`](crate::record)) — and appends it;
 //! 4. every `checkpoint_every` events or `checkpoint_interval` (whichever comes first):
 //!    syncs the log, checks it still holds the lease, signs a checkpoint, publishes it to
-//!    `veritrail.<origin>.checkpoints`, and only then acknowledges the messages (each one:
-//!    `AckPolicy::Explicit`; the last acknowledgement waits for the server's confirmation,
-//!    which comes after the others on the same connection), before integrating more.
-//!
-//! Why not one cumulative acknowledgement (`AckPolicy::All`)? After a failover, the messages
-//! the dead sequencer had pulled come back only after `ack_wait`, *after* newer ones: a
-//! cumulative acknowledgement of a newer message would acknowledge them unseen, and lose
-//! them. With explicit acknowledgements they are integrated when they come back (later than
-//! their stream order, never lost), or skipped if the dead sequencer had integrated them.
+//!    `veritrail.<origin>.checkpoints`, and only then acknowledges what it took: one
+//!    cumulative acknowledgement (`AckPolicy::All`) of the last message taken, whose
+//!    confirmation by the server it waits for before integrating more.
 //!
 //! A message that is not a record in the writer's layout, whose `Nats-Msg-Id` is not its
 //! event id, or that is not JSON, is not integrated: it is counted in a `gap` record
 //! (`reason: "malformed_message"`), so the log says that something was refused.
 //!
+//! # The position
+//!
+//! The consumer's acknowledgement floor is the position: the sequencer acknowledges only
+//! after signing, and cumulatively, so every message up to the floor is in the log under a
+//! signed checkpoint (integrated, refused into a `gap` record, or skipped as a duplicate).
+//! One acknowledgement per checkpoint instead of one per message (`AckPolicy::Explicit`,
+//! until 2026-12-05) is what lets the sequencer keep up with the stream; a cumulative
+//! acknowledgement is only sound because nothing is ever taken out of stream order:
+//!
+//! - *A new consumer each term.* With one long-lived consumer, the messages a dead sequencer
+//!   had pulled come back only after `ack_wait`, after newer ones, and a cumulative
+//!   acknowledgement of a newer one would acknowledge them unseen. So each term creates a
+//!   fresh consumer starting at the position + 1, under the name of
+//!   `consumer_names` not holding the position, and deletes the old one only then: one of
+//!   the two always holds the position, and a crash in between leaves two whose highest
+//!   floor is still right.
+//! - *No gap.* Each message delivered must carry the consumer sequence after the last one
+//!   taken; a delivery lost on the way (a connection that dropped) shows as a jump. The
+//!   sequencer then signs and acknowledges what it took, and replaces the consumer by one
+//!   starting after the position; it does the same when the consumer reports trouble
+//!   (missed heartbeats, deleted). It never skips ahead.
+//! - *Redeliveries.* A message delivered again (its acknowledgement came after `ack_wait`)
+//!   is at or before the position, and is passed over.
+//!
+//! `veritrail reconcile` reads the same position: an event in the stream after it and not in
+//! the log is pending, one at or before it and not in the log is missing.
+//!
 //! # Exactly once
 //!
-//! A crash before an event is integrated loses nothing: it was never acknowledged, and the
-//! stream delivers it again. A crash after it was integrated but before the acknowledgement
-//! was confirmed must not integrate it twice. Since the sequencer waits for the confirmation
-//! of each checkpoint's acknowledgements before integrating anything after it, the only
-//! events that can come back and already be in the log are those written after the
-//! next-to-last checkpoint; the sequencer reads their ids from the log when it takes over and
-//! skips them whenever they come back during its term. It also remembers the ids of the last
-//! `recent_ids` records, which catches a message delivered again because its acknowledgement
-//! came late, and a replica's retried publish that came after the stream's duplicate window.
-//! Events are skipped by id only, never by stream position. The log itself — not the stream,
-//! not the lease — is the state a new sequencer resumes from.
+//! A crash before an event is integrated and signed loses nothing: it is after the position,
+//! and the next term's consumer delivers it again. A crash after it was integrated but before
+//! the acknowledgement was confirmed must not integrate it twice. Since the sequencer waits
+//! for the confirmation of each checkpoint's acknowledgement before integrating anything
+//! after it, the only events after the position that can already be in the log are those
+//! written after the next-to-last checkpoint; the sequencer reads their ids from the log when
+//! it takes over (and at least those of the last `recent_ids` records, which also covers a
+//! chain of sequencers each killed before its first acknowledgement) and skips them whenever
+//! they come back during its term. It also remembers the ids of the last `recent_ids`
+//! records integrated, which catches a replica's retried publish that came after the
+//! stream's duplicate window (two messages, one event id). The log is the state a new
+//! sequencer resumes from; the consumer's floor only says where in the stream to start
+//! reading, never later than the log.
 //!
 //! # Never two histories
 //!
 //! The log refuses to sign a checkpoint that does not extend the last one signed. The lease
 //! keeps a second sequencer from writing at all (and a directory log is also locked by its
-//! writer); a sequencer that cannot renew its lease stops before it signs anything more and
-//! goes back to waiting.
+//! writer); a sequencer that cannot renew its lease stops before it signs or acknowledges
+//! anything more and goes back to waiting.
 //!
 //! # Failover time
 //!
 //! A standby takes over when the lease expires (`lease_ttl` after the last renewal, default
-//! 2 s), plus the time to open the log and read the ids since the next-to-last checkpoint:
-//! about 2–3 s, measured in BENCHMARKS.md. The messages the dead sequencer had pulled but not
-//! acknowledged come back `ack_wait` (default 10 s) after their delivery and are integrated
-//! then. A clean stop (SIGTERM) releases the lease, and a standby takes over at once.
+//! 2 s), plus the time to open the log, read the ids since the next-to-last checkpoint and
+//! create its consumer: about 2–3 s, measured in BENCHMARKS.md. Its consumer delivers at
+//! once everything after the position, including what the dead sequencer had pulled and not
+//! signed. A clean stop (SIGTERM) releases the lease, and a standby takes over at once.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, consumer, message::Message};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
@@ -182,9 +211,9 @@ pub struct SequencerOptions {
     pub checkpoint_interval: Duration,
     /// Messages pulled per request (default 8,192).
     pub pull_batch: usize,
-    /// How long the server waits for an acknowledgement before delivering a message again
-    /// (default 10 s): the messages a dead sequencer had pulled are integrated this long
-    /// after it died. Keep it well above `checkpoint_interval`.
+    /// How long the server waits for a checkpoint's acknowledgement before delivering its
+    /// messages again (default 30 s; the sequencer passes over such redeliveries). Keep it
+    /// well above the time a checkpoint takes.
     pub ack_wait: Duration,
     /// How often a standby tries to take the lease (default 100 ms).
     pub lease_poll: Duration,
@@ -204,7 +233,7 @@ impl Default for SequencerOptions {
             checkpoint_every: 100_000,
             checkpoint_interval: Duration::from_millis(200),
             pull_batch: 8192,
-            ack_wait: Duration::from_secs(10),
+            ack_wait: Duration::from_secs(30),
             lease_poll: Duration::from_millis(100),
             recent_ids: 1 << 19,
             holder: format!(
@@ -375,21 +404,39 @@ impl Sequencer {
             hook();
         }
 
-        let messages = match runtime.block_on(self.messages(js)) {
-            Ok(messages) => messages,
+        let stream = match runtime.block_on(js.get_stream(self.at.stream())) {
+            Ok(stream) => stream,
             // The broker went away as we took over: give the term up (the log is closed
             // with nothing unsigned but our start record) and wait for the lease again.
+            Err(_) if !self.stop.load(Ordering::Relaxed) => {
+                std::thread::sleep(Duration::from_millis(200));
+                return Ok(TermEnd::LeaseLost);
+            }
+            Err(e) => {
+                return Err(Error::Nats(format!("stream {}: {e}", self.at.stream())));
+            }
+        };
+        let reading = runtime.block_on(async {
+            let bookmark = Bookmark::read(&stream, &self.at).await?;
+            let from = bookmark.position() + 1;
+            let reader =
+                Reader::start(&stream, &self.at, &self.options, bookmark.kept(), from).await?;
+            Ok::<_, Error>((bookmark.position(), reader))
+        });
+        let (position, mut reader) = match reading {
+            Ok(reading) => reading,
             Err(Error::Nats(_)) => {
                 std::thread::sleep(Duration::from_millis(200));
                 return Ok(TermEnd::LeaseLost);
             }
             Err(e) => return Err(e),
         };
-        let mut messages = Box::pin(messages);
         let mut state = Term {
             signed_size: log.size(),
             unsigned: 0,
-            unacked: Vec::new(),
+            position,
+            acked: position,
+            ack: None,
             lags: Vec::new(),
             since: Instant::now(),
         };
@@ -401,32 +448,28 @@ impl Sequencer {
             }
             let stopping = self.stop.load(Ordering::Relaxed);
             let due = state.since + self.options.checkpoint_interval;
-            let wanted = self.options.pull_batch;
-            let received = if stopping {
-                Vec::new()
+            let (received, mut restart) = if stopping {
+                (Vec::new(), false)
             } else {
-                runtime.block_on(async {
-                    let mut got = Vec::new();
-                    let deadline = tokio::time::Instant::from_std(due.max(Instant::now()))
-                        .min(tokio::time::Instant::now() + Duration::from_millis(100));
-                    while got.len() < wanted {
-                        match tokio::time::timeout_at(deadline, messages.next()).await {
-                            Ok(Some(Ok(message))) => got.push(message),
-                            // Heartbeat or connection trouble: the stream carries on by itself.
-                            Ok(Some(Err(_))) => continue,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                    got
-                })
+                runtime.block_on(reader.take(self.options.pull_batch, due))
             };
             let now = OffsetDateTime::now_utc();
             for message in received {
                 let Ok(info) = message.info() else { continue };
-                let published = info.published;
-                let Some(reply) = message.reply.clone() else {
+                // A delivery lost on the way (a connection that dropped): read again, from a
+                // new consumer, after what was taken — never skip ahead.
+                if info.consumer_sequence != reader.delivered + 1 {
+                    restart = true;
+                    break;
+                }
+                reader.delivered = info.consumer_sequence;
+                // Delivered again (its acknowledgement came after `ack_wait`): already taken.
+                if info.stream_sequence <= state.position {
                     continue;
-                };
+                }
+                let published = info.published;
+                state.position = info.stream_sequence;
+                state.ack = message.reply.clone();
                 let index = log.size() + batch.ends.len() as u64;
                 match checked(&message) {
                     Some((_, id)) if recent.contains(&id) => report.duplicates += 1,
@@ -439,7 +482,6 @@ impl Sequencer {
                     }
                     None => malformed.add(published.min(now)),
                 }
-                state.unacked.push(reply);
             }
             if let Some(gap) = malformed.take() {
                 report.malformed += gap.dropped;
@@ -457,9 +499,10 @@ impl Sequencer {
                 batch.append_to(log.as_mut())?;
             }
             let due = stopping
+                || restart
                 || state.unsigned >= self.options.checkpoint_every
                 || Instant::now() >= state.since + self.options.checkpoint_interval;
-            if due && (!state.unacked.is_empty() || log.size() > state.signed_size) {
+            if due && (state.position > state.acked || log.size() > state.signed_size) {
                 if !self.settle(
                     runtime,
                     client,
@@ -475,16 +518,28 @@ impl Sequencer {
             } else if due {
                 state.since = Instant::now();
             }
+            report.size = log.size();
             if stopping {
-                report.size = log.size();
                 return Ok(TermEnd::Stopped);
             }
-            report.size = log.size();
+            if restart {
+                // Everything taken is signed and acknowledged: the new consumer starts after it.
+                let from = state.position + 1;
+                match runtime.block_on(reader.restart(&stream, &self.at, &self.options, from)) {
+                    Ok(()) => {}
+                    Err(Error::Nats(_)) => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        return Ok(TermEnd::LeaseLost);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 
-    /// Syncs, signs (when the log grew), publishes the checkpoint and acknowledges — in that
-    /// order, the acknowledgement confirmed by the server. `false` if the lease was lost first.
+    /// Syncs, signs (when the log grew), publishes the checkpoint and acknowledges everything
+    /// taken — in that order, the acknowledgement confirmed by the server. `false` if the
+    /// lease was lost first.
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
@@ -513,73 +568,184 @@ impl Sequencer {
             }
             state.signed_size = log.size();
         }
-        if !state.unacked.is_empty() {
+        if let Some(reply) = &state.ack {
             loop {
                 if !lease.is_held() {
                     return Ok(false);
                 }
-                let acked = runtime.block_on(acknowledge(client, &state.unacked));
-                if acked {
+                if runtime.block_on(acknowledge_all(client, reply)) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            state.unacked.clear();
+            state.ack = None;
         }
+        state.acked = state.position;
         state.unsigned = 0;
         state.since = Instant::now();
         Ok(true)
     }
+}
 
-    /// The durable pull consumer's message stream.
-    async fn messages(&self, js: &jetstream::Context) -> Result<consumer::pull::Stream> {
-        let stream = js
-            .get_stream(self.at.stream())
-            .await
-            .map_err(|e| Error::Nats(format!("stream {}: {e}", self.at.stream())))?;
-        let name = self.at.consumer_name();
+/// The names the sequencer's durable consumer alternates between: a new consumer, starting
+/// after the position, is created under the name not in use before the old one is deleted,
+/// so that one of them always holds the position.
+pub(crate) fn consumer_names(at: &NatsLocation) -> [String; 2] {
+    let base = at.consumer_name();
+    [format!("{base}-b"), base]
+}
+
+/// The sequencers' position in the stream, as their consumers hold it: the highest
+/// acknowledgement floor of the (at most two) consumers of [`consumer_names`]. Every message
+/// up to it was integrated (or refused into a `gap` record, or skipped as a duplicate) and is
+/// under a signed checkpoint.
+pub(crate) struct Bookmark {
+    /// Each name's acknowledgement floor, when the consumer exists.
+    floors: [Option<u64>; 2],
+}
+
+impl Bookmark {
+    /// Reads both consumers' floors; an error if the server could not say (never "absent"
+    /// for a consumer it failed to report).
+    pub(crate) async fn read(
+        stream: &jetstream::stream::Stream,
+        at: &NatsLocation,
+    ) -> Result<Bookmark> {
+        let mut floors = [None, None];
+        for (floor, name) in floors.iter_mut().zip(consumer_names(at)) {
+            match stream.consumer_info(&name).await {
+                Ok(info) if info.config.filter_subject != at.events_subject() => {
+                    return Err(Error::State(format!(
+                        "the consumer {name} of stream {} reads {:?}, not {}: it is not this origin's sequencer",
+                        at.stream(),
+                        info.config.filter_subject,
+                        at.events_subject()
+                    )));
+                }
+                Ok(info) => *floor = Some(info.ack_floor.stream_sequence),
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Nats(format!("consumer {name}: {e}"))),
+            }
+        }
+        Ok(Bookmark { floors })
+    }
+
+    /// The stream sequence up to which everything is integrated (0: nothing yet).
+    pub(crate) fn position(&self) -> u64 {
+        self.floors.iter().flatten().copied().max().unwrap_or(0)
+    }
+
+    /// Which name holds the position (`None` when neither consumer exists).
+    fn kept(&self) -> Option<usize> {
+        let position = self.position();
+        self.floors.iter().position(|f| *f == Some(position))
+    }
+}
+
+/// The term's reading: a durable pull consumer starting right after the position, and the
+/// consumer sequence of the last message it delivered.
+struct Reader {
+    /// Which of [`consumer_names`] is the current consumer.
+    current: usize,
+    messages: std::pin::Pin<Box<consumer::pull::Stream>>,
+    /// The consumer sequence of the last message taken from the current consumer.
+    delivered: u64,
+}
+
+impl Reader {
+    /// Creates the consumer under the name that does not hold the position (`kept`), starting
+    /// at stream sequence `from`, then deletes the one that did.
+    async fn start(
+        stream: &jetstream::stream::Stream,
+        at: &NatsLocation,
+        options: &SequencerOptions,
+        kept: Option<usize>,
+        from: u64,
+    ) -> Result<Reader> {
+        let names = consumer_names(at);
+        let current = kept.map_or(1, |k| 1 - k);
+        let name = &names[current];
+        // A consumer left under this name holds no more than the position: replace it.
+        match stream.delete_consumer(name).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j) if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+                {}
+            Err(e) => return Err(Error::Nats(format!("consumer {name}: {e}"))),
+        }
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
-            description: Some(format!("veritrail sequencer of {}", self.at.origin())),
-            filter_subject: self.at.events_subject(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.options.ack_wait,
-            deliver_policy: consumer::DeliverPolicy::All,
+            description: Some(format!("veritrail sequencer of {}", at.origin())),
+            filter_subject: at.events_subject(),
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: options.ack_wait,
+            deliver_policy: if from <= 1 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                }
+            },
             max_deliver: -1,
-            max_ack_pending: (self.options.checkpoint_every as i64 * 4).max(1 << 20),
+            max_ack_pending: (options.checkpoint_every as i64 * 4).max(1 << 20),
             ..Default::default()
         };
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(&name, config)
-            .await
-            .map_err(Error::nats)?;
-        consumer
+        let consumer: consumer::PullConsumer =
+            stream.create_consumer(config).await.map_err(Error::nats)?;
+        if let Some(old) = kept {
+            // Best effort: left behind, it holds a position no further than the new one's.
+            let _ = stream.delete_consumer(&names[old]).await;
+        }
+        let messages = consumer
             .stream()
-            .max_messages_per_batch(self.options.pull_batch)
+            .max_messages_per_batch(options.pull_batch)
             .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(2))
             .messages()
             .await
-            .map_err(Error::nats)
+            .map_err(Error::nats)?;
+        Ok(Reader {
+            current,
+            messages: Box::pin(messages),
+            delivered: 0,
+        })
+    }
+
+    /// Replaces the consumer by a new one starting at `from` (everything before it signed and
+    /// acknowledged on the current one).
+    async fn restart(
+        &mut self,
+        stream: &jetstream::stream::Stream,
+        at: &NatsLocation,
+        options: &SequencerOptions,
+        from: u64,
+    ) -> Result<()> {
+        *self = Reader::start(stream, at, options, Some(self.current), from).await?;
+        Ok(())
+    }
+
+    /// Up to `wanted` messages, waiting until `due` (at most 100 ms) for them; `true` with
+    /// them if the consumer reported trouble (missed heartbeats, deleted): it is replaced.
+    async fn take(&mut self, wanted: usize, due: Instant) -> (Vec<Message>, bool) {
+        let mut got = Vec::with_capacity(wanted.min(1 << 16));
+        let deadline = tokio::time::Instant::from_std(due.max(Instant::now()))
+            .min(tokio::time::Instant::now() + Duration::from_millis(100));
+        while got.len() < wanted {
+            match tokio::time::timeout_at(deadline, self.messages.next()).await {
+                Ok(Some(Ok(message))) => got.push(message),
+                Ok(Some(Err(_))) | Ok(None) => return (got, true),
+                Err(_) => break,
+            }
+        }
+        (got, false)
     }
 }
 
-/// Acknowledges every message (by its reply subject); the last one as a request, whose answer
-/// comes after the server has processed the others (same connection, in order). `false` if
-/// that confirmation did not come: the caller sends them all again (acknowledging twice is
-/// harmless).
-async fn acknowledge(client: &async_nats::Client, replies: &[async_nats::Subject]) -> bool {
-    let Some((last, rest)) = replies.split_last() else {
-        return true;
-    };
-    for reply in rest {
-        if client.publish(reply.clone(), ACK.into()).await.is_err() {
-            return false;
-        }
-    }
+/// Acknowledges every message up to `reply`'s (the consumer's `AckPolicy::All`), as a
+/// request: `true` once the server has confirmed it.
+async fn acknowledge_all(client: &async_nats::Client, reply: &async_nats::Subject) -> bool {
     let confirmed = tokio::time::timeout(
         Duration::from_secs(2),
-        client.request(last.clone(), ACK.into()),
+        client.request(reply.clone(), ACK.into()),
     )
     .await;
     matches!(confirmed, Ok(Ok(_)))
@@ -646,8 +812,14 @@ struct Term {
     signed_size: u64,
     /// Records appended since the last checkpoint.
     unsigned: u64,
-    /// The reply subjects of the messages taken and not yet acknowledged.
-    unacked: Vec<async_nats::Subject>,
+    /// The stream sequence of the last message taken (integrated, skipped as a duplicate or
+    /// refused): everything up to it has been taken, in stream order.
+    position: u64,
+    /// The position acknowledged on the consumer (every message up to it, signed).
+    acked: u64,
+    /// The reply subject of the message at `position`, while not acknowledged: acknowledging
+    /// it acknowledges every message before it.
+    ack: Option<async_nats::Subject>,
     /// When JetStream stored each event integrated since the last checkpoint.
     lags: Vec<OffsetDateTime>,
     /// When the last checkpoint was signed.
