@@ -245,8 +245,8 @@ pub(crate) struct ProxyArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// Require client certificates issued by these CAs (PEM) on TLS connections (mTLS); each
-    /// event records the client certificate's subject.
+    /// Require client certificates issued by these CAs (PEM) on TLS connections (mTLS): a
+    /// client without one is refused at the handshake.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_client_ca: Option<PathBuf>,
     /// Trust these CAs (PEM) for an `https://` upstream instead of the system's.

@@ -424,9 +424,13 @@ impl Ca {
 
     /// A server certificate for `localhost` and 127.0.0.1 named `cn`: (cert PEM, key PEM, DER).
     fn issue(&self, cn: &str) -> (String, String, Vec<u8>) {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
+        self.issue_for(cn, &["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate for `names`.
+    fn issue_for(&self, cn: &str, names: &[&str]) -> (String, String, Vec<u8>) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
@@ -793,4 +797,159 @@ async fn sighup_reloads_the_route_policy_and_a_bad_file_is_refused() {
         "{err}"
     );
     assert!(err.contains("route policy reloaded"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_checked_by_ca_and_name() {
+    // The upstream: a TLS proxy in front of a plain service (it checks the token again).
+    let service = start_upstream().await;
+    let ca = Ca::new();
+    let (cert, key, _) = ca.issue("upstream");
+    let env = Env::new();
+    env.write("cert.pem", &cert);
+    env.write("key.pem", &key);
+    let tls_upstream = Proxy::start(
+        env,
+        &format!("http://{service}"),
+        "",
+        &["--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+        None,
+    );
+    let port = tls_upstream.addr.port();
+    let auth = format!("Bearer {}", token("orders:read", 300));
+    let get = |proxy: &Proxy, id: &str| {
+        let request = client()
+            .get(format!("http://{}/orders/1", proxy.addr))
+            .header("authorization", &auth)
+            .header("x-request-id", id)
+            .send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+
+    // Trusted CA, right name (localhost and 127.0.0.1 are on the certificate).
+    for host in ["localhost", "127.0.0.1"] {
+        let env = Env::new();
+        env.write("ca.pem", &ca.pem);
+        let front = Proxy::start(
+            env,
+            &format!("https://{host}:{port}"),
+            "",
+            &["--upstream-ca", "ca.pem"],
+            None,
+        );
+        assert_eq!(get(&front, "through-tls").await, 200, "{host}");
+    }
+
+    // A certificate for another name, from the trusted CA: refused by the name check.
+    let (cert, key, _) = ca.issue_for("elsewhere", &["other.example"]);
+    let env = Env::new();
+    env.write("cert.pem", &cert);
+    env.write("key.pem", &key);
+    let elsewhere = Proxy::start(
+        env,
+        &format!("http://{service}"),
+        "",
+        &["--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+        None,
+    );
+    let env = Env::new();
+    env.write("ca.pem", &ca.pem);
+    let mut wrong_name = Proxy::start(
+        env,
+        &format!("https://localhost:{}", elsewhere.addr.port()),
+        "",
+        &["--upstream-ca", "ca.pem"],
+        None,
+    );
+    // Another CA: refused too.
+    let env = Env::new();
+    env.write("ca.pem", &Ca::new().pem);
+    let mut wrong_ca = Proxy::start(
+        env,
+        &format!("https://localhost:{port}"),
+        "",
+        &["--upstream-ca", "ca.pem"],
+        None,
+    );
+    for proxy in [&mut wrong_name, &mut wrong_ca] {
+        assert_eq!(get(proxy, "unverified").await, 502);
+        let (code, err) = proxy.stop();
+        assert_eq!(code, Some(0), "{err}");
+        let e = &proxy.events()["unverified"];
+        assert_eq!(e["outcome"], "error", "{e}");
+        assert_eq!(e["extra"]["upstream_error"], "upstream_tls_failed", "{e}");
+    }
+
+    // --upstream-insecure: explicit, and said loudly.
+    let mut insecure = Proxy::start(
+        Env::new(),
+        &format!("https://localhost:{port}"),
+        "",
+        &["--upstream-insecure"],
+        None,
+    );
+    assert_eq!(get(&insecure, "insecure").await, 200);
+    let (code, err) = insecure.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("WARNING: --upstream-insecure"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_requires_a_client_certificate_from_the_given_cas() {
+    let upstream = start_upstream().await;
+    let ca = Ca::new();
+    let (cert, key, _) = ca.issue("server");
+    let clients = Ca::new();
+    let (client_cert, client_key, _) = clients.issue_for("alice-laptop", &["alice.example"]);
+    let env = Env::new();
+    env.write("cert.pem", &cert);
+    env.write("key.pem", &key);
+    env.write("clients.pem", &clients.pem);
+    let mut proxy = Proxy::start(
+        env,
+        &format!("http://{upstream}"),
+        ROUTES,
+        &[
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--tls-client-ca",
+            "clients.pem",
+        ],
+        None,
+    );
+    let url = format!("https://localhost:{}/public/x", proxy.addr.port());
+    let builder = || {
+        reqwest::Client::builder()
+            .tls_certs_only([ca.reqwest()])
+            .timeout(Duration::from_secs(10))
+    };
+    let anonymous = builder().build().unwrap().get(&url).send().await;
+    assert!(anonymous.is_err(), "no client certificate: {anonymous:?}");
+    // A certificate from another CA (the server's own) is refused as well.
+    let (other_cert, other_key, _) = ca.issue("mallory");
+    let stranger =
+        reqwest::Identity::from_pem(format!("{other_cert}{other_key}").as_bytes()).unwrap();
+    let refused = builder()
+        .identity(stranger)
+        .build()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await;
+    assert!(refused.is_err(), "a stranger's certificate: {refused:?}");
+    let identity =
+        reqwest::Identity::from_pem(format!("{client_cert}{client_key}").as_bytes()).unwrap();
+    let ok = builder()
+        .identity(identity)
+        .build()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let (code, err) = proxy.stop();
+    assert_eq!(code, Some(0), "{err}");
 }

@@ -220,6 +220,9 @@ impl ForwardInner {
         };
         let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(response)) => response,
+            Ok(Err(e)) if e.is_connect() && tls_refused(&e) => {
+                return failed(StatusCode::BAD_GATEWAY, "upstream_tls_failed");
+            }
             Ok(Err(e)) if e.is_connect() => {
                 return failed(StatusCode::BAD_GATEWAY, "upstream_unreachable");
             }
@@ -300,6 +303,29 @@ impl ForwardInner {
         }
         Ok(Request::from_parts(parts, body))
     }
+}
+
+/// Whether a connection to the upstream failed in its TLS handshake (certificate not
+/// trusted, wrong name, no common protocol).
+fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        // The connector's error comes boxed: its type is not always reachable by downcast,
+        // but rustls's own words are (`invalid peer certificate: …`, `received fatal alert`).
+        let text = e.to_string();
+        if e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            || text.contains("invalid peer certificate")
+            || text.contains("received fatal alert")
+            || text.contains("peer is incompatible")
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The `Via` value the proxy adds.

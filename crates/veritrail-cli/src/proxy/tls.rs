@@ -7,7 +7,7 @@
 //!   go on with theirs; a pair that does not load (unreadable, not PEM, key not matching the
 //!   certificate) is refused with an error line and the old one kept.
 //! - **mTLS** (`--tls-client-ca`): a client certificate issued by one of those CAs is required
-//!   at the handshake; its subject is recorded in each event of the connection.
+//!   at the handshake (its subject is not recorded in the events yet).
 //! - **An `https://` upstream**: its certificate is checked against the system's CAs or
 //!   `--upstream-ca`, and its name against the upstream's host. `--upstream-insecure` turns
 //!   the check off, with a warning at start.
