@@ -33,9 +33,20 @@ fn token(scope: &str, exp_in: i64) -> String {
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
-/// An upstream answering 200 `ok` to anything.
+/// An upstream answering 200 to anything, with the size of the body it read.
 async fn start_upstream() -> SocketAddr {
-    let app = Router::new().fallback(|| async { "ok" });
+    let app = Router::new().fallback(|body: axum::body::Body| async move {
+        use futures_util::StreamExt;
+        let mut stream = body.into_data_stream();
+        let mut n = 0;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => n += chunk.len(),
+                Err(_) => return "cut off".to_owned(),
+            }
+        }
+        n.to_string()
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -952,4 +963,121 @@ async fn mtls_requires_a_client_certificate_from_the_given_cas() {
     assert_eq!(ok.status(), 200);
     let (code, err) = proxy.stop();
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// The resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+/// `bytes` as a streamed request body (64 KiB chunks, no length: chunked on HTTP/1.1).
+fn streamed(bytes: &[u8]) -> http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error> {
+    use http_body_util::BodyExt;
+    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = bytes
+        .chunks(64 * 1024)
+        .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+        .collect();
+    http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limits_are_413_and_a_10_mib_upload_digest_matches_sha256sum_with_flat_memory() {
+    use http_body_util::BodyExt;
+    let upstream = start_upstream().await;
+    let config = r#"
+[[route]]
+prefix = "/upload/"
+body_digest = true
+max_body_bytes = 16777216
+
+[[route]]
+prefix = "/small/"
+max_body_bytes = 1048576
+"#;
+    let mut proxy = Proxy::start(Env::new(), &format!("http://{upstream}"), config, &[], None);
+    let auth = format!("Bearer {}", token("orders:write", 300));
+    let post = |path: &'static str, id: &'static str, body| {
+        let headers = [
+            ("authorization", auth.clone()),
+            ("x-request-id", id.to_owned()),
+        ];
+        let addr = proxy.addr;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let response = common::send_head(addr, "POST", path, &headers, body).await;
+            let status = response.status().as_u16();
+            let text = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&text).into_owned())
+        }
+    };
+    // Warm up (the runtime, the writer, the pools), then measure.
+    let (status, _) = post("/upload/warm", "warm", streamed(&[b'w'; 256 * 1024])).await;
+    assert_eq!(status, 200);
+    let before = rss(proxy.child.id());
+
+    let data: Vec<u8> = (0..10 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    proxy.env.write("upload.bin", &data);
+    let (status, read) = post("/upload/file", "upload", streamed(&data)).await;
+    assert_eq!((status, read.as_str()), (200, "10485760"));
+    let after = rss(proxy.child.id());
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 4 * 1024 * 1024,
+        "the proxy's memory grew by {growth} bytes for a 10 MiB upload: buffered?"
+    );
+    eprintln!("RSS before {before}, after {after}: growth {growth} bytes for 10 MiB streamed");
+
+    // Over the limit: declared (refused before the upstream) and streamed (cut off).
+    let (status, _) = post("/small/declared", "declared", {
+        let body = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 2 * 1024 * 1024]));
+        body.map_err(|never| match never {}).boxed()
+    })
+    .await;
+    assert_eq!(status, 413);
+    let (status, _) = post(
+        "/small/streamed",
+        "streamed",
+        streamed(&[b'x'; 2 * 1024 * 1024]),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let (status, read) = post("/small/fits", "fits", streamed(&[b'x'; 1024 * 1024])).await;
+    assert_eq!((status, read.as_str()), (200, "1048576"));
+
+    let (code, err) = proxy.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let sha256sum = Command::new("sha256sum")
+        .arg(proxy.env.path("upload.bin"))
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(sha256sum.stdout).unwrap();
+    let expected = expected.split_whitespace().next().unwrap();
+    let events = proxy.events();
+    let upload = &events["upload"];
+    assert_eq!(upload["extra"]["request_body_sha256"], expected, "{upload}");
+    assert_eq!(
+        upload["extra"]["request_body_bytes"],
+        10 * 1024 * 1024,
+        "{upload}"
+    );
+    for id in ["declared", "streamed"] {
+        let e = &events[id];
+        assert_eq!(e["status"], 413, "{e}");
+        assert_eq!(e["extra"]["body_too_large"], 1024 * 1024, "{e}");
+        assert_eq!(e["outcome"], "failure", "{e}");
+    }
+    assert!(events["fits"]["extra"].get("request_body_sha256").is_none());
 }

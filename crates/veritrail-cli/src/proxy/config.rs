@@ -25,6 +25,8 @@
 //! tls_client_ca = "tls/clients.pem" # mTLS: client certificates from these CAs required
 //! upstream_ca = "tls/upstream-ca.pem"   # for an https:// upstream (default: system CAs)
 //! upstream_h2c = false              # HTTP/2 prior knowledge to an http:// upstream (gRPC)
+//! max_body_bytes = 10485760         # request bodies larger are refused (413); routes may override
+//! body_digest = false               # record the SHA-256 of request bodies (routes may override)
 //!
 //! [[route]]
 //! prefix = "/health"
@@ -90,6 +92,8 @@ struct FileConfig {
     upstream_ca: Option<PathBuf>,
     upstream_insecure: Option<bool>,
     upstream_h2c: Option<bool>,
+    max_body_bytes: Option<u64>,
+    body_digest: Option<bool>,
     #[serde(default)]
     route: Vec<RouteConfig>,
 }
@@ -108,6 +112,8 @@ struct RouteConfig {
     #[serde(default)]
     roles: Vec<String>,
     durability: Option<DurabilityArg>,
+    max_body_bytes: Option<u64>,
+    body_digest: Option<bool>,
 }
 
 /// Everything the proxy runs with.
@@ -228,15 +234,38 @@ impl Upstream {
 pub(crate) struct Routes {
     /// Longest prefix first.
     entries: Vec<(Arc<str>, RoutePolicy)>,
+    /// The body rules of each entry, in the same order.
+    bodies: Vec<BodyRules>,
+    /// The body rules of paths under no route.
+    default_body: BodyRules,
+}
+
+/// What is done with request bodies on a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BodyRules {
+    /// Refuse bodies larger than this (`413`, recorded).
+    pub(crate) max_bytes: Option<u64>,
+    /// Record the SHA-256 of the request body as it streams (`extra.request_body_sha256`).
+    pub(crate) digest: bool,
 }
 
 impl Routes {
     /// The route (prefix) that the canonical `path` falls under, if any.
+    #[cfg(test)]
     pub(crate) fn matching(&self, path: &str) -> Option<&Arc<str>> {
-        self.entries
+        self.matching_rules(path).0
+    }
+
+    /// The route `path` falls under, if any, and the body rules that apply to it.
+    pub(crate) fn matching_rules(&self, path: &str) -> (Option<&Arc<str>>, BodyRules) {
+        match self
+            .entries
             .iter()
-            .find(|(prefix, _)| path_is_under(path, prefix))
-            .map(|(prefix, _)| prefix)
+            .position(|(prefix, _)| path_is_under(path, prefix))
+        {
+            Some(i) => (Some(&self.entries[i].0), self.bodies[i]),
+            None => (None, self.default_body),
+        }
     }
 
     /// Every route and its policy.
@@ -373,6 +402,10 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
     );
 
     let mut entries = Vec::new();
+    let default_body = BodyRules {
+        max_bytes: file.max_body_bytes,
+        digest: file.body_digest.unwrap_or(false),
+    };
     for route in file.route {
         check_prefix(&route.prefix)?;
         if route.public && (route.optional || !route.scopes.is_empty() || !route.roles.is_empty()) {
@@ -393,9 +426,9 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         policy.durability = route.durability.map_or(default_durability, durability);
         // `/admin` and `/admin/` cover the same paths.
         let covers = |p: &str| p.trim_end_matches('/').to_owned();
-        if let Some((other, _)) = entries
+        if let Some((other, _, _)) = entries
             .iter()
-            .find(|(p, _): &&(Arc<str>, _)| covers(p) == covers(&route.prefix))
+            .find(|(p, _, _): &&(Arc<str>, _, _)| covers(p) == covers(&route.prefix))
         {
             bail!(
                 "route prefix {:?} is configured twice (as {other:?}: a trailing `/` does not \
@@ -403,9 +436,13 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
                 route.prefix
             );
         }
-        entries.push((Arc::from(route.prefix), policy));
+        let body = BodyRules {
+            max_bytes: route.max_body_bytes.or(default_body.max_bytes),
+            digest: route.body_digest.unwrap_or(default_body.digest),
+        };
+        entries.push((Arc::from(route.prefix), policy, body));
     }
-    entries.sort_by_key(|(prefix, _)| {
+    entries.sort_by_key(|(prefix, _, _)| {
         let covered = prefix.trim_end_matches('/').len();
         (std::cmp::Reverse(covered), std::cmp::Reverse(prefix.len()))
     });
@@ -473,7 +510,14 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         max_connections,
         max_connections_per_ip,
         realm: file.realm,
-        routes: Routes { entries },
+        routes: Routes {
+            bodies: entries.iter().map(|(_, _, body)| *body).collect(),
+            entries: entries
+                .into_iter()
+                .map(|(prefix, policy, _)| (prefix, policy))
+                .collect(),
+            default_body,
+        },
         metrics_listen,
         tls,
     })
@@ -729,6 +773,8 @@ optional = true
             "upstream_ca",
             "upstream_insecure",
             "upstream_h2c",
+            "max_body_bytes",
+            "body_digest",
         ];
         /// A `[[route]]` table: well-typed values mostly, so that many are accepted.
         fn route() -> impl Strategy<Value = toml::Table> {

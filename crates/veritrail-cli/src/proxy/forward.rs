@@ -39,8 +39,10 @@ use veritrail_core::auth::{Identity, TokenSource};
 use veritrail_core::engine::{AuditContext, ForwardedHeader, RequestView, TrustedProxies};
 use veritrail_tower::PeerAddr;
 
-use super::config::Upstream;
+use super::body::{self, UpstreamBody};
+use super::config::{BodyRules, Upstream};
 use crate::cli::UnderscoresArg;
+use std::sync::atomic::Ordering;
 
 /// Identity headers the proxy sets for the upstream; always removed from incoming requests.
 pub(crate) const IDENTITY_HEADERS: [&str; 5] = [
@@ -119,7 +121,7 @@ pub(crate) struct Forward {
 }
 
 struct ForwardInner {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     upstream: Upstream,
     timeout: Duration,
     options: ForwardOptions,
@@ -214,11 +216,45 @@ impl ForwardInner {
         let Some(AuthorisedPath(path)) = req.extensions().get::<AuthorisedPath>().cloned() else {
             return failed(StatusCode::BAD_GATEWAY, "bad_upstream_request");
         };
+        let rules = req.extensions().get::<BodyRules>().copied();
+        let too_large = |max: u64| {
+            if let Some(audit) = &audit {
+                audit.insert("body_too_large", max);
+            }
+            if grpc {
+                grpc_problem(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            } else {
+                problem(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
+        };
+        // Declared too large: refused before the upstream is contacted.
+        if let Some(max) = rules.and_then(|r| r.max_bytes)
+            && req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .is_some_and(|length| length > max)
+        {
+            return too_large(max);
+        }
         let req = match self.upstream_request(req, &path) {
             Ok(req) => req,
             Err(_) => return failed(StatusCode::BAD_GATEWAY, "bad_upstream_request"),
         };
-        let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let req = req.map(|body| UpstreamBody::new(body, rules, audit.clone()));
+        let flags = req.body().flags();
+        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        if let Some((over, done)) = &flags {
+            if over.load(Ordering::SeqCst) {
+                return too_large(rules.and_then(|r| r.max_bytes).unwrap_or(0));
+            }
+            body::note_incomplete(
+                audit.as_ref(),
+                rules.is_some_and(|r| r.digest),
+                done.load(Ordering::SeqCst),
+            );
+        }
+        let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) if e.is_connect() && tls_refused(&e) => {
                 return failed(StatusCode::BAD_GATEWAY, "upstream_tls_failed");
@@ -574,6 +610,7 @@ fn grpc_problem(status: StatusCode, code: &str) -> Response<ProxyBody> {
 fn problem(status: StatusCode, code: &str) -> Response<ProxyBody> {
     let detail = match status {
         StatusCode::GATEWAY_TIMEOUT => "the upstream service did not answer in time",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this route accepts",
         _ => "the upstream service could not be reached",
     };
     let body = serde_json::json!({

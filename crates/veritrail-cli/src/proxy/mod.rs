@@ -13,6 +13,7 @@
 //! lost and where the last signed checkpoint stands, and exits 2.
 
 mod admission;
+mod body;
 mod config;
 mod forward;
 mod metrics;
@@ -530,8 +531,12 @@ fn connection_service(
             // The route is chosen by the canonical path, the engine's. A path without one gets no
             // route and no path to forward: the engine refuses it (400 invalid_path).
             if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {
-                if let Some(route) = policy.routes.matching(&path) {
+                let (route, body) = policy.routes.matching_rules(&path);
+                if let Some(route) = route {
                     req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+                }
+                if body != config::BodyRules::default() {
+                    req.extensions_mut().insert(body);
                 }
                 req.extensions_mut().insert(AuthorisedPath(path));
             }
