@@ -17,7 +17,7 @@
 //! wraps it in a [`GrpcBody`], which records the event when the trailers pass through (before
 //! handing them on: on a `durable` route the client sees the end of the call once it is on
 //! disk; if it cannot be recorded, the trailers say `14 UNAVAILABLE` instead). Without that
-//! wrapper (the plain [`AuditLayer`](crate::AuditLayer)), a call that is not trailers-only is
+//! wrapper (the plain [`AuditLayer`]), a call that is not trailers-only is
 //! recorded when its head is ready, without a `grpc_status`.
 
 use std::pin::Pin;
