@@ -13,6 +13,8 @@
 //! nats://…` or your service with `veritrail::open_writer("nats://…")` on every replica, and
 //! `veritrail sequencer` (two, for failover) — see README.md, "Many replicas, one log".
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -131,7 +133,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &EncodingKey::from_secret(SECRET),
     )?;
     for (i, addr) in [a, b, a, b, a, b].into_iter().enumerate() {
-        let status = post_refund(addr, i, &token).await?;
+        let status = common::send(addr, "POST", &format!("/orders/{i}/refund"), Some(&token))
+            .await
+            .map_err(|e| e.to_string())?;
         println!("POST http://{addr}/orders/{i}/refund -> {status}");
     }
 
@@ -159,25 +163,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     js.delete_stream(format!("KV_{}", at.lease_bucket()))
         .await?;
     Ok(())
-}
-
-/// One POST over a fresh connection; returns the status code.
-async fn post_refund(
-    addr: SocketAddr,
-    id: usize,
-    token: &str,
-) -> Result<u16, Box<dyn std::error::Error>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "POST /orders/{id}/refund HTTP/1.1\r\nHost: orders\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    Ok(response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0))
 }

@@ -2,38 +2,40 @@
 //! event names the span), and every audit record and signed checkpoint is also exported as
 //! an OTel log record, over OTLP/HTTP to a collector.
 //!
-//! ```text
+//! ```sh
+//! cargo run -p veritrail-cli -- dev-idp --dir /tmp/vt-dev --token alice=orders:read
 //! OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_SERVICE_NAME=orders-api \
-//!   cargo run --example otel --features otel,axum -- jwks.json
+//!   cargo run --example otel --features otel,axum -- /tmp/vt-dev
 //! ```
 //!
 //! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json` switches the encoding. Without an endpoint nothing
-//! is exported, and an incoming `traceparent` still reaches the audit events.
-use std::net::SocketAddr;
+//! is exported, and an incoming `traceparent` still reaches the audit events. The log and its
+//! key live in `/tmp/vt-dev/otel/`. `VERITRAIL_EXAMPLE_CHECK=1` sends a few requests to itself
+//! and stops instead of serving until Ctrl-C.
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::{Router, extract::Path, routing::get};
 use veritrail::axum::{AuditContext, Engine, Identity, RoutePolicy, require_scope};
+use veritrail::core::auth::{Authenticator, Issuer, KeySet};
+use veritrail::log::LogOptions;
 use veritrail::otel::{OtelLayer, OtelLogSink, init_from_env};
-use veritrail_core::auth::{Authenticator, Issuer, KeySet};
-use veritrail_log::{LogOptions, NoteSigner};
-use veritrail_writer::{FileSink, Sink, Writer, WriterConfig};
+use veritrail::writer::{FileSink, Sink, Writer, WriterConfig};
 
 async fn order(Path(id): Path<u64>, who: Identity, audit: AuditContext) -> String {
     audit.set_action("order.read");
     audit.set_target(format!("order:{id}"));
-    format!("order {id} for {}", who.sub().unwrap_or("?"))
+    format!("order {id} for {}\n", who.sub().unwrap_or("?"))
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let jwks = std::fs::read(std::env::args().nth(1).unwrap_or("jwks.json".into()))?;
+async fn main() -> Result<(), common::Error> {
+    let idp = common::DevIdp::from_args("otel")?;
+    let work = idp.workdir("otel");
+    let (keys, _) = KeySet::from_jwks(common::read(&idp.jwks()?)?.as_bytes())?;
     let auth = Authenticator::builder()
-        .issuer(
-            Issuer::new("https://idp.example")
-                .keys(KeySet::from_jwks(&jwks)?.0)
-                .audience("orders-api"),
-        )
+        .issuer(Issuer::new(idp.issuer()?).keys(keys).audience("orders-api"))
         .build()?;
 
     // Telemetry from the standard OTEL_* variables; nothing is installed globally.
@@ -42,9 +44,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT is not set: no spans or logs are exported");
     }
 
-    let signer = NoteSigner::generate("audit.example/orders")?;
-    std::fs::write("audit-log.pub", signer.verifier().to_text())?;
-    let file = FileSink::open("audit-log".as_ref(), signer, LogOptions::default())?;
+    // The log's key: made on the first run, then reused (a new key would not match the log).
+    let signer =
+        veritrail::load_or_create_signing_key(&work.join("audit.key"), "audit.example/orders")?;
+    let file = FileSink::open(&work.join("audit-log"), signer, LogOptions::default())?;
     let origin = file.origin().to_owned();
     let writer = match &telemetry {
         // Every committed record and every signed checkpoint also goes to the collector.
@@ -67,17 +70,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/orders/{id}",
             get(order).route_layer(require_scope("orders:read")),
         )
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(|| async { "ok\n" }))
         .layer(veritrail::axum::layer(engine))
         // Outside the audit layer, so the audit event records this span's ids.
         .layer(otel.log_origin(origin));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
-    .await?;
+    let listener = tokio::net::TcpListener::bind(common::listen_addr()).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "listening on http://{addr}; the log is in {}",
+        work.display()
+    );
+    let (stop, server) = common::serve_axum(listener, app);
+    let token = if common::self_check() {
+        Some(idp.token("alice")?)
+    } else {
+        None
+    };
+    let checked = common::until_done(common::check(
+        addr,
+        &[
+            ("GET", "/health", None, 200),
+            ("GET", "/orders/7", token.as_deref(), 200),
+        ],
+    ))
+    .await;
+    stop.send(()).ok();
+    server.await??;
 
     // The writer first (its last records and checkpoint go through the logger), then the
     // telemetry, whose shutdown runs off the runtime's threads.
@@ -87,5 +105,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(guard) = telemetry {
         guard.shutdown().await?;
     }
-    Ok(())
+    checked
 }

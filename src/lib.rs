@@ -11,6 +11,8 @@
 //! | --- | --- | --- |
 //! | (always) | [`log`] | `veritrail-log`: the RFC 6962 log, C2SP checkpoints, proofs, verifier |
 //! | `core` | `core` | `veritrail-core`: JWT authenticator, audit event model, request engine |
+//! | `remote` | `core::auth::remote` | JWKS URLs and OpenID Connect discovery as key sources |
+//! | `dev-idp` | `core::dev` | a development identity provider (keys, JWKS, tokens) |
 //! | `writer` | `writer` | `veritrail-writer`: batching, group-committing writer (a `Recorder`) |
 //! | `tower` | `tower` | `veritrail-tower`: `AuditLayer` for any tower stack |
 //! | `axum` | `axum` | `veritrail-axum`: extractors and route helpers for axum 0.8 |
@@ -18,6 +20,13 @@
 //! | `otel` | `otel` | `veritrail-otel`: server spans and OTel log export tied to audit events |
 //! | `postgres` | `postgres` | `veritrail-postgres`: the log in PostgreSQL (store, writer sink, verifier) |
 //! | `nats` | `nats` | `veritrail-nats`: replicas publish to NATS JetStream; a sequencer integrates one log |
+//!
+//! [`Audit`] (feature `writer`; its layers with `axum`, `tower`, `actix`) covers the common
+//! case in a few lines — keys from a JWKS file, a JWKS URL or an OpenID Connect issuer, the
+//! audience, route policies, the log and its signing key (made on first use, then reused) —
+//! and is the guard that shuts the writer down cleanly. The engine it builds records the key
+//! sets in force in the log, so that `veritrail verify --tokens` can re-verify the stored
+//! tokens from the log alone.
 //!
 //! [`open_writer`] (feature `writer`) starts a writer over the log a location names: a
 //! directory, or with `postgres` a `postgres://USER@HOST:PORT/DB?schema=S&origin=O`, or with
@@ -45,10 +54,24 @@
 //! # }
 //! ```
 //!
-//! The web integration is shown in the repository's `examples/` (`axum_quickstart`,
-//! `actix_quickstart`, `hyper_tower`, `otel`) and in README.md.
+//! The web integration is shown in README.md and in the repository's `examples/`
+//! (`axum_quickstart`, `actix_quickstart`, `hyper_tower`, `otel`, `nats_replicas`), which run
+//! against `veritrail dev-idp`'s keys and tokens.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "writer")]
+mod audit;
+#[cfg(feature = "writer")]
+pub use audit::{Audit, AuditBuilder, SHUTDOWN_TIMEOUT, StartError, load_or_create_signing_key};
+#[cfg(feature = "core")]
+pub use veritrail_core::{engine::RoutePolicy, event::EvidenceMode, recorder::Durability};
+
+// README's Rust examples compile as doc tests (with every feature they use).
+#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "remote"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(feature = "actix")]
 pub use veritrail_actix as actix;

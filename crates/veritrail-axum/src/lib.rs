@@ -68,6 +68,11 @@ pub use veritrail_tower::{
 /// The [`AuditLayer`] for axum: reads the peer address from `ConnectInfo<SocketAddr>` (serve
 /// with `into_make_service_with_connect_info::<SocketAddr>()`) and the route template from
 /// `MatchedPath`.
+///
+/// A request that carries neither `ConnectInfo<SocketAddr>` nor a
+/// [`PeerAddr`](veritrail_tower::PeerAddr) is recorded without a client address, and the
+/// first such request logs one warning naming the fix (with `tracing`, or on stderr when no
+/// `tracing` subscriber is installed).
 pub fn layer(engine: Engine) -> AuditLayer {
     AuditLayer::new(engine)
         .peer_addr_with(peer_addr)
@@ -75,9 +80,36 @@ pub fn layer(engine: Engine) -> AuditLayer {
 }
 
 fn peer_addr(ext: &Extensions) -> Option<IpAddr> {
-    ext.get::<ConnectInfo<SocketAddr>>()
+    let peer = ext
+        .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .or_else(|| ext.get::<veritrail_tower::PeerAddr>().map(|p| p.0.ip()))
+        .or_else(|| ext.get::<veritrail_tower::PeerAddr>().map(|p| p.0.ip()));
+    if peer.is_none() {
+        warn_no_peer_once();
+    }
+    peer
+}
+
+/// Whether the missing-client-address warning was given (once per process).
+static WARNED_NO_PEER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The warning given, once, for a request without a client address.
+pub const NO_PEER_WARNING: &str = "veritrail: requests carry no client address, so audit events \
+    record none: serve the app with \
+    `axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())` \
+    (or insert a veritrail_tower::PeerAddr extension per connection)";
+
+#[cold]
+fn warn_no_peer_once() {
+    use std::sync::atomic::Ordering;
+    if WARNED_NO_PEER.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{NO_PEER_WARNING}");
+    } else {
+        eprintln!("warning: {NO_PEER_WARNING}");
+    }
 }
 
 fn matched_path(ext: &Extensions) -> Option<&str> {

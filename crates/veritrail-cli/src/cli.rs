@@ -44,6 +44,10 @@ pub(crate) enum Command {
     /// The quick start: a real server, real tokens, real traffic, then verification.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+    /// A development identity provider: keys kept in DIR (made on first use, then reused),
+    /// their JWKS, the issuer name, and tokens for chosen subjects and scopes.
+    #[cfg(feature = "demo")]
+    DevIdp(DevIdpArgs),
     /// An authenticating, auditing reverse proxy in front of any HTTP service.
     #[cfg(feature = "proxy")]
     Proxy(Box<ProxyArgs>),
@@ -157,6 +161,25 @@ pub(crate) struct DemoArgs {
     /// cleared; any other non-empty directory is refused.
     #[arg(long, value_name = "DIR", default_value = "veritrail-demo")]
     pub(crate) dir: PathBuf,
+}
+
+/// `veritrail dev-idp --dir DIR [--token SUB[=SCOPES]]... [--audience AUD] [--ttl SECS]`.
+#[cfg(feature = "demo")]
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevIdpArgs {
+    /// Where the keys (idp-keys.json, mode 0600), jwks.json, issuer.txt and tokens/ go.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// A token to mint into DIR/tokens/SUB.jwt: the subject, then `=` and space- or
+    /// comma-separated scopes (repeatable).
+    #[arg(long = "token", value_name = "SUB[=SCOPES]")]
+    pub(crate) tokens: Vec<String>,
+    /// The audience (`aud`) of the tokens.
+    #[arg(long, value_name = "AUD", default_value = "orders-api")]
+    pub(crate) audience: String,
+    /// How long the tokens are valid, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub(crate) ttl: u64,
 }
 
 /// `veritrail proxy --listen ADDR --upstream URL (--jwks FILE|URL | --oidc ISSUER_URL |
@@ -525,6 +548,10 @@ pub(crate) struct VerifyArgs {
 /// other filters select `http` events (system records are shown only when none is given).
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct EventFilterArgs {
+    /// Only the record with this event id (a span's `audit.event.id`); its INDEX is what
+    /// `veritrail prove` takes.
+    #[arg(long, value_name = "EVENT_ID")]
+    pub(crate) id: Option<String>,
     /// Only events of this subject (the actor's `sub`).
     #[arg(long, value_name = "SUB")]
     pub(crate) sub: Option<String>,

@@ -1,7 +1,7 @@
 //! `veritrail events`: the audit events of a log, as a table or as the stored records.
 //!
 //! The table has one row per record: time (RFC 3339, UTC), index, kind, subject, method and
-//! route, status, outcome, action; a system record shows a summary in place of the request.
+//! route, status, outcome, the refusal's reason code, action; a system record shows a summary in place of the request.
 //! Protected fields show as `[encrypted:KID]` or `hmac:KID:PREFIX…` (pseudonyms are stable, so
 //! equal prefixes are the same value). With `--json` each selected record is printed exactly as
 //! stored — the bytes the log hashes — one per line.
@@ -157,7 +157,7 @@ pub(crate) fn print(
 }
 
 /// The table's header line.
-pub(crate) const HEADER: &str = "TIME                         INDEX  KIND       SUB              REQUEST                           STATUS  OUTCOME    ACTION";
+pub(crate) const HEADER: &str = "TIME                         INDEX  KIND       SUB              REQUEST                           STATUS  OUTCOME    REASON                ACTION";
 
 /// One table row for the event stored at `index`.
 pub(crate) fn row(index: u64, event: &AuditEvent) -> String {
@@ -169,8 +169,9 @@ pub(crate) fn row(index: u64, event: &AuditEvent) -> String {
             let outcome = http.outcome.map_or("-", outcome_name);
             let action = http.action.as_deref().unwrap_or("-");
             format!(
-                "{time:<27}  {index:>5}  {kind:<9}  {sub:<15}  {request:<32}  {status:>6}  {outcome:<9}  {action}",
+                "{time:<27}  {index:>5}  {kind:<9}  {sub:<15}  {request:<32}  {status:>6}  {outcome:<9}  {reason:<20}  {action}",
                 request = request(http),
+                reason = reason(http),
             )
         }
         body => format!("{time:<27}  {index:>5}  {kind:<9}  {}", summary(body)),
@@ -183,6 +184,16 @@ pub(crate) fn subject(http: &HttpEvent) -> String {
         .as_ref()
         .and_then(|a| a.sub.as_ref())
         .map_or_else(|| "-".to_owned(), show)
+}
+
+/// Why the request was refused: the authentication reason code (`expired`, `bad_signature`,
+/// …), else the authorization one (`insufficient_scope`, …); `-` when neither gave one.
+pub(crate) fn reason(http: &HttpEvent) -> &str {
+    http.authn
+        .as_ref()
+        .and_then(|a| a.reason.as_deref())
+        .or_else(|| http.authz.as_ref().and_then(|a| a.reason.as_deref()))
+        .unwrap_or("-")
 }
 
 /// The response status (`-` when there is none, as on an intent record).

@@ -1,5 +1,5 @@
-//! Which events `events`, `tail` and `export` select: `--sub`, `--since`, `--until`, `--route`,
-//! `--action`, `--outcome`, `--status`.
+//! Which events `events`, `tail` and `export` select: `--id`, `--sub`, `--since`, `--until`,
+//! `--route`, `--action`, `--outcome`, `--status`.
 //!
 //! Time bounds apply to every record (`since` inclusive, `until` exclusive). The other filters
 //! are about requests: when one is given only `http` events can match, so system records
@@ -16,6 +16,7 @@ use crate::cli::{EventFilterArgs, OutcomeArg};
 /// A parsed set of filters.
 #[derive(Debug, Default)]
 pub(crate) struct Filter {
+    id: Option<uuid::Uuid>,
     sub: Option<String>,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
@@ -51,7 +52,17 @@ impl Filter {
         {
             bail!("--since must be earlier than --until: no record can match");
         }
+        let id = args
+            .id
+            .as_deref()
+            .map(|id| {
+                id.parse::<uuid::Uuid>().map_err(|_| {
+                    anyhow!("--id {id:?}: not an event id (a UUID, as in a span's audit.event.id)")
+                })
+            })
+            .transpose()?;
         Ok(Filter {
+            id,
             sub: args.sub.clone(),
             since,
             until,
@@ -86,7 +97,10 @@ impl Filter {
         expect(dead_code, reason = "only the view pages")
     )]
     pub(crate) fn selects_everything(&self) -> bool {
-        self.since.is_none() && self.until.is_none() && !self.selects_requests()
+        self.since.is_none()
+            && self.until.is_none()
+            && self.id.is_none()
+            && !self.selects_requests()
     }
 
     /// The part of the filter the PostgreSQL store's search columns can answer (all but
@@ -120,7 +134,8 @@ impl Filter {
 
     /// Whether `event` is selected.
     pub(crate) fn matches(&self, event: &AuditEvent) -> bool {
-        if self.since.is_some_and(|since| event.time < since)
+        if self.id.is_some_and(|id| event.id != id)
+            || self.since.is_some_and(|since| event.time < since)
             || self.until.is_some_and(|until| event.time >= until)
         {
             return false;

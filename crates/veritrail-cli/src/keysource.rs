@@ -70,21 +70,10 @@ impl KeySource {
     }
 }
 
-/// Called with every key set fetched from a URL, before it comes into force; it runs on the
-/// refreshing task and must not block.
-pub(crate) type OnFetchedKeys = Box<dyn Fn(&Arc<KeySet>) + Send + Sync>;
-
 /// What [`authenticator`] built.
 pub(crate) struct Keys {
     /// Verifies tokens of the configured issuer and audience with the configured keys.
     pub(crate) authenticator: Authenticator,
-    /// The public keys of a JWKS file (known before any token is checked); `None` for fetched
-    /// keys (see [`OnFetchedKeys`]) and for a shared secret, which is never recorded anywhere.
-    #[cfg_attr(
-        not(feature = "server"),
-        expect(dead_code, reason = "only the proxy and the view record key sets")
-    )]
-    pub(crate) file_keys: Option<KeySet>,
     /// The store of keys fetched from a URL (for readiness and metrics); `None` otherwise.
     #[cfg_attr(
         not(feature = "proxy"),
@@ -94,16 +83,15 @@ pub(crate) struct Keys {
 }
 
 /// Builds the authenticator for tokens of `issuer` for `audience`, with keys from `source`,
-/// reading tokens from `token_sources` (none: the `Authorization: Bearer` header). Fetched
-/// key sets are passed to `on_fetched`. Must run inside a tokio runtime (fetched keys are
-/// refreshed by a task).
+/// reading tokens from `token_sources` (none: the `Authorization: Bearer` header). Must run
+/// inside a tokio runtime (fetched keys are refreshed by a task). An engine built over it
+/// records the key sets in force in its log (at start and whenever a fetched set changes), as
+/// for every library user; a shared secret is never recorded.
 pub(crate) async fn authenticator(
     source: &KeySource,
     (issuer, audience): (&str, &str),
     token_sources: &[TokenSource],
-    on_fetched: Option<OnFetchedKeys>,
 ) -> Result<Keys> {
-    let mut file_keys = None;
     let mut store = None;
     let config = Issuer::new(issuer).audience(audience);
     let config = match source {
@@ -115,7 +103,6 @@ pub(crate) async fn authenticator(
             for s in &skipped {
                 eprintln!("warning: {}: a key was skipped: {s:?}", path.display());
             }
-            file_keys = Some(keys.clone());
             config.keys(keys)
         }
         KeySource::HmacSecretFile(path) => {
@@ -127,12 +114,12 @@ pub(crate) async fn authenticator(
             config.keys(keys).allow_hmac()
         }
         KeySource::JwksUrl(url) => {
-            let remote = remote(JwksConfig::jwks_url(url), url, on_fetched).await?;
+            let remote = remote(JwksConfig::jwks_url(url), url).await?;
             store = Some(Arc::clone(&remote));
             config.key_source(remote)
         }
         KeySource::Oidc(url) => {
-            let remote = remote(JwksConfig::oidc_issuer(url), url, on_fetched).await?;
+            let remote = remote(JwksConfig::oidc_issuer(url), url).await?;
             store = Some(Arc::clone(&remote));
             config.key_source(remote)
         }
@@ -144,87 +131,13 @@ pub(crate) async fn authenticator(
     let authenticator = builder.build().context("invalid authentication settings")?;
     Ok(Keys {
         authenticator,
-        file_keys,
         store,
     })
 }
 
-/// The authenticator for `source` (as [`authenticator`] builds it), with the keys in force
-/// recorded in `log`: a `keyset` record at start and whenever a fetched key set changes. A
-/// shared secret is never recorded. `veritrail proxy` records into its audit log, `veritrail
-/// serve` into its access log.
-#[cfg(feature = "server")]
-pub(crate) async fn recording_authenticator(
-    source: &KeySource,
-    (issuer, audience): (&str, &str),
-    token_sources: &[TokenSource],
-    log: veritrail_writer::WriterHandle,
-) -> Result<Authenticator> {
-    Ok(
-        recording_keys(source, (issuer, audience), token_sources, log)
-            .await?
-            .authenticator,
-    )
-}
-
-/// [`recording_authenticator`], with the key store too.
-#[cfg(feature = "server")]
-pub(crate) async fn recording_keys(
-    source: &KeySource,
-    (issuer, audience): (&str, &str),
-    token_sources: &[TokenSource],
-    log: veritrail_writer::WriterHandle,
-) -> Result<Keys> {
-    let on_fetched: OnFetchedKeys = {
-        let (log, issuer) = (log.clone(), issuer.to_owned());
-        let runtime = tokio::runtime::Handle::current();
-        Box::new(move |keys| {
-            let (log, issuer, keys) = (log.clone(), issuer.clone(), Arc::clone(keys));
-            runtime.spawn(async move {
-                if let Err(e) = record_keyset(&log, &issuer, &keys).await {
-                    eprintln!("cannot record the new key set: {e:#}");
-                }
-            });
-        })
-    };
-    let keys = authenticator(source, (issuer, audience), token_sources, Some(on_fetched)).await?;
-    if let Some(file_keys) = &keys.file_keys {
-        record_keyset(&log, issuer, file_keys).await?;
-    }
-    Ok(keys)
-}
-
-#[cfg(feature = "server")]
-async fn record_keyset(
-    log: &veritrail_writer::WriterHandle,
-    issuer: &str,
-    keys: &KeySet,
-) -> Result<()> {
-    use veritrail_core::recorder::Recorder as _;
-    let id: String = keys.id().iter().map(|b| format!("{b:02x}")).collect();
-    log.record(
-        veritrail_core::event::AuditEvent::keyset(
-            Some(issuer.to_owned()),
-            id,
-            keys.to_public_jwks(),
-        ),
-        veritrail_core::recorder::Durability::Durable,
-    )
-    .await
-    .context("cannot record the key set in the log")?;
-    Ok(())
-}
-
 /// A remote key store, loaded once before this returns.
-async fn remote(
-    config: JwksConfig,
-    url: &str,
-    on_fetched: Option<OnFetchedKeys>,
-) -> Result<Arc<JwksStore>> {
-    let mut config = config.allow_insecure_http(is_loopback_http(url));
-    if let Some(callback) = on_fetched {
-        config = config.on_change(callback);
-    }
+async fn remote(config: JwksConfig, url: &str) -> Result<Arc<JwksStore>> {
+    let config = config.allow_insecure_http(is_loopback_http(url));
     let store = JwksStore::connect(config)
         .await
         .with_context(|| format!("cannot load the keys from {url}"))?;

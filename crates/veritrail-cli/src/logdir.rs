@@ -102,9 +102,18 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<Log> {
 /// Checks that `dir` exists and is a directory, with an error that says what to do.
 pub(crate) fn require_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
+        let cwd = std::env::current_dir()
+            .map(|d| format!(" (relative to {})", d.display()))
+            .unwrap_or_default();
         bail!(
-            "{} does not exist — create a log with `veritrail append {} --key KEYFILE`",
+            "{} does not exist — check the path{}; to start a new log there, `veritrail \
+             append {} --key KEYFILE`",
             dir.display(),
+            if dir.is_relative() {
+                cwd
+            } else {
+                String::new()
+            },
             dir.display()
         );
     }

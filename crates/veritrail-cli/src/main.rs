@@ -31,6 +31,8 @@ mod cli;
 mod copy;
 #[cfg(feature = "demo")]
 mod demo;
+#[cfg(feature = "demo")]
+mod dev_idp;
 mod dirstate;
 mod events;
 mod exit;
@@ -100,6 +102,8 @@ fn main() -> ExitCode {
         Command::Copy(args) => copy::run(args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "demo")]
+        Command::DevIdp(args) => dev_idp::run(args),
         #[cfg(feature = "proxy")]
         Command::Proxy(args) => proxy::run(args),
         #[cfg(feature = "serve")]

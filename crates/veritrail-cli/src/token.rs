@@ -43,8 +43,10 @@ fn verify(args: &TokenVerifyArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let explanation = runtime.block_on(async {
-        let keys = keysource::authenticator(&source, (issuer, &args.audience), &[], None).await?;
-        anyhow::Ok(explain(&keys.authenticator, &token).await)
+        let authenticator = keysource::authenticator(&source, (issuer, &args.audience), &[])
+            .await?
+            .authenticator;
+        anyhow::Ok(explain(&authenticator, &token).await)
     })?;
     let text = if args.json {
         format!("{}\n", explanation.to_json())

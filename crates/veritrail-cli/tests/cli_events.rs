@@ -156,7 +156,32 @@ fn the_table_shows_every_record_with_its_fields() {
         refused.contains("GET /admin") && refused.contains(" 401 ") && refused.contains("denied"),
         "{refused}"
     );
+    // The reason code has its column: authentication's, else authorization's.
+    assert!(text.lines().next().unwrap().contains(" REASON "), "{text}");
+    assert!(refused.contains(" expired "), "{refused}");
+    assert!(row(5).contains(" missing_scope "), "{}", row(5));
+    assert!(read.contains("  -  "), "{read}");
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_event_id_finds_its_record_and_index() {
+    let s = sample();
+    let json = s
+        .env
+        .ok(&["events", "log", "--json", "--status", "403"], b"");
+    let event: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let id = event["id"].as_str().unwrap();
+    assert_eq!(indexes(&s, &["--id", id]), [5]);
+    // A system record is found by its id too.
+    let json = s.env.ok(&["events", "log", "--json"], b"");
+    let first: serde_json::Value =
+        serde_json::from_slice(json.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(indexes(&s, &["--id", first["id"].as_str().unwrap()]), [0]);
+    let out = s
+        .env
+        .expect(2, &["events", "log", "--id", "not-a-uuid"], b"");
+    assert!(stderr(&out).contains("not an event id"), "{}", stderr(&out));
 }
 
 #[test]

@@ -163,7 +163,11 @@ fn io_and_usage_problems_exit_2() {
     let env = Env::new();
     let vkey = env.keygen();
     let out = env.expect(2, &["verify", "nolog", "--key", &vkey], b"");
-    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("does not exist"), "{said}");
+    // Checking the path comes before making a log there.
+    let check = said.find("check the path").expect(&said);
+    assert!(check < said.find("append").expect(&said), "{said}");
     env.append(&events(0..2));
     let out = env.expect(
         2,

@@ -4,8 +4,11 @@
 //! - [`event`]: the audit event model (`AuditEvent` v1), system records, token evidence and
 //!   field protection.
 //! - [`recorder`]: the `Recorder` trait the writer implements, and `Durability`.
+//! - `dev` (feature `dev-idp`): a development identity provider for trying things out.
 
 pub mod auth;
+#[cfg(feature = "dev-idp")]
+pub mod dev;
 pub mod engine;
 pub mod event;
 pub mod recorder;

@@ -33,8 +33,9 @@ pub const SCOPE_NAME: &str = "veritrail";
 /// Place it **outside** veritrail's `AuditLayer` (with axum, add it with `Router::layer`
 /// *after* the audit layer). It puts the span's ids into the request for the audit layer,
 /// which records them as the event's `request.trace_id` / `request.span_id`, and reads the
-/// recorded event back from the response to set `audit.event.id`, `audit.log.index` and
-/// `audit.log.origin` on the span.
+/// recorded event back from the response to set `audit.event.id` and `audit.log.origin` on
+/// the span, and `audit.log.index` when the event's index is known by then (`Durable` and
+/// `WriteAhead` routes; an `Async` event is still queued).
 ///
 /// Span name `"{method} {route}"` (or `"{method}"` with no route template), kind `Server`,
 /// the stable HTTP semantic-convention attributes (`http.request.method`, `http.route`,

@@ -3,8 +3,10 @@
 //!
 //! - [`OtelLayer`] (a tower layer, outside veritrail's `AuditLayer`): starts or continues the
 //!   request's server span with the stable HTTP semantic-convention attributes; the audit
-//!   event records that span's trace and span ids, and the span gets `audit.event.id` and
-//!   `audit.log.index` — from an event to its trace and back.
+//!   event records that span's trace and span ids, and the span gets `audit.event.id` — from
+//!   an event to its trace and back — and `audit.log.index` on `Durable` and `WriteAhead`
+//!   routes (an `Async` event has no index yet when the response leaves: find it from the id
+//!   with `veritrail events LOG --id EVENT_ID`).
 //! - [`OtelLogSink`]: a writer [`Sink`](veritrail_writer::Sink) around the file log that
 //!   exports each committed record (the event JSON, key fields as attributes, the trace
 //!   context set) and each signed checkpoint — a copy of the log's head kept where the
@@ -106,7 +108,9 @@ pub const AUDIT_EVENT_OUTCOME: &str = "audit.event.outcome";
 pub const AUDIT_ACTION: &str = "audit.action";
 /// Span and log attribute: the audit log's origin (its checkpoint origin line).
 pub const AUDIT_LOG_ORIGIN: &str = "audit.log.origin";
-/// Span and log attribute: the event's index in the audit log, when known.
+/// Span and log attribute: the event's index in the audit log, when known: always on the
+/// exported log records, and on spans of `Durable` and `WriteAhead` routes only (an `Async`
+/// event is queued, not yet in the log, when its response leaves).
 pub const AUDIT_LOG_INDEX: &str = "audit.log.index";
 /// Log attribute: the tree size a checkpoint commits to.
 pub const AUDIT_CHECKPOINT_SIZE: &str = "audit.checkpoint.size";

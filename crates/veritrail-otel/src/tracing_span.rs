@@ -24,8 +24,9 @@ use crate::{AUDIT_LOG_ORIGIN, EnduserPolicy};
 ///
 /// Place it inside the layer that creates that span (its `call` runs with the span entered,
 /// as tower-http's does) and outside veritrail's `AuditLayer`. The audit event records the
-/// span's trace and span ids; the span gets `audit.event.id`, `audit.log.index`,
-/// `audit.event.outcome`, `audit.log.origin` when configured, and the identity only as the
+/// span's trace and span ids; the span gets `audit.event.id`, `audit.log.index` (on `Durable`
+/// and `WriteAhead` routes: an `Async` event has no index yet), `audit.event.outcome`,
+/// `audit.log.origin` when configured, and the identity only as the
 /// [`EnduserPolicy`] says. The HTTP attributes stay the creating layer's business.
 #[derive(Clone, Debug, Default)]
 pub struct TracingSpanLayer {

@@ -20,7 +20,6 @@ use anyhow::{Context, Result, bail};
 use veritrail_core::auth::{Authenticator, Issuer, KeySet};
 use veritrail_core::engine::{Engine, RoutePolicy};
 use veritrail_core::event::{AuditEvent, EventBody, EvidenceMode};
-use veritrail_core::recorder::{Durability, Recorder};
 use veritrail_log::NoteVerifier;
 use veritrail_log::proof::InclusionProofFile;
 use veritrail_log::verify::{VerifyOptions, verify_dir, verify_dir_with};
@@ -100,16 +99,6 @@ async fn demo(dir: &Path) -> Result<()> {
         paths.log.display(),
         paths.verifier.display()
     );
-    // The keys in force go into the log first, so that it alone can re-verify the tokens.
-    writer
-        .handle()
-        .record(
-            AuditEvent::keyset(Some(ISSUER.to_owned()), hex(&keys.id()), jwks),
-            Durability::Durable,
-        )
-        .await
-        .context("cannot record the key set")?;
-
     let authenticator = Authenticator::builder()
         .issuer(Issuer::new(ISSUER).keys(keys).audience(AUDIENCE))
         .build()?;
@@ -154,7 +143,9 @@ async fn demo(dir: &Path) -> Result<()> {
         .await;
     telemetry.shutdown().await;
     println!(
-        "\nstopped cleanly: {} events written, {} dropped; last checkpoint at size {}",
+        "\nstopped cleanly: {} events written (one per request, and the key set), {} dropped; \
+         with the writer's `start` and `stop` records the log holds {} records, all signed by \
+         the last checkpoint",
         report.flushed, report.dropped, report.size
     );
 
@@ -232,10 +223,6 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 
 fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Verifies the log with the library verifier; returns its records.
@@ -332,7 +319,8 @@ fn check_events(cases: &[Case], records: &[Vec<u8>], size: u64, failures: &mut V
         ));
     }
     println!(
-        "                   {matched}/{} events match their answers; {} records = {} requests + {} system records ({})",
+        "                   {matched} of {} requests have an event that says what their answer said; \
+         {} records = {} request events + {} system records ({})",
         cases.len(),
         records.len(),
         http.len(),

@@ -173,13 +173,10 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
             writer
         }
     };
-    let keys = keysource::recording_keys(
-        &settings.keys,
-        (&settings.issuer, &settings.audience),
-        &[],
-        writer.handle(),
-    )
-    .await?;
+    // The engine records the key sets in force in the audit log (`verify --tokens`).
+    let keys =
+        keysource::authenticator(&settings.keys, (&settings.issuer, &settings.audience), &[])
+            .await?;
     let proxies = TrustedProxies::parse(&settings.trusted_proxies)
         .context("trusted_proxies: not a list of networks like 10.0.0.0/8")?
         .header(settings.forwarded_header);

@@ -184,16 +184,17 @@ async fn serve(
             },
             Some(writer),
         ) => {
-            let authenticator = keysource::recording_authenticator(
+            // The engine records the key sets in force in the access log.
+            let authenticator = keysource::authenticator(
                 keys,
                 (issuer, audience),
                 &[
                     TokenSource::AuthorizationBearer,
                     TokenSource::Cookie(TOKEN_COOKIE.to_owned()),
                 ],
-                writer.handle(),
             )
-            .await?;
+            .await?
+            .authenticator;
             let mut policy = RoutePolicy::authenticated();
             policy.scopes = scopes.clone();
             policy.roles = roles.clone();

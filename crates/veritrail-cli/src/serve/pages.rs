@@ -148,6 +148,7 @@ impl Search {
             ),
         };
         let args = EventFilterArgs {
+            id: None,
             sub: given(&self.sub),
             since: given(&self.since),
             until: given(&self.until),

@@ -104,4 +104,4 @@ pub use extract::{FoundToken, HeaderPairs, TokenRequest, TokenSource, find_token
 pub use identity::Identity;
 pub use issuer::{DEFAULT_LEEWAY, Issuer};
 pub use keyset::{KeyError, KeySet, SkippedKey, VerificationKey};
-pub use source::{KeySetFuture, KeySource, SourceUnavailable, StaticKeys};
+pub use source::{KeySetFuture, KeySetListener, KeySource, SourceUnavailable, StaticKeys};

@@ -18,6 +18,10 @@ use super::keyset::KeySet;
 pub type KeySetFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Arc<KeySet>, SourceUnavailable>> + Send + 'a>>;
 
+/// Called with every new key set of a source whose keys change, before the set comes into
+/// force (see [`KeySource::watch`]). It runs on the source's refreshing task: it must not block.
+pub type KeySetListener = Arc<dyn Fn(&Arc<KeySet>) + Send + Sync>;
+
 /// A source of verification keys for one issuer.
 pub trait KeySource: Send + Sync {
     /// The keys in force now. Called on every verification: make it cheap (no I/O, no lock).
@@ -33,6 +37,16 @@ pub trait KeySource: Send + Sync {
     /// A short description for errors and logs (a URL, "static keys"); never key material.
     fn describe(&self) -> String {
         "key source".to_owned()
+    }
+
+    /// Registers `listener`, called with every new key set before it comes into force, so
+    /// that whatever the listener records precedes every token verified with that set (the
+    /// engine records each set in the audit log this way). Returns `true` when the listener
+    /// was registered, `false` when this source's keys never change (the default: a fixed set
+    /// has nothing to report after [`current`](Self::current)).
+    fn watch(&self, listener: KeySetListener) -> bool {
+        let _ = listener;
+        false
     }
 }
 
@@ -85,7 +99,7 @@ impl KeySource for StaticKeys {
 
 #[cfg(feature = "remote")]
 mod remote_impl {
-    use super::{KeySetFuture, KeySource, SourceUnavailable};
+    use super::{KeySetFuture, KeySetListener, KeySource, SourceUnavailable};
     use crate::auth::keyset::KeySet;
     use crate::auth::remote::{JwksStore, KeysUnavailable};
     use std::sync::Arc;
@@ -114,6 +128,11 @@ mod remote_impl {
 
         fn describe(&self) -> String {
             format!("JWKS {}", self.location())
+        }
+
+        fn watch(&self, listener: KeySetListener) -> bool {
+            self.add_listener(move |keys: &Arc<KeySet>| listener(keys));
+            true
         }
     }
 }

@@ -66,6 +66,7 @@ mod capture;
 mod client;
 mod exchange;
 mod ids;
+mod keysets;
 pub mod path;
 mod policy;
 mod rejection;
@@ -108,6 +109,7 @@ struct EngineInner {
     evidence: EvidenceMode,
     realm: Option<String>,
     actor_claims: Vec<String>,
+    archive_keysets: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -138,6 +140,7 @@ impl Engine {
                 evidence: EvidenceMode::default(),
                 realm: None,
                 actor_claims: Vec::new(),
+                archive_keysets: true,
             },
         }
     }
@@ -330,13 +333,29 @@ impl EngineBuilder {
         self
     }
 
-    /// The engine.
+    /// Whether the engine records the public keys its tokens are verified with (default:
+    /// yes): a `keyset` event per issuer when it is built, and another whenever a changing key
+    /// source (a JWKS URL, OpenID Connect discovery) brings a new set into force, each queued
+    /// before any token is verified with that set. With those records and
+    /// [`EvidenceMode::Full`], `veritrail verify --tokens` re-verifies every stored token from
+    /// the log alone. Shared secrets are never recorded. Turn it off only when something else
+    /// records the key sets in the same log.
+    pub fn archive_keysets(mut self, archive: bool) -> Self {
+        self.inner.archive_keysets = archive;
+        self
+    }
+
+    /// The engine. Records the key sets in force first (see
+    /// [`archive_keysets`](Self::archive_keysets)).
     pub fn build(mut self) -> Engine {
         for name in authn::token_headers(&self.inner.authenticator) {
             self.inner.capture = self.inner.capture.deny_header(&name);
         }
         for name in authn::token_query_params(&self.inner.authenticator) {
             self.inner.capture = self.inner.capture.deny_query_param(&name);
+        }
+        if self.inner.archive_keysets {
+            keysets::archive(&self.inner.authenticator, &self.inner.recorder);
         }
         Engine {
             inner: Arc::new(self.inner),

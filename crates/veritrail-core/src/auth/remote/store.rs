@@ -10,7 +10,7 @@ use reqwest::Url;
 use tokio::sync::{Mutex, Notify, oneshot, watch};
 use tokio::time::Instant;
 
-use super::config::{JwksConfig, KeySetLocation};
+use super::config::{ChangeCallback, JwksConfig, KeySetLocation};
 use super::error::{JwksError, KeysUnavailable, UnavailableReason};
 use super::http::Fetcher;
 use crate::auth::keyset::{KeySet, SkippedKey};
@@ -56,6 +56,9 @@ struct Inner {
     attempts: AtomicU64,
     state: StdMutex<State>,
     changes: watch::Sender<Arc<KeySet>>,
+    /// Called with every new set before it comes into force, after the configured callback
+    /// (see [`JwksStore::add_listener`]).
+    listeners: StdMutex<Vec<ChangeCallback>>,
     /// Tells the background task that the schedule changed.
     wake: Arc<Notify>,
     /// Dropped with the store, which stops the background task.
@@ -161,6 +164,7 @@ impl JwksStore {
                 skipped: Vec::new(),
             }),
             changes: watch::Sender::new(Arc::new(KeySet::empty())),
+            listeners: StdMutex::new(Vec::new()),
             wake: Arc::clone(&wake),
             _stop: stop,
         });
@@ -231,6 +235,17 @@ impl JwksStore {
     /// force.
     pub fn subscribe(&self) -> watch::Receiver<Arc<KeySet>> {
         self.inner.changes.subscribe()
+    }
+
+    /// Adds a listener called, like [`JwksConfig::on_change`], synchronously with every new
+    /// key set before it comes into force (the set in force now is not replayed: read it with
+    /// [`current`](Self::current)). A panicking listener is caught and logged.
+    pub fn add_listener(&self, listener: impl Fn(&Arc<KeySet>) + Send + Sync + 'static) {
+        self.inner
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(listener));
     }
 
     /// Where the keys come from.
@@ -423,7 +438,12 @@ impl Inner {
                 skipped = skipped.len(),
                 "new key set"
             );
-            if let Some(callback) = &config.on_change {
+            let listeners = self
+                .listeners
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            for callback in config.on_change.iter().chain(&listeners) {
                 // A panicking callback must not take the refresh task down with it.
                 let call = std::panic::AssertUnwindSafe(|| callback(&keys));
                 if std::panic::catch_unwind(call).is_err() {
