@@ -269,7 +269,8 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
     /// Require client certificates issued by these CAs (PEM) on TLS connections (mTLS): a
-    /// client without one is refused at the handshake.
+    /// client without one is refused at the handshake; the subject is recorded in each event
+    /// and sent upstream in `X-Client-Cert-Subject`.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_client_ca: Option<PathBuf>,
     /// Trust these CAs (PEM) for an `https://` upstream instead of the system's.

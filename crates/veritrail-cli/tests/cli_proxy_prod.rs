@@ -952,17 +952,30 @@ async fn mtls_requires_a_client_certificate_from_the_given_cas() {
     assert!(refused.is_err(), "a stranger's certificate: {refused:?}");
     let identity =
         reqwest::Identity::from_pem(format!("{client_cert}{client_key}").as_bytes()).unwrap();
-    let ok = builder()
-        .identity(identity)
-        .build()
-        .unwrap()
-        .get(&url)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    let verified = builder().identity(identity).build().unwrap();
+    for (id, path) in [("mtls-ok", "/public/x"), ("mtls-refused", "/orders/1")] {
+        let response = verified
+            .get(url.replace("/public/x", path))
+            .header("x-request-id", id)
+            // A client cannot name its own certificate, in any spelling.
+            .header("x-client-cert-subject", "CN=admin")
+            .header("X-Client-Cert_Subject", "CN=admin")
+            .send()
+            .await
+            .unwrap();
+        let expected = if id == "mtls-ok" { 200 } else { 401 };
+        assert_eq!(response.status(), expected, "{id}");
+    }
     let (code, err) = proxy.stop();
     assert_eq!(code, Some(0), "{err}");
+    let events = proxy.events();
+    for id in ["mtls-ok", "mtls-refused"] {
+        let e = &events[id];
+        assert_eq!(
+            e["request"]["headers"]["x-client-cert-subject"], "CN=alice-laptop",
+            "recorded for refusals too: {e}"
+        );
+    }
 }
 
 /// The resident memory of a process, in bytes.

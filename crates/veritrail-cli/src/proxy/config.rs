@@ -22,7 +22,7 @@
 //! metrics_listen = "127.0.0.1:9090" # /metrics, /healthz, /readyz (off unless set)
 //! tls_cert = "tls/cert.pem"         # TLS 1.2+ on the listener (reloaded on SIGHUP or change)
 //! tls_key = "tls/key.pem"
-//! tls_client_ca = "tls/clients.pem" # mTLS: client certificates from these CAs required
+//! tls_client_ca = "tls/clients.pem" # mTLS: client certificates required, subject recorded
 //! upstream_ca = "tls/upstream-ca.pem"   # for an https:// upstream (default: system CAs)
 //! upstream_h2c = false              # HTTP/2 prior knowledge to an http:// upstream (gRPC)
 //! max_body_bytes = 10485760         # request bodies larger are refused (413); routes may override

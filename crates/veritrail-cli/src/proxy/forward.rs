@@ -416,6 +416,18 @@ fn strip_smuggled(headers: &mut HeaderMap, underscores: UnderscoresArg) {
     }
 }
 
+/// Removes every header whose name folds (see [`folded`]) to `name`.
+pub(crate) fn strip_spellings_of(headers: &mut HeaderMap, name: &str) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| folded(k.as_str()) == name)
+        .cloned()
+        .collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
 /// Keeps `Authorization` only when it carried the token the engine verified (`verified`
 /// names where that token was); removes `Proxy-Authorization`, which is this hop's.
 fn keep_verified_credentials(headers: &mut HeaderMap, verified: Option<&TokenSource>) {

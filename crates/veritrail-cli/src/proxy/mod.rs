@@ -104,6 +104,11 @@ impl EngineParts {
         if let Some(realm) = &settings.realm {
             engine = engine.realm(realm);
         }
+        if settings.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
+            engine = engine.capture(
+                veritrail_core::engine::CaptureRules::new().header(tls::CLIENT_SUBJECT_HEADER),
+            );
+        }
         for (prefix, policy) in routes.iter() {
             engine = engine.route(prefix, policy.clone());
         }
@@ -314,6 +319,7 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
             policy: policy.clone(),
             forward: forward.clone(),
             peer,
+            subject: None,
         };
         let acceptor = tls.as_ref().map(|(acceptor, _)| acceptor.clone());
         connections.spawn(async move {
@@ -326,7 +332,8 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        connection.serve(stream).await;
+                        let subject = tls::client_subject(stream.get_ref().1);
+                        connection.with_subject(subject).serve(stream).await;
                     }
                 }
             }
@@ -461,9 +468,16 @@ struct Connection {
     policy: CurrentPolicy,
     forward: Forward,
     peer: SocketAddr,
+    /// The verified client certificate's subject (mTLS).
+    subject: Option<http::HeaderValue>,
 }
 
 impl Connection {
+    fn with_subject(mut self, subject: Option<String>) -> Self {
+        self.subject = subject.and_then(|s| http::HeaderValue::from_str(&s).ok());
+        self
+    }
+
     /// Serves HTTP/1.1 or HTTP/2 (by ALPN, or the HTTP/2 preface on plain text) on `io`.
     async fn serve<I>(self, io: I)
     where
@@ -476,6 +490,7 @@ impl Connection {
             self.forward,
             capture.clone(),
             self.peer,
+            self.subject,
         );
         let conn = self
             .builder
@@ -507,6 +522,7 @@ fn connection_service(
     forward: Forward,
     capture: HeadCapture,
     peer: SocketAddr,
+    subject: Option<http::HeaderValue>,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = http::Response<ClientBody>,
@@ -525,6 +541,12 @@ fn connection_service(
                 });
             }
             req.extensions_mut().insert(PeerAddr(peer));
+            // Only the proxy says which client certificate was verified.
+            forward::strip_spellings_of(req.headers_mut(), tls::CLIENT_SUBJECT_HEADER);
+            if let Some(subject) = &subject {
+                req.headers_mut()
+                    .insert(tls::CLIENT_SUBJECT_HEADER, subject.clone());
+            }
             // The route is chosen by the canonical path, the engine's. A path without one gets no
             // route and no path to forward: the engine refuses it (400 invalid_path).
             if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {

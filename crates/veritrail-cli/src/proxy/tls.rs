@@ -7,7 +7,8 @@
 //!   go on with theirs; a pair that does not load (unreadable, not PEM, key not matching the
 //!   certificate) is refused with an error line and the old one kept.
 //! - **mTLS** (`--tls-client-ca`): a client certificate issued by one of those CAs is required
-//!   at the handshake (its subject is not recorded in the events yet).
+//!   at the handshake; its subject is recorded in each event of the connection
+//!   (`request.headers["x-client-cert-subject"]`) and sent to the upstream in that header.
 //! - **An `https://` upstream**: its certificate is checked against the system's CAs or
 //!   `--upstream-ca`, and its name against the upstream's host. `--upstream-insecure` turns
 //!   the check off, with a warning at start.
@@ -25,6 +26,34 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use super::config::{TlsFiles, UpstreamTrust};
+
+/// The header carrying a verified client certificate's subject (mTLS) to the engine, which
+/// records it in `request.headers`, and to the upstream. Any spelling of it a client sends is
+/// removed first.
+pub(crate) const CLIENT_SUBJECT_HEADER: &str = "x-client-cert-subject";
+
+/// The subject of the client certificate a TLS connection was verified with (RFC 4514 form,
+/// characters outside printable ASCII escaped as `\xNN`), if it has one.
+pub(crate) fn client_subject(conn: &rustls::ServerConnection) -> Option<String> {
+    let der = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let subject = cert.subject().to_string();
+    Some(
+        subject
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c.to_string()
+                } else {
+                    c.to_string()
+                        .bytes()
+                        .map(|b| format!("\\x{b:02x}"))
+                        .collect()
+                }
+            })
+            .collect(),
+    )
+}
 
 /// How long a client gets to finish its TLS handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
