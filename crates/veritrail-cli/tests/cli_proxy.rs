@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use veritrail_log::NoteVerifier;
 use veritrail_log::verify::{VerifyOptions, verify_dir_with};
 
-use common::{Env, fixture, jwks, stderr, stdout};
+use common::{Env, fixture, jwks, raw_exchange, stderr, stdout};
 
 const ISSUER: &str = "https://idp.proxy.test";
 const AUDIENCE: &str = "orders-api";
@@ -944,29 +944,12 @@ async fn raw_get(
     host: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the proxy answered in time")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
+    let (status, _, body) = raw_exchange(None, addr, head.as_bytes()).await;
     (status, body)
 }
 
@@ -1144,34 +1127,6 @@ async fn path_tricks_never_reach_the_upstream_under_another_routes_policy() {
         path("absolute-ok"),
         (json!("/health"), None, Some(json!("/health")))
     );
-}
-
-/// Sends `request` as raw bytes and reads the answer to its end: the status, the head and the
-/// body.
-async fn raw_exchange(
-    stream: impl Into<Option<tokio::net::TcpStream>>,
-    addr: SocketAddr,
-    request: &[u8],
-) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = match stream.into() {
-        Some(s) => s,
-        None => tokio::net::TcpStream::connect(addr).await.unwrap(),
-    };
-    // The proxy may answer and close before it has read everything (a refused head).
-    let _ = stream.write_all(request).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the proxy answered in time");
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (status, head.to_owned(), body.to_owned())
 }
 
 /// A GET with these header lines (raw, as written), closing the connection.

@@ -19,6 +19,10 @@ use veritrail_log::verify::{VerifyOptions, verify_dir_with};
 
 use common::{Env, fixture, jwks};
 
+/// Upgrades (WebSockets), response digests, malformed HTTP/2.
+#[path = "cli_proxy_prod/upgrade.rs"]
+mod upgrade;
+
 const ISSUER: &str = "https://idp.proxy.test";
 const AUDIENCE: &str = "orders-api";
 
@@ -165,8 +169,19 @@ impl Proxy {
         (code, err)
     }
 
-    /// Every complete `http` event of the log (verified), by request id.
+    /// Every complete `http` event of the log (verified), by request id; follow-up events
+    /// (an upgraded connection's close, a response digest) left out.
     fn events(&self) -> BTreeMap<String, Value> {
+        self.events_where(|v| v["extra"].get("follow_up").is_none())
+    }
+
+    /// The follow-up events of the log (verified), by request id.
+    fn follow_ups(&self) -> BTreeMap<String, Value> {
+        self.events_where(|v| v["extra"].get("follow_up").is_some())
+    }
+
+    /// The complete `http` events of the log (verified) that `keep` keeps, by request id.
+    fn events_where(&self, keep: impl Fn(&Value) -> bool) -> BTreeMap<String, Value> {
         let mut events = BTreeMap::new();
         verify_dir_with(
             &self.env.path("log"),
@@ -174,7 +189,7 @@ impl Proxy {
             &VerifyOptions::default(),
             |_, record| {
                 let v: Value = serde_json::from_slice(record).unwrap();
-                if v["kind"] == "http" && v["phase"] == "complete" {
+                if v["kind"] == "http" && v["phase"] == "complete" && keep(&v) {
                     let id = v["request"]["request_id"]
                         .as_str()
                         .unwrap_or("-")
@@ -993,6 +1008,13 @@ fn rss(pid: u32) -> u64 {
     kb * 1024
 }
 
+/// What `sha256sum` says of the file at `path`: its SHA-256, in hex.
+fn sha256sum(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().next().unwrap().to_owned()
+}
+
 /// `bytes` as a streamed request body (64 KiB chunks, no length: chunked on HTTP/1.1).
 fn streamed(bytes: &[u8]) -> http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error> {
     use http_body_util::BodyExt;
@@ -1072,12 +1094,7 @@ max_body_bytes = 1048576
 
     let (code, err) = proxy.stop();
     assert_eq!(code, Some(0), "{err}");
-    let sha256sum = Command::new("sha256sum")
-        .arg(proxy.env.path("upload.bin"))
-        .output()
-        .unwrap();
-    let expected = String::from_utf8(sha256sum.stdout).unwrap();
-    let expected = expected.split_whitespace().next().unwrap();
+    let expected = sha256sum(&proxy.env.path("upload.bin"));
     let events = proxy.events();
     let upload = &events["upload"];
     assert_eq!(upload["extra"]["request_body_sha256"], expected, "{upload}");

@@ -8,6 +8,16 @@
 //! when the body ends — before the upstream's answer for any upstream that reads the request
 //! before answering; a body still streaming when the response head comes is recorded as
 //! `extra.request_body_sha256 = "incomplete"`.
+//!
+//! Response bodies, on routes with `response_body_digest`, are hashed as they stream back
+//! ([`DigestedBody`]). The request's event is recorded when the response head is ready, before
+//! any of the body, so the digest goes into a follow-up event of the same request
+//! (`extra.follow_up = "response_body"`, same `request_id`; see
+//! [`FollowUp`](veritrail_core::engine::FollowUp)), recorded when the body ends:
+//! `extra.response_body_sha256` and `extra.response_body_bytes`, outcome `success`. A body the
+//! client did not take to its end (it went away) is recorded with
+//! `extra.response_body_sha256 = "incomplete"`, the bytes sent so far, outcome `cancelled`.
+//! The end of the body is not held back until that event is on disk.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +28,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
-use veritrail_core::engine::AuditContext;
+use veritrail_core::engine::{AuditContext, FollowUp};
+use veritrail_core::event::Outcome;
 
 use super::config::BodyRules;
 
@@ -159,5 +170,100 @@ impl Body for UpstreamBody {
             UpstreamBody::Plain(body) => body.size_hint(),
             UpstreamBody::Watched(w) => w.inner.size_hint(),
         }
+    }
+}
+
+/// A response body hashed as it streams to the client; its digest recorded in a follow-up
+/// event when it ends (or is abandoned).
+pub(crate) struct DigestedBody {
+    inner: Incoming,
+    hasher: Sha256,
+    seen: u64,
+    status: u16,
+    follow_up: Option<FollowUp>,
+}
+
+impl DigestedBody {
+    /// `body`, answered with `status`, its digest to be recorded by `follow_up`.
+    pub(crate) fn new(body: Incoming, status: u16, follow_up: FollowUp) -> Self {
+        DigestedBody {
+            inner: body,
+            hasher: Sha256::new(),
+            seen: 0,
+            status,
+            follow_up: Some(follow_up),
+        }
+    }
+
+    /// Records the digest (`complete`: the body ended) once.
+    fn finish(&mut self, complete: bool) {
+        let Some(follow_up) = self.follow_up.take() else {
+            return;
+        };
+        let digest = if complete {
+            format!("{:x}", std::mem::take(&mut self.hasher).finalize())
+        } else {
+            "incomplete".to_owned()
+        };
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("response_body_sha256".to_owned(), digest.into());
+        fields.insert("response_body_bytes".to_owned(), self.seen.into());
+        let outcome = if complete {
+            Outcome::Success
+        } else {
+            Outcome::Cancelled
+        };
+        // The event is handed to the writer now; the future only waits for it to be durable.
+        let recorded = follow_up.record("response_body", Some(self.status), outcome, fields);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(recorded);
+        }
+    }
+}
+
+impl Drop for DigestedBody {
+    fn drop(&mut self) {
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+impl Body for DigestedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    this.hasher.update(data);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

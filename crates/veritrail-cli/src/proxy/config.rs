@@ -27,6 +27,7 @@
 //! upstream_h2c = false              # HTTP/2 prior knowledge to an http:// upstream (gRPC)
 //! max_body_bytes = 10485760         # request bodies larger are refused (413); routes may override
 //! body_digest = false               # record the SHA-256 of request bodies (routes may override)
+//! response_body_digest = false      # and of response bodies, in a follow-up event (routes too)
 //!
 //! [[route]]
 //! prefix = "/health"
@@ -36,6 +37,10 @@
 //! prefix = "/admin/"
 //! scopes = ["admin"]
 //! durability = "write-ahead"
+//!
+//! [[route]]
+//! prefix = "/live/"
+//! upgrades = ["websocket"]          # HTTP/1.1 upgrades this route allows (default: none)
 //! ```
 //!
 //! Relative paths in the file are relative to the file's directory. Route prefixes match
@@ -94,6 +99,7 @@ struct FileConfig {
     upstream_h2c: Option<bool>,
     max_body_bytes: Option<u64>,
     body_digest: Option<bool>,
+    response_body_digest: Option<bool>,
     #[serde(default)]
     route: Vec<RouteConfig>,
 }
@@ -114,6 +120,9 @@ struct RouteConfig {
     durability: Option<DurabilityArg>,
     max_body_bytes: Option<u64>,
     body_digest: Option<bool>,
+    response_body_digest: Option<bool>,
+    #[serde(default)]
+    upgrades: Vec<String>,
 }
 
 /// Everything the proxy runs with.
@@ -236,6 +245,8 @@ pub(crate) struct Routes {
     entries: Vec<(Arc<str>, RoutePolicy)>,
     /// The body rules of each entry, in the same order.
     bodies: Vec<BodyRules>,
+    /// The upgrade protocols each entry allows, in the same order.
+    upgrades: Vec<Upgrades>,
     /// The body rules of paths under no route.
     default_body: BodyRules,
 }
@@ -247,6 +258,56 @@ pub(crate) struct BodyRules {
     pub(crate) max_bytes: Option<u64>,
     /// Record the SHA-256 of the request body as it streams (`extra.request_body_sha256`).
     pub(crate) digest: bool,
+    /// Record the SHA-256 of the response body as it streams, in a follow-up event
+    /// (`extra.response_body_sha256`).
+    pub(crate) response_digest: bool,
+}
+
+/// The HTTP/1.1 upgrade protocols a route allows (`upgrades = ["websocket"]`), lower case;
+/// none by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Upgrades(Arc<[String]>);
+
+impl Upgrades {
+    /// Whether `protocol` (a token of an `Upgrade` header, perhaps with a `/version`) is
+    /// allowed: its name, ASCII case aside, is one of the route's.
+    pub(crate) fn allows(&self, protocol: &str) -> bool {
+        let name = protocol.split('/').next().unwrap_or_default();
+        self.0.iter().any(|p| p.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the route allows any upgrade.
+    pub(crate) fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// The protocols of a route's `upgrades` list, checked: tokens, and none that would carry
+    /// requests the proxy could not audit one by one (`h2c`: HTTP/2 over the tunnel).
+    fn parse(prefix: &str, names: Vec<String>) -> Result<Self> {
+        let mut protocols = Vec::new();
+        for name in names {
+            let lower = name.to_ascii_lowercase();
+            let token = !lower.is_empty()
+                && lower
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                bail!(
+                    "route {prefix:?}: upgrades: {name:?} is not a protocol name like \"websocket\""
+                );
+            }
+            if lower == "h2c" || lower == "h2" || lower == "http" {
+                bail!(
+                    "route {prefix:?}: upgrades: {name:?} cannot be allowed: an HTTP/2 tunnel \
+                     would carry requests past the per-request policy and the audit log"
+                );
+            }
+            if !protocols.contains(&lower) {
+                protocols.push(lower);
+            }
+        }
+        Ok(Upgrades(protocols.into()))
+    }
 }
 
 impl Routes {
@@ -256,15 +317,23 @@ impl Routes {
         self.matching_rules(path).0
     }
 
-    /// The route `path` falls under, if any, and the body rules that apply to it.
-    pub(crate) fn matching_rules(&self, path: &str) -> (Option<&Arc<str>>, BodyRules) {
+    /// The route `path` falls under, if any, the body rules that apply to it and the
+    /// upgrades it allows (none for paths under no route).
+    pub(crate) fn matching_rules(
+        &self,
+        path: &str,
+    ) -> (Option<&Arc<str>>, BodyRules, Option<&Upgrades>) {
         match self
             .entries
             .iter()
             .position(|(prefix, _)| path_is_under(path, prefix))
         {
-            Some(i) => (Some(&self.entries[i].0), self.bodies[i]),
-            None => (None, self.default_body),
+            Some(i) => (
+                Some(&self.entries[i].0),
+                self.bodies[i],
+                Some(&self.upgrades[i]).filter(|u| u.any()),
+            ),
+            None => (None, self.default_body, None),
         }
     }
 
@@ -405,6 +474,7 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
     let default_body = BodyRules {
         max_bytes: file.max_body_bytes,
         digest: file.body_digest.unwrap_or(false),
+        response_digest: file.response_body_digest.unwrap_or(false),
     };
     for route in file.route {
         check_prefix(&route.prefix)?;
@@ -439,8 +509,19 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         let body = BodyRules {
             max_bytes: route.max_body_bytes.or(default_body.max_bytes),
             digest: route.body_digest.unwrap_or(default_body.digest),
+            response_digest: route
+                .response_body_digest
+                .unwrap_or(default_body.response_digest),
         };
-        entries.push((Arc::from(route.prefix), policy, body));
+        let upgrades = Upgrades::parse(&route.prefix, route.upgrades)?;
+        if upgrades.any() && upstream.h2c {
+            bail!(
+                "route {:?} allows upgrades, but upstream_h2c speaks HTTP/2 to the upstream, \
+                 which has no HTTP/1.1 upgrade",
+                route.prefix
+            );
+        }
+        entries.push((Arc::from(route.prefix), policy, (body, upgrades)));
     }
     entries.sort_by_key(|(prefix, _, _)| {
         let covered = prefix.trim_end_matches('/').len();
@@ -511,7 +592,11 @@ pub(crate) fn load(args: &ProxyArgs) -> Result<Settings> {
         max_connections_per_ip,
         realm: file.realm,
         routes: Routes {
-            bodies: entries.iter().map(|(_, _, body)| *body).collect(),
+            bodies: entries.iter().map(|(_, _, (body, _))| *body).collect(),
+            upgrades: entries
+                .iter()
+                .map(|(_, _, (_, upgrades))| upgrades.clone())
+                .collect(),
             entries: entries
                 .into_iter()
                 .map(|(prefix, policy, _)| (prefix, policy))
@@ -649,7 +734,7 @@ optional = true
         let routes: Vec<_> = s.routes.iter().map(|(p, _)| p.to_owned()).collect();
         assert_eq!(
             routes,
-            ["/orders/", "/health", "/admin/"],
+            ["/orders/", "/health", "/admin/", "/live/"],
             "longest prefix first"
         );
     }
@@ -706,6 +791,52 @@ optional = true
             ))
             .contains("is public")
         );
+        let upgrades = |list: &str| {
+            err(&format!(
+                "{base}[[route]]\nprefix = '/ws'\nupgrades = {list}\n"
+            ))
+        };
+        for h2 in ["h2c", "H2C", "h2", "HTTP"] {
+            assert!(
+                upgrades(&format!("['{h2}']")).contains("cannot be allowed"),
+                "{h2}"
+            );
+        }
+        for bad in ["''", "'web socket'", "'websocket/13'", "'a,b'"] {
+            assert!(
+                upgrades(&format!("[{bad}]")).contains("not a protocol name"),
+                "{bad}"
+            );
+        }
+        assert!(
+            err(&format!(
+                "{base}upstream_h2c = true\n[[route]]\nprefix = '/ws'\nupgrades = ['websocket']\n"
+            ))
+            .contains("no HTTP/1.1 upgrade")
+        );
+    }
+
+    #[test]
+    fn upgrades_are_allowed_per_route_by_protocol_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nupstream = \"http://u\"\njwks = \"j\"\n\
+             issuer = \"i\"\naudience = \"a\"\nlog = \"l\"\nkey = \"k\"\n\
+             [[route]]\nprefix = '/ws/'\nupgrades = ['WebSocket', 'websocket']\n\
+             [[route]]\nprefix = '/ws/plain/'\n",
+        )
+        .unwrap();
+        let s = load(&args(&path)).unwrap();
+        let (_, _, ws) = s.routes.matching_rules("/ws/chat");
+        let ws = ws.expect("the route allows upgrades");
+        assert_eq!(ws, &Upgrades(vec!["websocket".to_owned()].into()));
+        assert!(ws.allows("websocket") && ws.allows("WEBSOCKET") && ws.allows("websocket/13"));
+        assert!(!ws.allows("h2c") && !ws.allows("websockets"));
+        for none in ["/ws/plain/x", "/other"] {
+            assert!(s.routes.matching_rules(none).2.is_none(), "{none}");
+        }
     }
 
     /// The config file is fuzzed here rather than by a libFuzzer target (it is parsed inside
@@ -775,6 +906,7 @@ optional = true
             "upstream_h2c",
             "max_body_bytes",
             "body_digest",
+            "response_body_digest",
         ];
         /// A `[[route]]` table: well-typed values mostly, so that many are accepted.
         fn route() -> impl Strategy<Value = toml::Table> {

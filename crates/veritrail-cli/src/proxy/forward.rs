@@ -39,8 +39,9 @@ use veritrail_core::auth::{Identity, TokenSource};
 use veritrail_core::engine::{AuditContext, ForwardedHeader, RequestView, TrustedProxies};
 use veritrail_tower::PeerAddr;
 
-use super::body::{self, UpstreamBody};
-use super::config::{BodyRules, Upstream};
+use super::body::{self, DigestedBody, UpstreamBody};
+use super::config::{BodyRules, Upgrades, Upstream};
+use super::upgrade::{self, Asked, Tunnels};
 use crate::cli::UnderscoresArg;
 use std::sync::atomic::Ordering;
 
@@ -122,6 +123,9 @@ pub(crate) struct Forward {
 
 struct ForwardInner {
     client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// HTTP/1.1 only, whatever ALPN could offer: for upgrade requests.
+    upgrade_client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    tunnels: Tunnels,
     upstream: Upstream,
     timeout: Duration,
     options: ForwardOptions,
@@ -155,26 +159,40 @@ impl Forward {
         connector.set_nodelay(true);
         // An https upstream gets TLS, a plain one none (the scheme is the proxy's own).
         connector.enforce_http(false);
-        let tls = super::tls::client_config(&upstream.trust)?;
+        let http1_only = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::tls::client_config(&upstream.trust)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector.clone());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(super::tls::client_config(&upstream.trust)?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(connector);
         let mut client = Client::builder(hyper_util::rt::TokioExecutor::new());
         client.timer(hyper_util::rt::TokioTimer::new());
+        let upgrade_client = client.build(http1_only);
         if upstream.h2c {
             client.http2_only(true);
         }
         Ok(Forward {
             inner: Arc::new(ForwardInner {
                 client: client.build(connector),
+                upgrade_client,
+                tunnels: Tunnels::default(),
                 upstream,
                 timeout,
                 options,
             }),
         })
+    }
+}
+
+impl Forward {
+    /// The tunnels of upgraded connections, to close on shutdown.
+    pub(crate) fn tunnels(&self) -> Tunnels {
+        self.inner.tunnels.clone()
     }
 }
 
@@ -198,7 +216,7 @@ impl tower::Service<Request<Incoming>> for Forward {
 }
 
 impl ForwardInner {
-    async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let audit = req.extensions().get::<AuditContext>().cloned();
         let grpc = veritrail_tower::grpc::is_grpc(&req);
         let failed = |status: StatusCode, reason: &str| {
@@ -237,13 +255,57 @@ impl ForwardInner {
         {
             return too_large(max);
         }
-        let req = match self.upstream_request(req, &path) {
+        let note = |name: &str, value: &str| {
+            if let Some(audit) = &audit {
+                audit.insert(name, value);
+            }
+        };
+        let hold = req.extensions_mut().remove::<upgrade::Hold>();
+        let asked = upgrade::asked(req.headers(), req.version() == http::Version::HTTP_11);
+        let upgrade = match asked {
+            Asked::Nothing => None,
+            Asked::Ignored(protocol) => {
+                note("upgrade_ignored", protocol);
+                None
+            }
+            Asked::Ambiguous => {
+                note("upgrade_refused", "upgrade_ambiguous");
+                return problem(StatusCode::BAD_REQUEST, "upgrade_ambiguous");
+            }
+            Asked::Upgrade(protocol) => {
+                let name = String::from_utf8_lossy(protocol.as_bytes()).into_owned();
+                note("upgrade", &name);
+                let allowed = req
+                    .extensions()
+                    .get::<Upgrades>()
+                    .is_some_and(|u| u.allows(&name));
+                if !allowed {
+                    note("upgrade_refused", "upgrade_not_allowed");
+                    return problem(StatusCode::FORBIDDEN, "upgrade_not_allowed");
+                }
+                // Needs the request's own context for its close event: fail closed without.
+                let Some(audit) = &audit else {
+                    return failed(StatusCode::BAD_GATEWAY, "bad_upstream_request");
+                };
+                Some((protocol, name, hyper::upgrade::on(&mut req), audit))
+            }
+        };
+        let mut req = match self.upstream_request(req, &path) {
             Ok(req) => req,
             Err(_) => return failed(StatusCode::BAD_GATEWAY, "bad_upstream_request"),
         };
+        // Never passed on, even when not named in `Connection`: it goes with `Upgrade: h2c`.
+        req.headers_mut().remove("http2-settings");
+        if let Some((protocol, ..)) = &upgrade {
+            upgrade::set_upgrade(req.headers_mut(), protocol);
+        }
         let req = req.map(|body| UpstreamBody::new(body, rules, audit.clone()));
         let flags = req.body().flags();
-        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let client = match upgrade {
+            Some(_) => &self.upgrade_client,
+            None => &self.client,
+        };
+        let sent = tokio::time::timeout(self.timeout, client.request(req)).await;
         if let Some((over, done)) = &flags {
             if over.load(Ordering::SeqCst) {
                 return too_large(rules.and_then(|r| r.max_bytes).unwrap_or(0));
@@ -265,12 +327,39 @@ impl ForwardInner {
             Ok(Err(_)) => return failed(StatusCode::BAD_GATEWAY, "upstream_failed"),
             Err(_) => return failed(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
         };
+        let mut response = response;
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upgrade = match upgrade {
+            Some((protocol, name, client_side, audit)) if switched => {
+                if !upgrade::switched_to(response.headers(), &protocol) {
+                    return failed(StatusCode::BAD_GATEWAY, "upstream_bad_upgrade");
+                }
+                let upstream_side = hyper::upgrade::on(&mut response);
+                self.tunnels
+                    .open(client_side, upstream_side, name, audit.follow_up(), hold);
+                Some(protocol)
+            }
+            // The upstream switched to what nobody asked for.
+            None if switched => return failed(StatusCode::BAD_GATEWAY, "upstream_bad_upgrade"),
+            // Declined by the upstream: its answer goes back as it is.
+            _ => None,
+        };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = &upgrade {
+            upgrade::set_upgrade(&mut parts.headers, protocol);
+        }
         parts
             .headers
             .append(header::VIA, HeaderValue::from_static(VIA));
-        Response::from_parts(parts, ProxyBody(body.boxed_unsync()))
+        let body = match (&audit, rules.is_some_and(|r| r.response_digest)) {
+            (Some(audit), true) if upgrade.is_none() => {
+                let follow_up = audit.follow_up();
+                DigestedBody::new(body, parts.status.as_u16(), follow_up).boxed_unsync()
+            }
+            _ => body.boxed_unsync(),
+        };
+        Response::from_parts(parts, ProxyBody(body))
     }
 
     /// The request as the upstream gets it.
@@ -620,9 +709,14 @@ fn grpc_problem(status: StatusCode, code: &str) -> Response<ProxyBody> {
 
 /// An RFC 9457 problem answer of the proxy's own.
 fn problem(status: StatusCode, code: &str) -> Response<ProxyBody> {
-    let detail = match status {
-        StatusCode::GATEWAY_TIMEOUT => "the upstream service did not answer in time",
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this route accepts",
+    let detail = match (status, code) {
+        (StatusCode::GATEWAY_TIMEOUT, _) => "the upstream service did not answer in time",
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => "the request body is larger than this route accepts",
+        (_, "upgrade_not_allowed") => "this route does not allow an upgrade to that protocol",
+        (_, "upgrade_ambiguous") => "an upgrade request must name exactly one protocol",
+        (_, "upstream_bad_upgrade") => {
+            "the upstream switched to a protocol the request did not ask for"
+        }
         _ => "the upstream service could not be reached",
     };
     let body = serde_json::json!({

@@ -95,7 +95,8 @@ pub(crate) struct Metered<R>(pub(crate) R);
 
 fn count(event: &AuditEvent) {
     let Some(http) = event.as_http() else { return };
-    if http.phase != Phase::Complete {
+    // A follow-up event (an upgraded connection's close, a response digest) is no request.
+    if http.phase != Phase::Complete || http.extra.contains_key("follow_up") {
         return;
     }
     let class = match http.status {

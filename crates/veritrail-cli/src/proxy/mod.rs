@@ -3,9 +3,11 @@
 //! Each request goes through the same tower [`AuditLayer`] a Rust service would use: the
 //! token is checked against the route's policy, refusals are answered here (401 / 403 with an
 //! RFC 6750 challenge), and every request — forwarded or not — is recorded in the log. Bodies
-//! stream through in both directions ([`forward`]). On SIGTERM or Ctrl-C the proxy stops
-//! accepting, lets the requests in flight finish (up to `shutdown_grace`), drains the writer,
-//! signs the last checkpoint and exits 0.
+//! stream through in both directions ([`forward`]); an HTTP/1.1 upgrade (a WebSocket) on a
+//! route that allows it becomes a tunnel whose close is recorded too ([`upgrade`]). On
+//! SIGTERM or Ctrl-C the proxy stops accepting, lets the requests in flight finish (up to
+//! `shutdown_grace`), closes the tunnels, drains the writer, signs the last checkpoint and
+//! exits 0.
 //!
 //! If the audit log fails (disk full, an I/O or fsync error), the failure is printed at once
 //! and from then on every request is refused with 503 and `Retry-After` before the upstream is
@@ -18,7 +20,9 @@ mod config;
 mod forward;
 mod metrics;
 mod refusal;
+mod tap;
 mod tls;
+mod upgrade;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -46,7 +50,8 @@ use crate::telemetry::Telemetry;
 use admission::{ConnectionLimits, OverCap};
 use config::Settings;
 use forward::{AuthorisedPath, Forward, ForwardOptions};
-use refusal::{Capturing, HeadCapture};
+use refusal::HeadCapture;
+use tap::ReadTap;
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -212,6 +217,7 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
             https: settings.tls.is_some(),
         },
     )?;
+    let tunnels = forward.tunnels();
     let limits = connection_limits(&settings, proxies);
     let tls = match &settings.tls {
         Some(files) => {
@@ -312,6 +318,8 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
                 continue;
             }
         };
+        // Kept by the connection, and by a tunnel it becomes (an upgrade) while that lasts.
+        let hold = upgrade::Hold::new((admitted, metrics::OpenConnection::new()));
         let connection = Connection {
             builder: Arc::clone(&builder),
             watcher: graceful.watcher(),
@@ -320,11 +328,10 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
             forward: forward.clone(),
             peer,
             subject: None,
+            hold,
         };
         let acceptor = tls.as_ref().map(|(acceptor, _)| acceptor.clone());
         connections.spawn(async move {
-            let _admitted = admitted;
-            let _open = metrics::OpenConnection::new();
             match acceptor {
                 None => connection.serve(stream).await,
                 Some(acceptor) => {
@@ -363,6 +370,11 @@ async fn serve(args: &ProxyArgs, settings: Settings) -> Result<()> {
         eprintln!(
             "requests still in flight after the grace period were cut off (recorded as cancelled)"
         );
+    }
+    // Upgraded connections (WebSockets) are closed now, each close recorded.
+    let left = tunnels.close_all(Duration::from_secs(5)).await;
+    if left > 0 {
+        eprintln!("{left} upgraded connections did not record their close in time");
     }
     let report = writer
         .shutdown(Instant::now() + Duration::from_secs(10))
@@ -470,6 +482,8 @@ struct Connection {
     peer: SocketAddr,
     /// The verified client certificate's subject (mTLS).
     subject: Option<http::HeaderValue>,
+    /// The connection's place under the caps.
+    hold: upgrade::Hold,
 }
 
 impl Connection {
@@ -491,19 +505,27 @@ impl Connection {
             capture.clone(),
             self.peer,
             self.subject,
+            self.hold,
         );
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(Capturing::new(io, capture.clone())), service)
+            .serve_connection_with_upgrades(
+                TokioIo::new(ReadTap::new(io, capture.clone())),
+                service,
+            )
             .into_owned();
         // Clients that go away mid-request are recorded as `cancelled` by the audit layer; a
-        // head hyper refused (and answered) before any service ran is recorded here.
+        // head hyper refused (and answered) before any service ran, and an HTTP/2 connection
+        // closed for a protocol violation, are recorded here.
         if let Err(e) = self.watcher.watch(conn).await
             && let Some(e) = e.downcast_ref::<hyper::Error>()
-            && let Some(refused) = refusal::refused_head(e)
         {
             let engine = self.policy.get().engine.clone();
-            refusal::record_refused_head(&engine, self.peer, &capture, refused).await;
+            if let Some(refused) = refusal::refused_head(e) {
+                refusal::record_refused_head(&engine, self.peer, &capture, refused).await;
+            } else if let Some(broken) = refusal::broken_http2(e) {
+                refusal::record_broken_http2(&engine, self.peer, broken).await;
+            }
         }
     }
 }
@@ -523,6 +545,7 @@ fn connection_service(
     capture: HeadCapture,
     peer: SocketAddr,
     subject: Option<http::HeaderValue>,
+    hold: upgrade::Hold,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = http::Response<ClientBody>,
@@ -541,6 +564,7 @@ fn connection_service(
                 });
             }
             req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(hold.clone());
             // Only the proxy says which client certificate was verified.
             forward::strip_spellings_of(req.headers_mut(), tls::CLIENT_SUBJECT_HEADER);
             if let Some(subject) = &subject {
@@ -550,9 +574,12 @@ fn connection_service(
             // The route is chosen by the canonical path, the engine's. A path without one gets no
             // route and no path to forward: the engine refuses it (400 invalid_path).
             if let Ok(path) = canonical_path(req.uri().path()).map(Cow::into_owned) {
-                let (route, body) = policy.routes.matching_rules(&path);
+                let (route, body, upgrades) = policy.routes.matching_rules(&path);
                 if let Some(route) = route {
                     req.extensions_mut().insert(ProxyRoute(Arc::clone(route)));
+                }
+                if let Some(upgrades) = upgrades {
+                    req.extensions_mut().insert(upgrades.clone());
                 }
                 if body != config::BodyRules::default() {
                     req.extensions_mut().insert(body);

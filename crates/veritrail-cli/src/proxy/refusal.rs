@@ -8,17 +8,26 @@
 //!   a parse error. The error is read from the connection's result and recorded with what is
 //!   known: the peer, the reason, and the method and target when the start of the head read
 //!   off the socket ([`HeadCapture`]) shows them.
+//! - HTTP/2 connections the server's HTTP/2 library closed for a protocol violation (it sent
+//!   `GOAWAY` with `PROTOCOL_ERROR`, `COMPRESSION_ERROR` (a header block it cannot decode),
+//!   `FRAME_SIZE_ERROR`, `FLOW_CONTROL_ERROR`, … or `ENHANCE_YOUR_CALM`, its answer to a
+//!   flood of resets or of frames): recorded as `malformed_http2` (`http2_flood` for the
+//!   last) with the peer and the HTTP/2 error code in the detail; method and path are `-`.
+//!
+//! Not recorded (no service runs and the HTTP server tells nothing about it): a malformed
+//! *request* on an otherwise sound HTTP/2 connection (a missing or repeated pseudo-header, a
+//! connection-specific field such as `Connection` or `Upgrade`, an upper-case field name):
+//! RFC 9113 §8.1.1 makes it a stream error, and the library resets that stream
+//! (`RST_STREAM PROTOCOL_ERROR`) and keeps the connection, so nothing of it reaches the
+//! upstream either; and connections that end before a request head (a TLS handshake that
+//! fails, a client that connects and closes).
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use veritrail_core::engine::{Engine, Rejection, RejectionKind, SimpleRequest};
 
 use super::forward::ProxyBody;
@@ -88,59 +97,9 @@ fn parts_len(line: &[u8], method: &str) -> usize {
     })
 }
 
-/// A connection's socket that shows what it reads to a [`HeadCapture`].
-pub(crate) struct Capturing<S> {
-    io: S,
-    capture: HeadCapture,
-}
-
-impl<S> Capturing<S> {
-    pub(crate) fn new(io: S, capture: HeadCapture) -> Self {
-        Capturing { io, capture }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Capturing<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let read = &buf.filled()[before..];
-            if !read.is_empty() {
-                self.capture.saw(read);
-            }
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Capturing<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+impl super::tap::Tap for HeadCapture {
+    fn saw(&self, bytes: &[u8]) {
+        HeadCapture::saw(self, bytes);
     }
 }
 
@@ -192,6 +151,42 @@ pub(crate) async fn record_refused_head(
     view.path = target;
     let view = view.peer(peer.ip());
     let rejection = Rejection::new(RejectionKind::InvalidRequest, status, code, detail);
+    engine.start(&view).refuse_now(rejection).await;
+}
+
+/// What the HTTP/2 library closed a client connection for, if it was the client's protocol
+/// violation: the reason code for the event and the HTTP/2 error code's name.
+pub(crate) fn broken_http2(e: &hyper::Error) -> Option<(&'static str, String)> {
+    let h2 = std::error::Error::source(e)?.downcast_ref::<h2::Error>()?;
+    if !(h2.is_go_away() && h2.is_library()) {
+        return None;
+    }
+    let reason = h2.reason()?;
+    if reason == h2::Reason::NO_ERROR {
+        return None;
+    }
+    let code = if reason == h2::Reason::ENHANCE_YOUR_CALM {
+        "http2_flood"
+    } else {
+        "malformed_http2"
+    };
+    Some((code, format!("{reason:?}")))
+}
+
+/// Records an HTTP/2 connection closed for the client's protocol violation (see
+/// [`broken_http2`]).
+pub(crate) async fn record_broken_http2(
+    engine: &Engine,
+    peer: SocketAddr,
+    (code, reason): (&'static str, String),
+) {
+    let mut view = SimpleRequest::new("-", "");
+    view.path = "-".to_owned();
+    let view = view.peer(peer.ip());
+    let detail = format!(
+        "the HTTP/2 connection was closed (GOAWAY {reason}): the client broke the protocol"
+    );
+    let rejection = Rejection::new(RejectionKind::InvalidRequest, 400, code, detail);
     engine.start(&view).refuse_now(rejection).await;
 }
 

@@ -337,3 +337,34 @@ pub(crate) fn http_event(i: u64) -> String {
         200 + i % 300,
     )
 }
+
+/// Sends `request` as raw bytes and reads the answer to its end: the status, the head and the
+/// body.
+pub(crate) async fn raw_exchange(
+    stream: impl Into<Option<tokio::net::TcpStream>>,
+    addr: std::net::SocketAddr,
+    request: &[u8],
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = match stream.into() {
+        Some(s) => s,
+        None => tokio::net::TcpStream::connect(addr).await.unwrap(),
+    };
+    // The proxy may answer and close before it has read everything (a refused head).
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the proxy answered in time");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_owned(), body.to_owned())
+}

@@ -183,6 +183,40 @@ impl AuditContext {
         }
     }
 
+    /// For adapters whose exchange goes on after its response head (an HTTP upgrade: the
+    /// connection becomes a tunnel; a response body hashed as it streams): a [`FollowUp`] that
+    /// records, when that later part ends, a second `http` event of the same request — the
+    /// same request (and `request_id`), caller and decisions, with the fields then known.
+    ///
+    /// Take it before the request's own event is recorded (from the inner service, before it
+    /// answers): that event takes what the follow-up copies.
+    pub fn follow_up(&self) -> FollowUp {
+        let s = self.lock();
+        FollowUp {
+            ctx: self.clone(),
+            template: HttpEvent {
+                phase: Phase::Complete,
+                intent_id: None,
+                actor: s.actor.clone(),
+                token: s.evidence.clone(),
+                request: s.request.clone(),
+                authn: s.authn.clone(),
+                authz: s.authz.clone(),
+                action: s.action.clone(),
+                target: s.target.clone().map(Text::Plain),
+                extra: BTreeMap::new(),
+                status: None,
+                latency_us: None,
+                outcome: None,
+            },
+            durability: match s.policy.durability {
+                // The request's own event already held the request back; nothing waits on this.
+                Durability::WriteAhead => Durability::Durable,
+                other => other,
+            },
+        }
+    }
+
     /// The action named so far.
     pub fn action(&self) -> Option<String> {
         self.lock().action.clone()
@@ -321,6 +355,76 @@ impl AuditContext {
             time: self.shared.time,
             body: EventBody::Http(Box::new(http)),
         }
+    }
+}
+
+/// The second event of a request whose exchange went on after its response head (see
+/// [`AuditContext::follow_up`]). Recorded once, by [`record`](Self::record); dropped unused,
+/// it records nothing.
+///
+/// The event is an ordinary `complete` `http` event: the request's method, path,
+/// `request_id`, client address, caller, token evidence and decisions as in the request's own
+/// event; its own time (when it is recorded) and id; `latency_us` from the start of the
+/// request to now; and in `extra`, `follow_up` (what part of the exchange it records, e.g.
+/// `upgrade_closed`), `follows` (the id of the request's own event, when that was recorded)
+/// and the caller's fields. A reader that counts requests skips events with
+/// `extra.follow_up`.
+pub struct FollowUp {
+    ctx: AuditContext,
+    template: HttpEvent,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for FollowUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowUp")
+            .field("request_id", &self.ctx.shared.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FollowUp {
+    /// The request id both events carry.
+    pub fn request_id(&self) -> &str {
+        self.ctx.request_id()
+    }
+
+    /// Records the follow-up event: `kind` goes into `extra.follow_up`, `fields` into
+    /// `extra`, with this status and outcome; with the route's durability (`Durable` for a
+    /// `write-ahead` route). Resolves when the recorder took it (on disk for `Durable`).
+    pub fn record(
+        self,
+        kind: &str,
+        status: Option<u16>,
+        outcome: Outcome,
+        fields: BTreeMap<String, Value>,
+    ) -> EngineFuture<Result<(), RecordError>> {
+        let mut http = self.template;
+        http.extra = fields;
+        http.extra.insert("follow_up".into(), Value::from(kind));
+        if let Some(info) = self.ctx.record_info() {
+            http.extra
+                .insert("follows".into(), Value::from(info.event_id.to_string()));
+        }
+        http.status = status;
+        http.outcome = Some(outcome);
+        http.latency_us =
+            Some(u64::try_from(self.ctx.shared.start.elapsed().as_micros()).unwrap_or(u64::MAX));
+        let time = crate::event::now();
+        let event = AuditEvent {
+            id: ids::fresh_uuid_at(ids::unix_millis(time)),
+            index: None,
+            time,
+            body: EventBody::Http(Box::new(http)),
+        };
+        let record = self
+            .ctx
+            .shared
+            .engine
+            .inner
+            .recorder
+            .record(event, self.durability);
+        Box::pin(async move { record.await.map(drop) })
     }
 }
 

@@ -79,7 +79,7 @@ pub use capture::{CaptureRules, NEVER_RECORDED_HEADERS, NEVER_RECORDED_QUERY};
 pub use client::{
     ForwardedHeader, ForwardedHeaderParseError, IpNetwork, NetworkParseError, TrustedProxies,
 };
-pub use exchange::{AuditContext, AuditRecordInfo, EngineFuture, Exchange};
+pub use exchange::{AuditContext, AuditRecordInfo, EngineFuture, Exchange, FollowUp};
 pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
 pub use path::{PathError, canonical_path, path_is_under};
 pub use policy::{AuthMode, Denied, RoutePolicy, RouteRequirements, RouteTable};
