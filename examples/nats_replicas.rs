@@ -84,10 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The stream and the lease bucket (`veritrail sequencer --init` does this; one replica
     // of each on a single server, three in a cluster).
-    let settings = StreamSettings {
-        replicas: 1,
-        ..StreamSettings::default()
-    };
+    let settings = StreamSettings::default().replicas(1);
     let client = veritrail::nats::connect(&at, "example").await?;
     let js = veritrail::nats::async_nats::jetstream::new(client);
     ensure_stream(&js, &at, &settings).await?;
@@ -101,16 +98,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (opener_dir, log_origin) = (log_dir.clone(), origin.clone());
     let sequencer = Sequencer::new(
         at.clone(),
-        SequencerOptions {
-            settings,
-            ..SequencerOptions::default()
-        },
+        SequencerOptions::default().settings(settings),
         Box::new(move || {
             let signer = NoteSigner::from_text(&key_text).expect("key");
-            let options = LogOptions {
-                origin: Some(log_origin.clone()),
-                ..LogOptions::default()
-            };
+            let options = LogOptions::default().origin(Some(log_origin.clone()));
             Ok(Box::new(FileSink::open(&opener_dir, signer, options)?) as Box<dyn IntegrationLog>)
         }),
     );

@@ -108,6 +108,7 @@ impl Audit {
     /// `ConnectInfo` (serve with `into_make_service_with_connect_info::<SocketAddr>()`) and
     /// the route template from `MatchedPath`.
     #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn layer(&self) -> veritrail_tower::AuditLayer {
         veritrail_axum::layer(self.engine.clone())
     }
@@ -115,12 +116,14 @@ impl Audit {
     /// The layer for any other tower stack (hyper, tonic): the client address comes from a
     /// [`PeerAddr`](veritrail_tower::PeerAddr) request extension.
     #[cfg(feature = "tower")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
     pub fn tower_layer(&self) -> veritrail_tower::AuditLayer {
         veritrail_tower::AuditLayer::new(self.engine.clone())
     }
 
     /// The actix-web middleware (`App::wrap`).
     #[cfg(feature = "actix")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
     pub fn middleware(&self) -> veritrail_actix::AuditMiddleware {
         veritrail_actix::AuditMiddleware::new(self.engine.clone())
     }
@@ -196,6 +199,7 @@ impl AuditBuilder {
     /// recorded in the log). Name the issuer with [`issuer`](Self::issuer). Plain `http://`
     /// is accepted only on loopback.
     #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.keys = Some(Keys::JwksUrl(url.into()));
         self
@@ -204,6 +208,7 @@ impl AuditBuilder {
     /// An OpenID Connect issuer: its discovery document names the JWKS URL, fetched and kept
     /// fresh as with [`jwks_url`](Self::jwks_url). The issuer (`iss`) defaults to this URL.
     #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn oidc(mut self, issuer_url: impl Into<String>) -> Self {
         self.keys = Some(Keys::Oidc(issuer_url.into()));
         self
@@ -556,6 +561,7 @@ pub enum StartError {
     },
     /// The key set could not be fetched.
     #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     #[error("cannot load the keys from {url}: {source}")]
     Fetch {
         /// The JWKS or issuer URL.

@@ -32,6 +32,9 @@
 //! directory, or with `postgres` a `postgres://USER@HOST:PORT/DB?schema=S&origin=O`, or with
 //! `nats` a `nats://HOST:PORT/STREAM?origin=O` (a replica publishing to JetStream).
 //!
+//! Platforms: Unix only (Linux, macOS, the BSDs): the log directory is written and synced
+//! through Unix file APIs (see [`log`]). Key files are created with mode 0600.
+//!
 //! The log alone, with no web framework:
 //!
 //! ```
@@ -48,7 +51,7 @@
 //! let checkpoint = log.checkpoint()?; // syncs, then signs
 //! log.close()?;
 //!
-//! let opts = VerifyOptions { against: vec![checkpoint], ..VerifyOptions::default() };
+//! let opts = VerifyOptions::default().against(vec![checkpoint]);
 //! assert_eq!(verify_dir(&dir, &verifier, &opts)?.records, 1);
 //! # Ok(())
 //! # }
@@ -64,8 +67,10 @@
 #[cfg(feature = "writer")]
 mod audit;
 #[cfg(feature = "writer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "writer")))]
 pub use audit::{Audit, AuditBuilder, SHUTDOWN_TIMEOUT, StartError, load_or_create_signing_key};
 #[cfg(feature = "core")]
+#[cfg_attr(docsrs, doc(cfg(feature = "core")))]
 pub use veritrail_core::{engine::RoutePolicy, event::EvidenceMode, recorder::Durability};
 
 // README's Rust examples compile as doc tests (with every feature they use).
@@ -74,40 +79,53 @@ pub use veritrail_core::{engine::RoutePolicy, event::EvidenceMode, recorder::Dur
 struct ReadmeDoctests;
 
 #[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub use veritrail_actix as actix;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use veritrail_axum as axum;
 #[cfg(feature = "core")]
+#[cfg_attr(docsrs, doc(cfg(feature = "core")))]
 pub use veritrail_core as core;
 pub use veritrail_log as log;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use veritrail_nats as nats;
 #[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use veritrail_otel as otel;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use veritrail_postgres as postgres;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use veritrail_tower as tower;
 #[cfg(feature = "writer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "writer")))]
 pub use veritrail_writer as writer;
 
 /// Why [`open_writer`] could not start a writer.
 #[cfg(feature = "writer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "writer")))]
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenWriterError {
     /// Opening the file log or starting the writer failed.
     #[error(transparent)]
     Writer(#[from] veritrail_writer::WriterError),
     /// Opening the log in PostgreSQL failed.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     #[error(transparent)]
     Postgres(#[from] veritrail_postgres::PgError),
     /// Connecting to NATS or finding the stream failed.
     #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     #[error(transparent)]
     Nats(#[from] veritrail_nats::Error),
     /// A `nats://` location that does not parse.
     #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     #[error(transparent)]
     NatsLocation(#[from] veritrail_nats::LocationError),
     /// The location's scheme needs a feature this build does not have.
@@ -141,6 +159,7 @@ pub enum OpenWriterError {
 /// # }
 /// ```
 #[cfg(feature = "writer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "writer")))]
 pub fn open_writer(
     location: &str,
     signer: veritrail_log::NoteSigner,

@@ -57,10 +57,7 @@ static FIXTURE: LazyLock<Mutex<Fixture>> = LazyLock::new(|| {
 });
 
 fn options() -> VerifyOptions {
-    VerifyOptions {
-        threads: 1,
-        ..VerifyOptions::default()
-    }
+    VerifyOptions::default().threads(1)
 }
 
 fuzz_target!(|data: &[u8]| {

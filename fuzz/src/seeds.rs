@@ -188,10 +188,7 @@ fn proofs(seeds: &mut Vec<Seed>) {
     let mut log = Log::open(
         scratch.path(),
         note_signer(),
-        LogOptions {
-            origin: Some("fuzz.example/log".into()),
-            ..LogOptions::default()
-        },
+        LogOptions::default().origin(Some("fuzz.example/log".into())),
     )
     .unwrap();
     let records: Vec<Vec<u8>> = (0..7).map(|i| format!("record {i}").into_bytes()).collect();

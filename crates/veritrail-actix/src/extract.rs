@@ -13,6 +13,7 @@ use crate::response::rejection_response;
 
 /// Why an extractor could not run; renders like the middleware's refusals.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExtractRejection {
     /// The request has no authenticated caller (no token on an optional or public route).
     #[error("{0}")]

@@ -11,6 +11,7 @@ use veritrail_core::engine::{self, Rejection};
 
 /// Why an extractor could not run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExtractRejection {
     /// The request has no authenticated caller (no token on an optional or public route).
     #[error("{0}")]

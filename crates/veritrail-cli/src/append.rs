@@ -64,11 +64,9 @@ pub(crate) fn run(args: &AppendArgs) -> Result<()> {
         First::Record(line) => Some(line),
         First::End => None,
     };
-    let opts = LogOptions {
-        origin: args.origin.clone(),
-        recover: args.recover,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default()
+        .origin(args.origin.clone())
+        .recover(args.recover);
     let mut log = Log::open(&args.log, signer, opts)
         .with_context(|| format!("cannot open the log {}", args.log.display()))?;
     if let Some(r) = log.recovered().filter(|r| r.unsigned_adopted > 0) {

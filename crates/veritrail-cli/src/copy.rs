@@ -196,10 +196,7 @@ fn open_destination(
     if std::fs::read_dir(dst).is_ok_and(|mut d| d.next().is_some()) {
         bail!("{} is not empty: copy into a new directory", dst.display());
     }
-    let opts = LogOptions {
-        origin: Some(origin.to_owned()),
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().origin(Some(origin.to_owned()));
     let log = Log::open(dst, signer.clone(), opts)
         .with_context(|| format!("cannot create the log {}", dst.display()))?;
     Ok((Destination::Dir(Box::new(log)), dst.display().to_string()))

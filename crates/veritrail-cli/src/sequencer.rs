@@ -34,11 +34,9 @@ pub(crate) fn run(args: &SequencerArgs) -> Result<()> {
     let at = NatsLocation::parse(&args.from, args.origin.as_deref())
         .with_context(|| format!("bad --from {:?}", args.from))?;
     let signer = keys::read_signer(&args.key)?;
-    let settings = StreamSettings {
-        replicas: args.replicas,
-        lease_ttl: Duration::from_millis(args.lease_ttl_ms.max(100)),
-        ..StreamSettings::default()
-    };
+    let settings = StreamSettings::default()
+        .replicas(args.replicas)
+        .lease_ttl(Duration::from_millis(args.lease_ttl_ms.max(100)));
     let runtime = runtime()?;
     if args.init {
         let info = runtime.block_on(async {
@@ -53,12 +51,10 @@ pub(crate) fn run(args: &SequencerArgs) -> Result<()> {
             info.state.messages
         );
     }
-    let options = SequencerOptions {
-        checkpoint_every: args.checkpoint_every.max(1),
-        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1)),
-        settings,
-        ..SequencerOptions::default()
-    };
+    let options = SequencerOptions::default()
+        .checkpoint_every(args.checkpoint_every.max(1))
+        .checkpoint_interval(Duration::from_millis(args.checkpoint_interval_ms.max(1)))
+        .settings(settings);
     let witnesses = args
         .witness
         .iter()
@@ -157,10 +153,7 @@ fn log_opener(
     let dir = log.to_owned();
     Ok(Box::new(move || {
         let signer = veritrail_log::NoteSigner::from_text(&key).map_err(|e| state(&e))?;
-        let options = LogOptions {
-            origin: Some(origin.clone()),
-            ..LogOptions::default()
-        };
+        let options = LogOptions::default().origin(Some(origin.clone()));
         let mut sink = FileSink::open(&dir, signer, options)?;
         if let Some(slot) = &cosigning {
             let (tx, rx) = std::sync::mpsc::channel();

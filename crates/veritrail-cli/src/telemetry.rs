@@ -64,10 +64,7 @@ impl Telemetry {
                  recovers what is on disk)"
             );
         });
-        let options = LogOptions {
-            recover,
-            ..LogOptions::default()
-        };
+        let options = LogOptions::default().recover(recover);
         let sink: Box<dyn Sink> = match crate::logdir::postgres_location(dir)? {
             #[cfg(feature = "postgres")]
             Some(loc) => Box::new(

@@ -46,10 +46,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
     };
     let against = read_against(&args.against)?;
     let (keys, min) = read_witnesses(&args.witness, args.min_witnesses)?;
-    let opts = VerifyOptions {
-        against,
-        ..VerifyOptions::default()
-    };
+    let opts = VerifyOptions::default().against(against);
     let dir = args.log.display();
     let mut tokens = args.tokens.then(|| {
         TokenAudit::new(TokenRules {

@@ -49,8 +49,8 @@ pub(crate) fn verify(args: &VerifyArgs, loc: &PgLocation) -> Result<()> {
             .find(|v| *v == store.verifier())
             .unwrap_or(&verifiers[0]);
         // --against checkpoints of other origins concern the other logs.
-        let opts = VerifyOptions {
-            against: against
+        let opts = VerifyOptions::default().against(
+            against
                 .iter()
                 .filter(|text| {
                     origins.len() == 1
@@ -58,8 +58,7 @@ pub(crate) fn verify(args: &VerifyArgs, loc: &PgLocation) -> Result<()> {
                 })
                 .cloned()
                 .collect(),
-            ..VerifyOptions::default()
-        };
+        );
         let mut tokens = args.tokens.then(|| {
             TokenAudit::new(TokenRules {
                 issuer: args.issuer.clone(),

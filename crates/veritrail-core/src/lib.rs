@@ -6,6 +6,8 @@
 //! - [`recorder`]: the `Recorder` trait the writer implements, and `Durability`.
 //! - `dev` (feature `dev-idp`): a development identity provider for trying things out.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod auth;
 #[cfg(feature = "dev-idp")]
 pub mod dev;

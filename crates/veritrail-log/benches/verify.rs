@@ -115,10 +115,7 @@ fn verify_large_log(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
     for threads in [2, 1] {
-        let opts = VerifyOptions {
-            threads,
-            ..VerifyOptions::default()
-        };
+        let opts = VerifyOptions::default().threads(threads);
         g.bench_function(format!("veritrail: verify_dir, {threads} thread(s)"), |b| {
             b.iter(|| {
                 let report = verify_dir(&dir, &verifier, &opts).unwrap();
@@ -135,10 +132,7 @@ fn verify_large_log(c: &mut Criterion) {
         black_box(last);
     };
     for threads in [2, 1] {
-        let opts = VerifyOptions {
-            threads,
-            ..VerifyOptions::default()
-        };
+        let opts = VerifyOptions::default().threads(threads);
         cpu_report(
             &format!("verify_dir, {threads} thread(s)"),
             bytes,

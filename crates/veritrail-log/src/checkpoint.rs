@@ -38,6 +38,7 @@ pub struct Checkpoint {
 
 /// Why a checkpoint was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The signed note did not verify.
     #[error(transparent)]

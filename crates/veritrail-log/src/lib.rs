@@ -40,17 +40,18 @@
 //! log.close()?; // syncs and signs the final checkpoint
 //!
 //! // Later, offline: recompute everything, and prove the log extends the checkpoint held.
-//! let opts = VerifyOptions {
-//!     against: vec![checkpoint],
-//!     ..VerifyOptions::default()
-//! };
+//! let opts = VerifyOptions::default().against(vec![checkpoint]);
 //! let report = verify_dir(&dir, &verifier, &opts)?;
 //! assert_eq!((report.records, report.against_checked), (3, 1));
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Module map (the contract other crates build on):
+//! Platforms: Unix only (Linux, macOS, the BSDs). The directory store opens its files with
+//! `O_NOFOLLOW`, writes at positions (`pwrite`) and syncs directories after creating or
+//! renaming files, through Unix-only APIs; the crates built on it share that requirement.
+//!
+//! Module map:
 //! - [`merkle`]: RFC 6962 / RFC 9162 hashing, compact ranges, inclusion and consistency proofs.
 //! - [`note`]: C2SP signed notes with Ed25519 keys in the signed-note text forms.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
@@ -77,6 +78,8 @@
 //!   errors do not say what is malformed (one `MalformedNote`), and it also pulls `base64` 0.21,
 //!   `thiserror` 1 and `signature`. Ours reports the line and reason, and its signer's `Debug`
 //!   and errors never show the private key.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod checkpoint;
 pub mod merkle;

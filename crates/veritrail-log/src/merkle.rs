@@ -68,6 +68,7 @@ pub fn empty_root() -> Hash {
 
 /// Why a proof (or a compact range) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofError {
     /// The leaf index is not inside the tree.
     #[error("leaf index {index} is outside a tree of size {size}")]
@@ -154,6 +155,7 @@ impl fmt::Debug for HexHash {
 
 /// Why a proof could not be built from a [`HashSource`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofBuildError<E> {
     /// The requested index or sizes do not describe a valid proof.
     #[error(transparent)]

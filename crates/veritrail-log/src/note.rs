@@ -38,6 +38,7 @@ const MAX_SIGNATURES: usize = 100;
 
 /// Why a key or note was refused. Messages never contain private key material.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NoteError {
     /// A key name is empty or contains a space or `+`.
     #[error(

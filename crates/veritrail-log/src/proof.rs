@@ -52,6 +52,7 @@ const MAX_PROOF_LINES: usize = 64;
 
 /// Why a proof file was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofFileError {
     /// The text does not follow the format.
     #[error("malformed proof file, line {line}: {reason}")]

@@ -84,6 +84,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use files::StorageFault;
 pub(crate) use files::{AppendFile, Faults, open_read, read_optional, with_path};
 pub(crate) use layout::{Layout, Meta, parse_history, parse_unverified};
@@ -116,6 +118,7 @@ const PARALLEL_HASH_BYTES: usize = 256 << 10;
 
 /// How a [`Log`] is created and run.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LogOptions {
     /// The checkpoint origin line (for example `example.com/audit/api-1`). Default: the
     /// signer's key name. Fixed when the log is created; opening with a different one fails.
@@ -156,6 +159,50 @@ impl Default for LogOptions {
     }
 }
 
+impl LogOptions {
+    /// Sets [`origin`](Self::origin).
+    #[must_use]
+    pub fn origin(mut self, origin: Option<String>) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Sets [`segment_bytes`](Self::segment_bytes).
+    #[must_use]
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Sets [`checkpoint_every`](Self::checkpoint_every).
+    #[must_use]
+    pub fn checkpoint_every(mut self, checkpoint_every: Option<u64>) -> Self {
+        self.checkpoint_every = checkpoint_every;
+        self
+    }
+
+    /// Sets [`checkpoint_interval`](Self::checkpoint_interval).
+    #[must_use]
+    pub fn checkpoint_interval(mut self, checkpoint_interval: Option<Duration>) -> Self {
+        self.checkpoint_interval = checkpoint_interval;
+        self
+    }
+
+    /// Sets [`segment_max_age`](Self::segment_max_age).
+    #[must_use]
+    pub fn segment_max_age(mut self, segment_max_age: Option<Duration>) -> Self {
+        self.segment_max_age = segment_max_age;
+        self
+    }
+
+    /// Sets [`recover`](Self::recover).
+    #[must_use]
+    pub fn recover(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
+    }
+}
+
 /// What [`Log::open`] found and repaired: a torn tail cut from the newest segment, stored
 /// hashes dropped because their records were gone, and records adopted without a checkpoint
 /// history ([`LogOptions::recover`]).
@@ -177,6 +224,7 @@ pub struct Recovery {
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogError {
     /// Reading or writing a file failed. When this comes from a write or a sync, the log is
     /// now failed (see [`LogError::Failed`]).
@@ -424,8 +472,9 @@ impl Log {
     /// Makes the next write (or fdatasync) of any log file fail with an I/O error, once, so
     /// tests can exercise the failed state.
     ///
-    /// This is a test hook, not part of the stable API.
-    #[doc(hidden)]
+    /// A test hook, only with the `test-util` feature.
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn inject_fault(&mut self, fault: StorageFault) {
         self.faults.set(fault);
     }

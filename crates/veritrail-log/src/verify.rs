@@ -36,6 +36,7 @@ use crate::store::{
 
 /// What to check besides the log itself.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     /// Signed checkpoints held elsewhere (note texts) that the log must extend.
     pub against: Vec<String>,
@@ -49,6 +50,22 @@ impl Default for VerifyOptions {
             against: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+}
+
+impl VerifyOptions {
+    /// Sets [`against`](Self::against).
+    #[must_use]
+    pub fn against(mut self, against: Vec<String>) -> Self {
+        self.against = against;
+        self
+    }
+
+    /// Sets [`threads`](Self::threads).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 }
 
@@ -84,6 +101,7 @@ pub struct VerifyReport {
 
 /// Why a log failed verification.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// A file could not be read (not evidence of tampering by itself).
     #[error("cannot read the log: {0}")]

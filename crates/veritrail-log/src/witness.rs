@@ -275,6 +275,7 @@ pub struct Cosignature {
 
 /// Why a checkpoint's cosignatures were not enough.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CosignatureError {
     /// The signed note is malformed.
     #[error("{0}")]
@@ -389,6 +390,7 @@ pub fn add_signature_lines(note: &str, lines: &str) -> String {
 /// Why a witness refused an `add-checkpoint` request, with the HTTP status tlog-witness
 /// gives it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AddCheckpointError {
     /// 400: the body is malformed, or the old size is larger than the checkpoint's.
     #[error("bad request: {0}")]

@@ -16,10 +16,7 @@ use veritrail_log::{Checkpoint, Log, LogOptions};
 const RECORDS: u64 = 24;
 
 fn opts() -> LogOptions {
-    LogOptions {
-        segment_bytes: 160,
-        ..LogOptions::default()
-    }
+    LogOptions::default().segment_bytes(160)
 }
 
 fn records() -> Vec<Vec<u8>> {
@@ -71,10 +68,7 @@ fn open(dir: &Path, signer: &NoteSigner) -> Result<Log, LogError> {
 }
 
 fn open_recover(dir: &Path, signer: &NoteSigner) -> Result<Log, LogError> {
-    let opts = LogOptions {
-        recover: true,
-        ..opts()
-    };
+    let opts = opts().recover(true);
     Log::open(dir, signer.clone(), opts)
 }
 

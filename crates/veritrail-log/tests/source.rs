@@ -39,10 +39,7 @@ fn proofs_and_verdict_match_the_directory_code() {
     assert!(src.inclusion_proof(0, 1001).is_err());
     assert_eq!(src.root_at(777).unwrap(), log.root_at(777).unwrap());
 
-    let opts = VerifyOptions {
-        against: vec![checkpoints[3].clone()],
-        ..VerifyOptions::default()
-    };
+    let opts = VerifyOptions::default().against(vec![checkpoints[3].clone()]);
     let generic = verify_source(src, &signer.verifier(), &opts).unwrap();
     let dir = verify_dir(tmp.path(), &signer.verifier(), &opts).unwrap();
     assert_eq!((generic.records, generic.root), (dir.records, dir.root));
@@ -58,10 +55,9 @@ fn proofs_and_verdict_match_the_directory_code() {
     let tmp2 = tempfile::tempdir().unwrap();
     let (other_log, _, _) = log_with(10, tmp2.path());
     drop(other_log);
-    let foreign = VerifyOptions {
-        against: vec![std::fs::read_to_string(tmp2.path().join("checkpoint")).unwrap()],
-        ..VerifyOptions::default()
-    };
+    let foreign = VerifyOptions::default().against(vec![
+        std::fs::read_to_string(tmp2.path().join("checkpoint")).unwrap(),
+    ]);
     assert!(matches!(
         verify_source(src, &signer.verifier(), &foreign),
         Err(VerifyError::Against { position: 1, .. })

@@ -32,10 +32,7 @@ enum Moment {
 }
 
 fn opts() -> LogOptions {
-    LogOptions {
-        segment_bytes: 4096,
-        ..LogOptions::default()
-    }
+    LogOptions::default().segment_bytes(4096)
 }
 
 #[test]

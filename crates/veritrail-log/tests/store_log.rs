@@ -28,10 +28,7 @@ fn leaves(n: u64) -> Vec<Hash> {
 }
 
 fn small_segments() -> LogOptions {
-    LogOptions {
-        segment_bytes: 200,
-        ..LogOptions::default()
-    }
+    LogOptions::default().segment_bytes(200)
 }
 
 /// Checks every read and proof of a log holding records 0..n.
@@ -125,11 +122,9 @@ fn checkpoints_are_signed_stored_and_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let signer = signer();
     let verifier = signer.verifier();
-    let opts = LogOptions {
-        origin: Some("example.com/audit/api-1".into()),
-        checkpoint_every: Some(10),
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default()
+        .origin(Some("example.com/audit/api-1".into()))
+        .checkpoint_every(Some(10));
     let mut log = Log::open(dir.path(), signer.clone(), opts.clone()).unwrap();
     // A new log starts with a signed checkpoint of the empty tree.
     let empty = log
@@ -231,10 +226,7 @@ fn wrong_key_wrong_origin_and_second_writer_are_refused() {
     let other = NoteSigner::generate("example.com/test-log").unwrap();
     let err = Log::open(dir.path(), other, LogOptions::default()).unwrap_err();
     assert!(matches!(err, LogError::KeyMismatch { .. }), "{err}");
-    let opts = LogOptions {
-        origin: Some("elsewhere".into()),
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().origin(Some("elsewhere".into()));
     let err = Log::open(dir.path(), signer, opts).unwrap_err();
     assert!(matches!(err, LogError::OriginMismatch { .. }), "{err}");
     let err = Log::open_read_only(&dir.path().join("nope")).unwrap_err();
@@ -345,7 +337,7 @@ mod reopening {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let signer = signer();
-            let opts = LogOptions { segment_bytes, ..LogOptions::default() };
+            let opts = LogOptions::default().segment_bytes(segment_bytes);
             let mut records: Vec<Vec<u8>> = Vec::new();
             let mut log = Some(Log::open(dir.path(), signer.clone(), opts.clone()).unwrap());
             for step in steps {
@@ -400,10 +392,7 @@ mod reopening {
 #[test]
 fn segments_also_rotate_by_age() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        segment_max_age: Some(std::time::Duration::from_millis(30)),
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().segment_max_age(Some(std::time::Duration::from_millis(30)));
     let mut log = Log::open(dir.path(), signer(), opts).unwrap();
     log.append(b"{\"a\":1}").unwrap();
     log.sync().unwrap();

@@ -250,10 +250,7 @@ fn damage_that_is_not_a_torn_tail_is_an_error_naming_the_place() {
 fn an_interrupted_rotation_and_an_interrupted_checkpoint_recover() {
     let dir = tempfile::tempdir().unwrap();
     let signer = signer_for(&dir);
-    let opts = LogOptions {
-        segment_bytes: 100,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().segment_bytes(100);
     let recs = records(6);
     build(dir.path(), &signer, &recs, 6, opts.clone());
     let snap = Snapshot::take(dir.path());

@@ -27,10 +27,7 @@ struct Fixture {
 }
 
 fn opts() -> LogOptions {
-    LogOptions {
-        segment_bytes: 160,
-        ..LogOptions::default()
-    }
+    LogOptions::default().segment_bytes(160)
 }
 
 /// 24 records in several segments, all signed.
@@ -60,10 +57,7 @@ impl Fixture {
     }
 
     fn verify_against(&self) -> Result<VerifyReport, VerifyError> {
-        let opts = VerifyOptions {
-            against: vec![self.held.clone()],
-            ..VerifyOptions::default()
-        };
+        let opts = VerifyOptions::default().against(vec![self.held.clone()]);
         verify_dir(self.dir.path(), &self.verifier(), &opts)
     }
 
@@ -137,14 +131,8 @@ fn the_untouched_log_verifies() {
     assert_eq!(report.checkpoints_checked, 3); // the empty tree, size 24, and the latest
     assert!(!report.recovered_tail);
     // One thread gives the same answer.
-    let one = VerifyOptions {
-        threads: 1,
-        ..VerifyOptions::default()
-    };
-    let one = VerifyOptions {
-        against: vec![f.held.clone()],
-        ..one
-    };
+    let one = VerifyOptions::default().threads(1);
+    let one = one.against(vec![f.held.clone()]);
     assert_eq!(
         verify_dir(f.dir.path(), &f.verifier(), &one).unwrap(),
         report
@@ -351,10 +339,7 @@ fn rewriting_the_whole_log_under_a_new_key_is_detected() {
     let report = verify_dir(f.dir.path(), &forged_key, &VerifyOptions::default()).unwrap();
     assert_eq!(report.records, RECORDS);
     // ...but does not extend the checkpoint the auditor held.
-    let held = VerifyOptions {
-        against: vec![f.held.clone()],
-        ..VerifyOptions::default()
-    };
+    let held = VerifyOptions::default().against(vec![f.held.clone()]);
     expect_against(
         verify_dir(f.dir.path(), &forged_key, &held),
         "rewritten log",
@@ -417,10 +402,7 @@ fn truncating_or_corrupting_any_file_at_every_byte_offset_is_never_accepted_sile
     let dir = tempfile::tempdir().unwrap();
     let signer = signer();
     let records: Vec<Vec<u8>> = (0..10).map(record).collect();
-    let opts = LogOptions {
-        segment_bytes: 120,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().segment_bytes(120);
     build(dir.path(), &signer, &records, 7, opts);
     let snap = Snapshot::take(dir.path());
     let root = merkle::root_of_leaves(&leaves(&records));
@@ -517,10 +499,7 @@ fn an_empty_log_verifies_and_extends_its_empty_checkpoint() {
     let mut log = Log::open(dir.path(), signer.clone(), opts()).unwrap();
     let empty = log.checkpoint().unwrap();
     log.close().unwrap();
-    let against = VerifyOptions {
-        against: vec![empty.clone()],
-        ..VerifyOptions::default()
-    };
+    let against = VerifyOptions::default().against(vec![empty.clone()]);
     let report = verify_dir(dir.path(), &signer.verifier(), &against).unwrap();
     assert_eq!((report.records, report.root), (0, merkle::empty_root()));
     // It grows, and still extends the empty checkpoint.

@@ -40,10 +40,7 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn settings() -> StreamSettings {
-    StreamSettings {
-        replicas: 1,
-        ..StreamSettings::default()
-    }
+    StreamSettings::default().replicas(1)
 }
 
 fn location(part: &str) -> NatsLocation {
@@ -299,13 +296,7 @@ fn main() {
     let each = runtime.block_on(bare_consume(&js, &at, fill_n, Acks::Each));
     let bare = runtime.block_on(bare_consume(&js, &at, fill_n, Acks::Cumulative));
     let started = Instant::now();
-    let (running, _log) = start_sequencer(
-        &at,
-        SequencerOptions {
-            settings: settings(),
-            ..SequencerOptions::default()
-        },
-    );
+    let (running, _log) = start_sequencer(&at, SequencerOptions::default().settings(settings()));
     runtime.block_on(drained(&js, &at, fill_n as u64));
     let elapsed = started.elapsed();
     let report = running.stop();
@@ -331,13 +322,7 @@ fn main() {
     println!("== 3. Lag under a steady load (publish ack -> signed checkpoint)");
     let at = location("lag");
     let js = runtime.block_on(fresh(&at));
-    let (running, _log) = start_sequencer(
-        &at,
-        SequencerOptions {
-            settings: settings(),
-            ..SequencerOptions::default()
-        },
-    );
+    let (running, _log) = start_sequencer(&at, SequencerOptions::default().settings(settings()));
     let per_second = 20_000;
     runtime.block_on(async {
         let subject = at.events_subject();

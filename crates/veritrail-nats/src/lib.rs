@@ -58,6 +58,7 @@ use std::time::Duration;
 
 /// What went wrong talking to NATS or integrating the stream.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The NATS server could not be reached or refused a request.
     #[error("NATS: {0}")]

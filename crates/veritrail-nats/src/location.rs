@@ -35,6 +35,7 @@ pub struct NatsLocation {
 
 /// Why a `nats://` location was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LocationError {
     /// It does not start with `nats://`.
     #[error("a NATS location starts with nats:// (nats://HOST:PORT/STREAM?origin=ORIGIN)")]

@@ -204,6 +204,7 @@ pub type LogOpener = Box<dyn FnMut() -> Result<Box<dyn IntegrationLog>> + Send>;
 
 /// How the sequencer runs.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SequencerOptions {
     /// Sign a checkpoint after this many integrated records (default 100,000).
     pub checkpoint_every: u64,
@@ -243,6 +244,64 @@ impl Default for SequencerOptions {
             ),
             settings: StreamSettings::default(),
         }
+    }
+}
+
+impl SequencerOptions {
+    /// Sets [`checkpoint_every`](Self::checkpoint_every).
+    #[must_use]
+    pub fn checkpoint_every(mut self, checkpoint_every: u64) -> Self {
+        self.checkpoint_every = checkpoint_every;
+        self
+    }
+
+    /// Sets [`checkpoint_interval`](Self::checkpoint_interval).
+    #[must_use]
+    pub fn checkpoint_interval(mut self, checkpoint_interval: Duration) -> Self {
+        self.checkpoint_interval = checkpoint_interval;
+        self
+    }
+
+    /// Sets [`pull_batch`](Self::pull_batch).
+    #[must_use]
+    pub fn pull_batch(mut self, pull_batch: usize) -> Self {
+        self.pull_batch = pull_batch;
+        self
+    }
+
+    /// Sets [`ack_wait`](Self::ack_wait).
+    #[must_use]
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Sets [`lease_poll`](Self::lease_poll).
+    #[must_use]
+    pub fn lease_poll(mut self, lease_poll: Duration) -> Self {
+        self.lease_poll = lease_poll;
+        self
+    }
+
+    /// Sets [`recent_ids`](Self::recent_ids).
+    #[must_use]
+    pub fn recent_ids(mut self, recent_ids: usize) -> Self {
+        self.recent_ids = recent_ids;
+        self
+    }
+
+    /// Sets [`holder`](Self::holder).
+    #[must_use]
+    pub fn holder(mut self, holder: String) -> Self {
+        self.holder = holder;
+        self
+    }
+
+    /// Sets [`settings`](Self::settings).
+    #[must_use]
+    pub fn settings(mut self, settings: StreamSettings) -> Self {
+        self.settings = settings;
+        self
     }
 }
 

@@ -38,6 +38,7 @@ use crate::{Error, Result};
 
 /// How a [`NatsSink`] publishes.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SinkOptions {
     /// How long a `Durable` caller waits for JetStream's acknowledgement before it is told
     /// `TimedOut` (the writer's own [`durable_timeout`](veritrail_writer::WriterConfig::durable_timeout)
@@ -54,6 +55,22 @@ impl Default for SinkOptions {
             durable_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+impl SinkOptions {
+    /// Sets [`durable_timeout`](Self::durable_timeout).
+    #[must_use]
+    pub fn durable_timeout(mut self, durable_timeout: Duration) -> Self {
+        self.durable_timeout = durable_timeout;
+        self
+    }
+
+    /// Sets [`ack_timeout`](Self::ack_timeout).
+    #[must_use]
+    pub fn ack_timeout(mut self, ack_timeout: Duration) -> Self {
+        self.ack_timeout = ack_timeout;
+        self
     }
 }
 

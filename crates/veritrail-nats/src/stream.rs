@@ -26,6 +26,7 @@ use crate::{Error, Result};
 ///
 /// A single, non-clustered server (development, tests) needs `replicas: 1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamSettings {
     /// Copies JetStream keeps of each event (1 on a single server, 3 in production).
     pub replicas: usize,
@@ -46,6 +47,36 @@ impl Default for StreamSettings {
             max_age: Duration::from_secs(7 * 24 * 3600),
             lease_ttl: DEFAULT_LEASE_TTL,
         }
+    }
+}
+
+impl StreamSettings {
+    /// Sets [`replicas`](Self::replicas).
+    #[must_use]
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Sets [`duplicate_window`](Self::duplicate_window).
+    #[must_use]
+    pub fn duplicate_window(mut self, duplicate_window: Duration) -> Self {
+        self.duplicate_window = duplicate_window;
+        self
+    }
+
+    /// Sets [`max_age`](Self::max_age).
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Sets [`lease_ttl`](Self::lease_ttl).
+    #[must_use]
+    pub fn lease_ttl(mut self, lease_ttl: Duration) -> Self {
+        self.lease_ttl = lease_ttl;
+        self
     }
 }
 

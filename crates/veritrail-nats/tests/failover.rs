@@ -93,10 +93,7 @@ fn producer() {
     runtime.block_on(async move {
         let sink = NatsSink::connect(
             &at,
-            SinkOptions {
-                durable_timeout: Duration::from_secs(2),
-                ..SinkOptions::default()
-            },
+            SinkOptions::default().durable_timeout(Duration::from_secs(2)),
         )
         .await
         .expect("producer connects");

@@ -173,15 +173,9 @@ async fn a_broker_outage_times_durable_out_and_publishing_resumes() {
     let at = location(&server.addr(), "vt_outage");
     init(&at).await;
     let bound = Duration::from_millis(800);
-    let sink = NatsSink::connect(
-        &at,
-        SinkOptions {
-            durable_timeout: bound,
-            ..SinkOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let sink = NatsSink::connect(&at, SinkOptions::default().durable_timeout(bound))
+        .await
+        .unwrap();
     let config = WriterConfig::default()
         .queue_capacity(50, 1 << 20)
         .overflow(OverflowPolicy::DropNewest);
@@ -271,10 +265,7 @@ async fn creating_the_stream_is_idempotent_and_as_documented() {
 
     require_shared();
     let at = location(SHARED, "vt_init");
-    let settings = StreamSettings {
-        replicas: 1,
-        ..StreamSettings::default()
-    };
+    let settings = StreamSettings::default().replicas(1);
     let client = veritrail_nats::connect(&at, "test").await.unwrap();
     let js = async_nats::jetstream::new(client);
     let first = veritrail_nats::ensure_stream(&js, &at, &settings)

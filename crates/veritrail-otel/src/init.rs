@@ -27,6 +27,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT` and `OTEL_RESOURCE_ATTRIBUTES`
 /// are read by the exporter and the SDK themselves.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OtlpConfig {
     /// The full URL spans are sent to.
     pub traces_endpoint: String,
@@ -70,6 +71,7 @@ impl OtlpProtocol {
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InitError {
     /// The protocol variable names something other than `http/protobuf` or `http/json`.
     #[error(
@@ -89,6 +91,7 @@ pub enum InitError {
 
 /// Why a shutdown did not flush everything.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShutdownError {
     /// A provider reported an error while flushing or shutting down.
     #[error("telemetry {signal} were not all exported at shutdown: {message}")]

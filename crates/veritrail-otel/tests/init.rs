@@ -163,10 +163,7 @@ fn received_strings(received: &Received, path: &str) -> Vec<String> {
 /// returns the final checkpoint.
 async fn traffic(guard: &veritrail_otel::OtelGuard) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let options = LogOptions {
-        origin: Some(ORIGIN.into()),
-        ..LogOptions::default()
-    };
+    let options = LogOptions::default().origin(Some(ORIGIN.into()));
     let sink = OtelLogSink::new(
         FileSink::open(dir.path(), NoteSigner::generate(ORIGIN).unwrap(), options).unwrap(),
         guard.logger_provider(),

@@ -26,10 +26,7 @@ fn logging() -> (SdkLoggerProvider, InMemoryLogExporter) {
 
 fn writer(dir: &std::path::Path, provider: &SdkLoggerProvider, enduser: EnduserPolicy) -> Writer {
     let signer = NoteSigner::generate(ORIGIN).unwrap();
-    let options = LogOptions {
-        origin: Some(ORIGIN.into()),
-        ..LogOptions::default()
-    };
+    let options = LogOptions::default().origin(Some(ORIGIN.into()));
     let sink =
         OtelLogSink::new(FileSink::open(dir, signer, options).unwrap(), provider).enduser(enduser);
     Writer::start(sink, WriterConfig::default()).unwrap()
@@ -143,10 +140,7 @@ async fn signed_checkpoints_are_exported_as_the_log_holds_them() {
     let dir = tempfile::tempdir().unwrap();
     let (provider, logs) = logging();
     let signer = NoteSigner::generate(ORIGIN).unwrap();
-    let options = LogOptions {
-        origin: Some(ORIGIN.into()),
-        ..LogOptions::default()
-    };
+    let options = LogOptions::default().origin(Some(ORIGIN.into()));
     let sink = OtelLogSink::new(
         FileSink::open(dir.path(), signer, options).unwrap(),
         &provider,

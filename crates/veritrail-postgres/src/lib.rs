@@ -130,6 +130,7 @@ use sha2::{Digest, Sha256};
 
 /// What went wrong with a PostgreSQL log.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PgError {
     /// The location (URL) is malformed.
     #[error("bad PostgreSQL location: {reason}")]

@@ -23,6 +23,7 @@ const MAX_RECORD_LEN: usize = 16 << 20;
 
 /// How a [`PgLog`] behaves when the database is slow or away.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PgLogOptions {
     /// How long [`PgLog::commit`] keeps retrying (reconnecting as needed) before it returns
     /// [`PgError::Unavailable`] with the batch kept. Default 5 s.
@@ -37,6 +38,22 @@ impl Default for PgLogOptions {
             commit_timeout: Duration::from_secs(5),
             retry_interval: Duration::from_millis(100),
         }
+    }
+}
+
+impl PgLogOptions {
+    /// Sets [`commit_timeout`](Self::commit_timeout).
+    #[must_use]
+    pub fn commit_timeout(mut self, commit_timeout: Duration) -> Self {
+        self.commit_timeout = commit_timeout;
+        self
+    }
+
+    /// Sets [`retry_interval`](Self::retry_interval).
+    #[must_use]
+    pub fn retry_interval(mut self, retry_interval: Duration) -> Self {
+        self.retry_interval = retry_interval;
+        self
     }
 }
 

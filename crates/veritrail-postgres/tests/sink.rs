@@ -252,10 +252,7 @@ async fn start_writer(
     policy: OverflowPolicy,
     capacity: usize,
 ) -> (Writer, veritrail_writer::WriterHandle) {
-    let opts = PgLogOptions {
-        commit_timeout: Duration::from_secs(1),
-        ..PgLogOptions::default()
-    };
+    let opts = PgLogOptions::default().commit_timeout(Duration::from_secs(1));
     let sink = PgSink::open(loc, signer.clone(), opts).unwrap();
     let config = WriterConfig::default()
         .overflow(policy)

@@ -79,10 +79,7 @@ fn same_tree_proofs_and_verdict_as_the_file_log() {
     let records: Vec<_> = store.records(700).map(|r| r.unwrap().record).collect();
     assert_eq!(records, (700..713).map(record).collect::<Vec<_>>());
 
-    let opts = VerifyOptions {
-        against: vec![file_checkpoint],
-        ..VerifyOptions::default()
-    };
+    let opts = VerifyOptions::default().against(vec![file_checkpoint]);
     let report = verify(&store, &signer.verifier(), &opts).unwrap();
     assert_eq!((report.records, report.root), (713, file.root()));
     assert_eq!(report.against_checked, 1);

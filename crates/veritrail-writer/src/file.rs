@@ -35,11 +35,7 @@ impl FileSink {
     /// the `recovered` record too. The writer signs checkpoints itself, so the log's
     /// own automatic checkpoints are turned off.
     pub fn open(dir: &Path, signer: NoteSigner, options: LogOptions) -> Result<Self, SinkError> {
-        let options = LogOptions {
-            checkpoint_every: None,
-            checkpoint_interval: None,
-            ..options
-        };
+        let options = options.checkpoint_every(None).checkpoint_interval(None);
         Ok(FileSink {
             log: Log::open(dir, signer, options)?,
             cosignatures: None,

@@ -84,6 +84,8 @@
 //!
 //! Through the [`metrics`] facade; the names are listed in [`metric`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod config;
 mod file;
 pub mod metric;

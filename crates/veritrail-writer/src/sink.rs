@@ -133,6 +133,7 @@ impl<'a> Batch<'a> {
 /// Why a sink could not take or keep a batch. Every such error puts the writer in its failed
 /// state.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The file log failed (I/O, fsync, signing).
     #[error("file log: {0}")]

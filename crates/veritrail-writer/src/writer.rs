@@ -28,6 +28,7 @@ pub const GAP_SHUTDOWN_DEADLINE: &str = "shutdown_deadline";
 
 /// Why a writer could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WriterError {
     /// The sink could not be opened, or the `start` record could not be made durable.
     #[error("cannot start the audit writer: {0}")]

@@ -31,10 +31,7 @@ const KILLS_PER_LOG: usize = 10;
 
 fn log_options() -> LogOptions {
     // Small segments, so that kills also land around segment rotation.
-    LogOptions {
-        segment_bytes: 256 << 10,
-        ..LogOptions::default()
-    }
+    LogOptions::default().segment_bytes(256 << 10)
 }
 
 #[test]
@@ -212,10 +209,7 @@ fn kill_once(dir: &Path, rng: &mut Rng, acked: &mut BTreeMap<u64, Ack>) -> bool 
 
     // The log as the kill left it verifies (a torn tail is reported, not an error).
     let verifier = signer().verifier();
-    let options = VerifyOptions {
-        threads: 1,
-        ..VerifyOptions::default()
-    };
+    let options = VerifyOptions::default().threads(1);
     // (A child killed before it created the log leaves nothing to verify.)
     let torn = dir.join("LOG").exists()
         && verify_dir(dir, &verifier, &options)

@@ -146,6 +146,7 @@ pub enum AuthError {
 
 /// The RFC 6750 error attribute of a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BearerError {
     /// No error attribute: the request carried no credentials (RFC 6750 §3.1).
     None,

@@ -179,6 +179,7 @@ impl std::str::FromStr for Kind {
 
 /// A record that is not a valid v1 audit event.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventError {
     /// The bytes are not a JSON object of the v1 event layout.
     #[error("not a v1 audit event: {0}")]

@@ -243,6 +243,7 @@ pub struct PseudonymField {
 
 /// What went wrong protecting or revealing a field. Never carries key material.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtectError {
     /// The path is not one of the protectable fields.
     #[error("`{0}` is not a protectable field (see veritrail_core::event::protect for the list)")]

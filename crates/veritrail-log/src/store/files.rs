@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 
 /// A storage fault to inject, for testing how callers handle a failing disk.
 ///
-/// Set with [`Log::inject_fault`](super::Log::inject_fault). The fault fires once, on the next
+/// Set with [`Log::inject_fault`](super::Log::inject_fault). Only with the `test-util`
+/// feature (which tests enable through their dev-dependencies); without it a log has no
+/// fault hook at all. The fault fires once, on the next
 /// matching operation on any of the log's files, as the error a real disk gives (`EIO` or
 /// `ENOSPC`); the log then enters its failed state exactly as it would after a real disk
 /// error.
+#[cfg(feature = "test-util")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageFault {
     /// The next write to a log file fails with `EIO`; nothing of it reaches the file.
@@ -29,11 +32,12 @@ pub enum StorageFault {
     ShortWrite,
 }
 
-/// The one-shot fault slot shared by a log's files.
+/// The one-shot fault slot shared by a log's files (empty without the `test-util` feature).
 #[derive(Debug, Default)]
-pub(crate) struct Faults(Option<StorageFault>);
+pub(crate) struct Faults(#[cfg(feature = "test-util")] Option<StorageFault>);
 
 /// How a write should go, as decided by [`Faults::on_write`].
+#[cfg_attr(not(feature = "test-util"), allow(dead_code))]
 enum WriteFault {
     /// Write nothing and fail.
     Fail(io::Error),
@@ -41,6 +45,23 @@ enum WriteFault {
     Short(usize, io::Error),
 }
 
+#[cfg(not(feature = "test-util"))]
+impl Faults {
+    /// No fault: the hook is compiled out.
+    #[inline(always)]
+    fn on_write(&mut self, _path: &Path, _len: usize) -> Option<WriteFault> {
+        None
+    }
+
+    /// No fault: the hook is compiled out.
+    #[inline(always)]
+    #[allow(clippy::unnecessary_wraps, clippy::unused_self)]
+    fn fire_sync(&mut self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "test-util")]
 impl Faults {
     pub(crate) fn set(&mut self, fault: StorageFault) {
         self.0 = Some(fault);
@@ -76,7 +97,9 @@ impl Faults {
 }
 
 /// Linux's `EIO` and `ENOSPC` (the same on every Linux architecture).
+#[cfg(feature = "test-util")]
 const EIO: i32 = 5;
+#[cfg(feature = "test-util")]
 const ENOSPC: i32 = 28;
 
 /// Writes all of `bytes` at `pos`, or fails as an injected fault says (a short write leaves

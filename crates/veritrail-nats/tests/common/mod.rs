@@ -55,11 +55,9 @@ pub fn location(server: &str, prefix: &str) -> NatsLocation {
 
 /// Settings for a single, non-clustered server, with a short lease.
 pub fn test_settings() -> StreamSettings {
-    StreamSettings {
-        replicas: 1,
-        lease_ttl: Duration::from_millis(1500),
-        ..StreamSettings::default()
-    }
+    StreamSettings::default()
+        .replicas(1)
+        .lease_ttl(Duration::from_millis(1500))
 }
 
 /// Creates the stream and lease bucket.
@@ -91,10 +89,7 @@ pub fn signer(origin: &str) -> NoteSigner {
 pub fn dir_opener(dir: PathBuf, key: String, origin: String) -> LogOpener {
     Box::new(move || {
         let signer = NoteSigner::from_text(&key).expect("key");
-        let options = LogOptions {
-            origin: Some(origin.clone()),
-            ..LogOptions::default()
-        };
+        let options = LogOptions::default().origin(Some(origin.clone()));
         let sink = FileSink::open(&dir, signer, options)?;
         Ok(Box::new(sink) as Box<dyn IntegrationLog>)
     })
@@ -143,11 +138,9 @@ pub fn start_sequencer(
 
 /// Sequencer options for tests: settings as `test_settings`, quick checkpoints.
 pub fn test_options() -> SequencerOptions {
-    SequencerOptions {
-        checkpoint_interval: Duration::from_millis(50),
-        settings: test_settings(),
-        ..SequencerOptions::default()
-    }
+    SequencerOptions::default()
+        .checkpoint_interval(Duration::from_millis(50))
+        .settings(test_settings())
 }
 
 /// Verifies the log in `dir`.
