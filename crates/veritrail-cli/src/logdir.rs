@@ -65,6 +65,13 @@ pub(crate) type NatsLocation = veritrail_nats::NatsLocation;
 #[cfg(not(feature = "nats"))]
 pub(crate) enum NatsLocation {}
 
+#[cfg(not(feature = "nats"))]
+impl std::fmt::Display for NatsLocation {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}
+
 /// The JetStream ingest location `log` spells (`nats://HOST:PORT/STREAM?origin=O`), or
 /// `None` for anything else. Only a writer takes one: there is no log to read there.
 pub(crate) fn nats_location(log: &Path) -> Result<Option<NatsLocation>> {
