@@ -12,10 +12,6 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use support::*;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Runs the PyJWT script on `requests` and returns the tokens.
 fn mint(requests: &[Value]) -> Vec<String> {
     let script = format!(
@@ -47,7 +43,7 @@ fn mint(requests: &[Value]) -> Vec<String> {
 fn request(alg: jsonwebtoken::Algorithm, private: &str, kid: &str, claims: &Value) -> Value {
     let mut r = json!({"alg": alg_str(alg), "claims": claims, "headers": {"kid": kid}});
     if is_hmac(alg) {
-        r["secret_hex"] = json!(hex(HMAC_SECRET));
+        r["secret_hex"] = json!(hex::encode(HMAC_SECRET));
     } else {
         r["key_file"] = json!(fixture_path(private));
     }

@@ -465,8 +465,7 @@ impl fmt::Debug for Witness {
 
 fn state_file(dir: &Path, origin: &str) -> PathBuf {
     let digest = Sha256::digest(origin.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{hex}.checkpoint"))
+    dir.join(format!("{}.checkpoint", hex::encode(digest)))
 }
 
 impl Witness {

@@ -159,7 +159,7 @@ pub(crate) fn keyset_record(keys: &[&TestKey], at: OffsetDateTime) -> AuditEvent
 }
 
 fn hex_id(set: &KeySet) -> String {
-    set.id().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(set.id())
 }
 
 /// The actor the engine records for `token`, verified as of `at` with `keys` (the real

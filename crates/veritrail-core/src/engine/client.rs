@@ -12,11 +12,11 @@ use std::str::FromStr;
 use super::view::RequestView;
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or /128).
+///
+/// A thin wrapper over [`ipnet::IpNet`] that also accepts bare addresses and matches
+/// IPv4-mapped IPv6 addresses as IPv4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IpNetwork {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNetwork(ipnet::IpNet);
 
 /// A network that does not parse as CIDR notation.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -27,38 +27,21 @@ pub struct NetworkParseError(String);
 
 impl IpNetwork {
     /// The network `addr/prefix`; host bits of `addr` are cleared.
+    ///
+    /// # Errors
+    ///
+    /// When `prefix` is longer than the address (32 bits for IPv4, 128 for IPv6).
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, NetworkParseError> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(NetworkParseError(format!("{addr}/{prefix}")));
-        }
-        let addr = match addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(prefix))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(prefix))),
-        };
-        Ok(IpNetwork { addr, prefix })
+        ipnet::IpNet::new(addr, prefix)
+            .map(|net| IpNetwork(net.trunc()))
+            .map_err(|_| NetworkParseError(format!("{addr}/{prefix}")))
     }
 
     /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses count as IPv4).
+    #[must_use]
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                u32::from(ip) & mask32(self.prefix) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                u128::from(ip) & mask128(self.prefix) == u128::from(net)
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 impl FromStr for IpNetwork {
@@ -66,24 +49,19 @@ impl FromStr for IpNetwork {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || NetworkParseError(s.to_owned());
-        let (addr, prefix) = match s.trim().split_once('/') {
-            Some((a, p)) => {
-                let addr: IpAddr = a.parse().map_err(|_| err())?;
-                let prefix: u8 = p.parse().map_err(|_| err())?;
-                (addr, prefix)
-            }
-            None => {
-                let addr: IpAddr = s.trim().parse().map_err(|_| err())?;
-                (addr, if addr.is_ipv4() { 32 } else { 128 })
-            }
+        let s = s.trim();
+        let net = if s.contains('/') {
+            s.parse::<ipnet::IpNet>().map_err(|_| err())?
+        } else {
+            ipnet::IpNet::from(s.parse::<IpAddr>().map_err(|_| err())?)
         };
-        IpNetwork::new(addr, prefix).map_err(|_| err())
+        Ok(IpNetwork(net.trunc()))
     }
 }
 
 impl fmt::Display for IpNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
