@@ -61,6 +61,7 @@ enum Keys {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the Audit guard shuts its writer down"]
 pub struct Audit {
     engine: Engine,
     writer: Option<Writer>,

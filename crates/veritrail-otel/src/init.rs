@@ -222,6 +222,7 @@ pub fn init_from_env(default_service_name: &str) -> Result<Option<OtelGuard>, In
 /// (the async form) nor deadlock on one (opentelemetry-rust #2715, #3176: a shutdown called
 /// on a single-threaded runtime waiting for an export that needs that same thread).
 /// Dropping the guard unshut does a blocking shutdown.
+#[must_use = "dropping the OtelGuard shuts telemetry down"]
 pub struct OtelGuard {
     tracer: SdkTracerProvider,
     logger: SdkLoggerProvider,

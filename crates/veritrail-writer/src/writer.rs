@@ -144,6 +144,7 @@ impl Finished {
 /// itself. End with [`shutdown`](Writer::shutdown); dropping the writer shuts it down too,
 /// waiting up to [`WriterConfig::drop_timeout`].
 #[derive(Debug)]
+#[must_use = "dropping the Writer shuts it down"]
 pub struct Writer {
     handle: WriterHandle,
     finished: Arc<Finished>,
