@@ -91,11 +91,7 @@ where
                 }
                 res
             };
-            let admitted = match exchange.authenticate().await {
-                Ok(()) => exchange.context().write_ahead().await,
-                Err(rejection) => Err(rejection),
-            };
-            if let Err(rejection) = admitted {
+            if let Err(rejection) = exchange.admit().await {
                 let rejection = exchange.reject(rejection).await;
                 let res = req.into_response(rejection_response(&rejection));
                 return Ok(with_id(res.map_into_right_body()));
@@ -104,7 +100,7 @@ where
                 req.extensions_mut().insert(identity);
             }
             match service.call(req).await {
-                Ok(res) => match exchange.finish(res.status().as_u16()).await {
+                Ok(res) => match exchange.finishing(res.status().as_u16()).await {
                     Ok(()) => Ok(with_id(res.map_into_left_body())),
                     Err(rejection) => {
                         let (req, _) = res.into_parts();

@@ -107,6 +107,18 @@ pub trait Recorder: Send + Sync + 'static {
         }
     }
 
+    /// Hands one event over as [`record`](Self::record) does, but answers at once when the
+    /// answer needs no waiting (`Ok`: an `Async` event queued or refused), without a future
+    /// to allocate; `Err` is the future to wait on. The default always returns the future of
+    /// `record`.
+    fn record_now(
+        &self,
+        event: AuditEvent,
+        durability: Durability,
+    ) -> Result<Result<Receipt, RecordError>, RecordFuture> {
+        Err(self.record(event, durability))
+    }
+
     /// Whether the recorder can still take events: `Err(Failed)` once it has failed for good
     /// (an I/O or fsync error), `Err(Closed)` once it is shut down. A full queue is not a
     /// health problem (it is answered per event by the overflow policy). The engine checks it
@@ -124,6 +136,13 @@ impl<R: Recorder + ?Sized> Recorder for Arc<R> {
     }
     fn try_record(&self, event: AuditEvent) -> Result<Receipt, RecordError> {
         (**self).try_record(event)
+    }
+    fn record_now(
+        &self,
+        event: AuditEvent,
+        durability: Durability,
+    ) -> Result<Result<Receipt, RecordError>, RecordFuture> {
+        (**self).record_now(event, durability)
     }
     fn health(&self) -> Result<(), RecordError> {
         (**self).health()

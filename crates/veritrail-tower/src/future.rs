@@ -7,8 +7,10 @@ use std::task::{Context, Poll, ready};
 use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
-use veritrail_core::engine::{AuditContext, EngineFuture, Exchange, Rejection};
-use veritrail_core::recorder::{Durability, RecordError};
+use veritrail_core::engine::{
+    Admission, AuditContext, EngineFuture, Exchange, Finishing, Rejection,
+};
+use veritrail_core::recorder::RecordError;
 
 use crate::grpc;
 use crate::response::{rejection_response, set_record_info, set_request_id};
@@ -38,12 +40,9 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // Authentication, then the write-ahead record where the route asks for one.
         Authenticating {
-            check: EngineFuture<Result<(), Rejection>>,
-            request: Option<(Request<ReqBody>, S)>,
-        },
-        WritingAhead {
-            check: EngineFuture<Result<(), Rejection>>,
+            admission: Admission,
             request: Option<(Request<ReqBody>, S)>,
         },
         Calling {
@@ -51,7 +50,7 @@ pin_project! {
             future: S::Future,
         },
         Finishing {
-            record: EngineFuture<Result<(), Rejection>>,
+            record: Finishing,
             response: Option<S::Response>,
         },
         Failing {
@@ -78,7 +77,7 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Authenticating {
-                check: exchange.authenticate(),
+                admission: exchange.admit(),
                 request: Some((request, service)),
             },
             context: exchange.context().clone(),
@@ -100,8 +99,8 @@ where
         let mut this = self.project();
         loop {
             let next = match this.state.as_mut().project() {
-                StateProj::Authenticating { check, request } => {
-                    match ready!(check.as_mut().poll(cx)) {
+                StateProj::Authenticating { admission, request } => {
+                    match ready!(Pin::new(admission).poll(cx)) {
                         Ok(()) => {
                             let (mut req, mut service) =
                                 request.take().expect("polled after ready");
@@ -109,25 +108,6 @@ where
                             if let Some(identity) = exchange.identity() {
                                 req.extensions_mut().insert(identity);
                             }
-                            if exchange.durability() == Durability::WriteAhead {
-                                State::WritingAhead {
-                                    check: exchange.context().write_ahead(),
-                                    request: Some((req, service)),
-                                }
-                            } else {
-                                // Nothing to record before the handler: call it at once.
-                                State::Calling {
-                                    future: service.call(req),
-                                }
-                            }
-                        }
-                        Err(rejection) => reject(this.exchange, rejection, *this.grpc),
-                    }
-                }
-                StateProj::WritingAhead { check, request } => {
-                    match ready!(check.as_mut().poll(cx)) {
-                        Ok(()) => {
-                            let (req, mut service) = request.take().expect("polled after ready");
                             State::Calling {
                                 future: service.call(req),
                             }
@@ -152,7 +132,7 @@ where
                             }
                             let exchange = exchange.expect("kept unless deferred");
                             State::Finishing {
-                                record: exchange.finish(response.status().as_u16()),
+                                record: exchange.finishing(response.status().as_u16()),
                                 response: Some(response),
                             }
                         }
@@ -163,7 +143,7 @@ where
                     }
                 }
                 StateProj::Finishing { record, response } => {
-                    let result = ready!(record.as_mut().poll(cx));
+                    let result = ready!(Pin::new(record).poll(cx));
                     let mut response = match result {
                         Ok(()) => response.take().expect("polled after ready"),
                         // The handler ran but its record is not durable: withhold its answer.

@@ -292,6 +292,13 @@ impl Recorder for Writer {
     fn record(&self, event: AuditEvent, durability: Durability) -> RecordFuture {
         self.handle.record(event, durability)
     }
+    fn record_now(
+        &self,
+        event: AuditEvent,
+        durability: Durability,
+    ) -> Result<Result<Receipt, RecordError>, RecordFuture> {
+        self.handle.record_now(event, durability)
+    }
     fn try_record(&self, event: AuditEvent) -> Result<Receipt, RecordError> {
         self.handle.try_record(event)
     }
@@ -369,6 +376,19 @@ async fn block_for_room(
 
 impl Recorder for WriterHandle {
     fn record(&self, event: AuditEvent, durability: Durability) -> RecordFuture {
+        match self.record_now(event, durability) {
+            Ok(answer) => ready(answer),
+            Err(future) => future,
+        }
+    }
+
+    /// An `Async` event is answered at once (queued, or refused by the overflow policy),
+    /// unless a `Block` queue is full.
+    fn record_now(
+        &self,
+        event: AuditEvent,
+        durability: Durability,
+    ) -> Result<Result<Receipt, RecordError>, RecordFuture> {
         let record = Record::new(event);
         let (ack, rx) = match durability {
             Durability::Async => (None, None),
@@ -379,20 +399,24 @@ impl Recorder for WriterHandle {
         };
         let drop_when_full = self.overflow == OverflowPolicy::DropNewest;
         match self.shared.push(record, ack, drop_when_full) {
-            Ok(()) if rx.is_none() => ready(Ok(Receipt { index: None })),
-            Ok(()) => Box::pin(acknowledged(rx, self.durable_timeout)),
-            Err(PushError::Refused(e)) => ready(Err(e)),
+            Ok(()) if rx.is_none() => Ok(Ok(Receipt { index: None })),
+            Ok(()) => Err(Box::pin(acknowledged(rx, self.durable_timeout))),
+            Err(PushError::Refused(e)) => Ok(Err(e)),
             Err(PushError::Full(record, ack)) => match self.overflow {
-                OverflowPolicy::Block { timeout } => {
-                    Box::pin(block_for_room(self.clone(), record, ack, rx, timeout))
-                }
+                OverflowPolicy::Block { timeout } => Err(Box::pin(block_for_room(
+                    self.clone(),
+                    record,
+                    ack,
+                    rx,
+                    timeout,
+                ))),
                 OverflowPolicy::Reject | OverflowPolicy::DropNewest => {
                     self.shared
                         .counters
                         .rejected
                         .fetch_add(1, Ordering::Relaxed);
                     self.shared.metrics.rejected.increment(1);
-                    ready(Err(RecordError::Overflow))
+                    Ok(Err(RecordError::Overflow))
                 }
             },
         }

@@ -242,6 +242,13 @@ enum KeyChoice {
     Refresh,
 }
 
+/// Where the synchronous part of a verification got to.
+enum Step {
+    Done(Result<Identity, AuthError>),
+    /// The keys of this issuer (by index) must be fetched first.
+    Refresh(usize),
+}
+
 impl Authenticator {
     /// Starts a configuration.
     pub fn builder() -> AuthenticatorBuilder {
@@ -316,9 +323,47 @@ impl Authenticator {
     /// Verifies one token. With a static key source and no async checks the future is ready
     /// on its first poll.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let identity = self.verify_token(token).await?;
+        let identity = match self.verify_token(token, None) {
+            Step::Done(result) => result?,
+            Step::Refresh(issuer) => {
+                let kid = jws::parse(token, self.inner.limits)?.kid;
+                let source = self.inner.issuers[issuer].source.as_ref();
+                let keys = match source {
+                    Some(source) => source
+                        .refresh_for_unknown_kid(kid.as_deref().unwrap_or(""))
+                        .await
+                        .map_err(|e| AuthError::KeysUnavailable {
+                            retry_after: e.retry_after,
+                        }),
+                    None => Err(AuthError::KeysUnavailable { retry_after: None }),
+                };
+                match self.verify_token(token, Some(keys?)) {
+                    Step::Done(result) => result?,
+                    Step::Refresh(_) => unreachable!("no refresh after a refresh"),
+                }
+            }
+        };
         self.run_checks(&identity).await?;
         Ok(identity)
+    }
+
+    /// Verifies one token at once when nothing has to wait: a cache hit, or a miss whose key
+    /// is in its issuer's current set — with no [`AsyncTokenCheck`] configured. `None` when
+    /// it would have to wait (an unknown `kid` whose keys must be fetched, or an async check):
+    /// call [`verify`](Self::verify) then. The answer is the one `verify` would give.
+    pub fn verify_now(&self, token: &str) -> Option<Result<Identity, AuthError>> {
+        if !self.inner.async_checks.is_empty() {
+            return None;
+        }
+        match self.verify_token(token, None) {
+            Step::Done(result) => Some(result.and_then(|identity| {
+                for check in &self.inner.checks {
+                    check.check(&identity)?;
+                }
+                Ok(identity)
+            })),
+            Step::Refresh(_) => None,
+        }
     }
 
     async fn run_checks(&self, identity: &Identity) -> Result<(), AuthError> {
@@ -331,33 +376,41 @@ impl Authenticator {
         Ok(())
     }
 
-    async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+    /// The synchronous part of a verification: the cache, then the keys in force — or, after
+    /// a refresh, `refreshed` (the cache was already missed then). `Step::Refresh(issuer)`
+    /// when the token's key must be fetched first.
+    fn verify_token(&self, token: &str, refreshed: Option<Arc<KeySet>>) -> Step {
         let inner = &*self.inner;
         // Before hashing: a huge token must not cost a digest of itself.
         if token.len() > inner.limits.max_token {
-            return Err(AuthError::TokenTooLarge {
+            return Step::Done(Err(AuthError::TokenTooLarge {
                 max: inner.limits.max_token,
-            });
+            }));
         }
         let now = inner.clock.now();
         let digest: Option<[u8; 32]> = inner.cache.as_ref().map(|_| Sha256::digest(token).into());
-        if let (Some(cache), Some(digest)) = (&inner.cache, &digest)
+        if refreshed.is_none()
+            && let (Some(cache), Some(digest)) = (&inner.cache, &digest)
             && let Some(hit) = cache.get(digest)
         {
             match self.revalidate(&hit, now) {
-                Ok(true) => return Ok(hit.identity),
-                Err(e) => return Err(e),
+                Ok(true) => return Step::Done(Ok(hit.identity)),
+                Err(e) => return Step::Done(Err(e)),
                 Ok(false) => cache.remove(digest),
             }
         }
-        let t = jws::parse(token, inner.limits)?;
+        let done = |r| Step::Done(r);
+        let t = match jws::parse(token, inner.limits) {
+            Ok(t) => t,
+            Err(e) => return done(Err(e)),
+        };
         let issuer_index = match t.claims.get("iss") {
-            None => return Err(AuthError::MissingIssuer),
-            Some(serde_json::Value::String(iss)) => *inner
-                .by_iss
-                .get(iss.as_str())
-                .ok_or(AuthError::WrongIssuer)?,
-            Some(_) => return Err(AuthError::InvalidClaim("iss")),
+            None => return done(Err(AuthError::MissingIssuer)),
+            Some(serde_json::Value::String(iss)) => match inner.by_iss.get(iss.as_str()) {
+                Some(i) => *i,
+                None => return done(Err(AuthError::WrongIssuer)),
+            },
+            Some(_) => return done(Err(AuthError::InvalidClaim("iss"))),
         };
         let issuer = &inner.issuers[issuer_index];
         if let Some(expected) = &issuer.typ
@@ -366,40 +419,36 @@ impl Authenticator {
                 .as_deref()
                 .is_some_and(|typ| jws::typ_matches(typ, expected))
         {
-            return Err(AuthError::WrongTyp);
+            return done(Err(AuthError::WrongTyp));
         }
-        let source = issuer
-            .source
-            .as_ref()
-            .ok_or(AuthError::KeysUnavailable { retry_after: None })?;
-        let mut keys = source.current();
-        let mut candidates = match &keys {
-            Ok(set) => choose_keys(set, &t)?,
+        let Some(source) = issuer.source.as_ref() else {
+            return done(Err(AuthError::KeysUnavailable { retry_after: None }));
+        };
+        let after_refresh = refreshed.is_some();
+        let keys = match refreshed {
+            Some(keys) => Ok(keys),
+            None => source.current(),
+        };
+        let candidates = match &keys {
+            Ok(set) => match choose_keys(set, &t) {
+                Ok(c) => c,
+                Err(e) => return done(Err(e)),
+            },
             Err(_) => KeyChoice::Refresh,
         };
-        if let KeyChoice::Refresh = candidates {
-            keys = source
-                .refresh_for_unknown_kid(t.kid.as_deref().unwrap_or(""))
-                .await;
-            candidates = match &keys {
-                Ok(set) => choose_keys(set, &t)?,
-                Err(e) => {
-                    return Err(AuthError::KeysUnavailable {
-                        retry_after: e.retry_after,
-                    });
-                }
-            };
-        }
         let (KeyChoice::Found(candidates), Ok(keys)) = (candidates, keys) else {
-            return Err(if t.kid.is_some() {
+            if !after_refresh {
+                return Step::Refresh(issuer_index);
+            }
+            return done(Err(if t.kid.is_some() {
                 AuthError::UnknownKid
             } else {
                 AuthError::NoMatchingKey
-            });
+            }));
         };
-        let key = verify_signature(issuer, &t, &candidates)?;
-        let identity = build_identity(issuer, t, key, now, digest)?;
-        if let (Some(cache), Some(digest)) = (&inner.cache, digest)
+        let result = verify_signature(issuer, &t, &candidates)
+            .and_then(|key| build_identity(issuer, t, key, now, digest));
+        if let (Ok(identity), Some(cache), Some(digest)) = (&result, &inner.cache, digest)
             && identity.exp().is_some()
         {
             let entry = CacheEntry {
@@ -409,7 +458,7 @@ impl Authenticator {
             };
             cache.insert(digest, entry, now);
         }
-        Ok(identity)
+        done(result)
     }
 
     /// A cache hit is still good if its times pass and its key is still in the issuer's set.

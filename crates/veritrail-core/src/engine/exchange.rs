@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -14,7 +15,7 @@ use crate::event::{
     Actor, AuditEvent, Authn, AuthnDecision, Authz, AuthzDecision, EventBody, HttpEvent, Outcome,
     Phase, Request, Text, TokenEvidence,
 };
-use crate::recorder::{Durability, RecordError};
+use crate::recorder::{Durability, Receipt, RecordError, RecordFuture};
 
 use super::Engine;
 use super::authn::{self, Identity};
@@ -48,7 +49,7 @@ impl std::fmt::Debug for AuditContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.lock();
         f.debug_struct("AuditContext")
-            .field("request_id", &self.shared.request_id)
+            .field("request_id", &self.shared.request_id.as_str())
             .field("action", &s.action)
             .field("outcome", &s.outcome)
             .finish_non_exhaustive()
@@ -59,7 +60,7 @@ struct Shared {
     engine: Engine,
     start: Instant,
     time: OffsetDateTime,
-    request_id: String,
+    request_id: ids::InlineId,
     state: Mutex<State>,
 }
 
@@ -136,7 +137,7 @@ impl AuditContext {
 
     /// The request id (taken from the request or generated).
     pub fn request_id(&self) -> &str {
-        &self.shared.request_id
+        self.shared.request_id.as_str()
     }
 
     /// The verified identity, if the request was authenticated.
@@ -155,13 +156,15 @@ impl AuditContext {
         self.lock().recorded.clone()
     }
 
+    /// For adapters: moves the final event's info out (for the response's extensions, where
+    /// outer layers read it); [`record_info`](Self::record_info) answers `None` afterwards.
+    pub fn take_record_info(&self) -> Option<AuditRecordInfo> {
+        self.lock().recorded.take()
+    }
+
     /// Records the final `event`; once the recorder took it, [`record_info`](Self::record_info)
     /// tells about it.
-    fn record_final(
-        &self,
-        event: AuditEvent,
-        durability: Durability,
-    ) -> impl Future<Output = Result<crate::recorder::Receipt, RecordError>> + Send + 'static {
+    fn record_final(&self, event: AuditEvent, durability: Durability) -> Recording {
         let http = event.as_http();
         let plain = |t: Option<&Text>| t.and_then(Text::as_plain).map(str::to_owned);
         let info = AuditRecordInfo {
@@ -171,15 +174,54 @@ impl AuditContext {
             client_address: plain(http.and_then(|h| h.request.client_address.as_ref())),
             outcome: http.and_then(|h| h.outcome),
         };
-        let record = self.shared.engine.inner.recorder.record(event, durability);
-        let ctx = self.clone();
-        async move {
-            let receipt = record.await?;
-            ctx.lock().recorded = Some(AuditRecordInfo {
-                index: receipt.index,
-                ..info
-            });
-            Ok(receipt)
+        let answer = self
+            .shared
+            .engine
+            .inner
+            .recorder
+            .record_now(event, durability);
+        Recording {
+            answer: match answer {
+                Ok(answer) => Answer::Ready(Some(answer)),
+                Err(future) => Answer::Waiting(future),
+            },
+            ctx: self.clone(),
+            info: Some(info),
+        }
+    }
+
+    /// Notes the outcome of the token's verification in the event and authorises the caller.
+    fn verified(
+        &self,
+        found: FoundToken,
+        result: Result<Identity, AuthError>,
+    ) -> Result<(), Rejection> {
+        let FoundToken { token, source } = found;
+        let engine = &self.shared.engine;
+        let mut s = self.lock();
+        let mode = engine.inner.evidence;
+        // The authenticator's cache already hashed the token: reuse its digest.
+        let digest = result.as_ref().ok().and_then(Identity::token_sha256);
+        s.evidence = Some(TokenEvidence::capture_hashed(mode, &token, digest));
+        match result {
+            Ok(identity) => {
+                s.actor = Some(authn::actor(&identity, &engine.inner.actor_claims));
+                s.authn = Some(Authn {
+                    decision: AuthnDecision::Allowed,
+                    reason: None,
+                });
+                s.identity = Some(identity);
+                s.token_source = Some(source);
+                engine.authorize(&mut s)
+            }
+            Err(err) => {
+                let rejection = authn::rejection(&err, engine.inner.realm.as_deref());
+                s.authn = Some(Authn {
+                    decision: AuthnDecision::Denied,
+                    reason: Some(rejection.code().to_owned()),
+                });
+                Err(rejection)
+            }
         }
     }
 
@@ -278,10 +320,18 @@ impl AuditContext {
     /// waits until it is durable; a failure is a 503 the adapter must answer without calling
     /// the handler. Resolves at once otherwise, or when the intent is already recorded.
     pub fn write_ahead(&self) -> EngineFuture<Result<(), Rejection>> {
+        match self.write_ahead_step() {
+            Some(step) => step,
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    /// The write-ahead step, `None` when there is nothing to wait for.
+    fn write_ahead_step(&self) -> Option<EngineFuture<Result<(), Rejection>>> {
         let event = {
             let mut s = self.lock();
             if s.policy.durability != Durability::WriteAhead || s.intent_id.is_some() {
-                return Box::pin(std::future::ready(Ok(())));
+                return None;
             }
             let event = self.build(&mut s, None, None, true);
             s.intent_id = Some(event.id);
@@ -293,14 +343,14 @@ impl AuditContext {
             .inner
             .recorder
             .record(event, Durability::WriteAhead);
-        Box::pin(async move {
+        Some(Box::pin(async move {
             record.await.map(drop).map_err(|e| {
                 Rejection::audit_unavailable(format!(
                     "the request was not run because its write-ahead audit record failed: {}",
                     record_error_summary(&e)
                 ))
             })
-        })
+        }))
     }
 
     /// The event for the request's state. The final event takes the state's parts (nothing
@@ -378,7 +428,7 @@ pub struct FollowUp {
 impl std::fmt::Debug for FollowUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FollowUp")
-            .field("request_id", &self.ctx.shared.request_id)
+            .field("request_id", &self.ctx.shared.request_id.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -460,7 +510,6 @@ impl Exchange {
         engine: Engine,
         time: OffsetDateTime,
         request: Request,
-        request_id: String,
         policy: Arc<RoutePolicy>,
         token: Result<Option<FoundToken>, Rejection>,
     ) -> Self {
@@ -472,7 +521,7 @@ impl Exchange {
             engine,
             start: Instant::now(),
             time,
-            request_id,
+            request_id: ids::InlineId::new(request.request_id.as_deref().unwrap_or_default()),
             state: Mutex::new(State {
                 request,
                 policy,
@@ -529,7 +578,7 @@ impl Exchange {
 
     /// The request id (taken from the request or generated).
     pub fn request_id(&self) -> &str {
-        &self.ctx.shared.request_id
+        self.ctx.shared.request_id.as_str()
     }
 
     /// Records `trace` as the request's trace context instead of its `traceparent` header:
@@ -560,9 +609,34 @@ impl Exchange {
     /// again after a token check that had to wait — so that no request runs whose event
     /// cannot be recorded, whatever the route's durability.
     pub fn authenticate(&self) -> EngineFuture<Result<(), Rejection>> {
-        let ctx = self.ctx.clone();
+        match self.authenticate_step() {
+            Step::Ready(result) => Box::pin(std::future::ready(result)),
+            Step::Waiting(future) => future,
+        }
+    }
+
+    /// Admits the request: [`authenticate`](Self::authenticate), then, on a
+    /// [`Durability::WriteAhead`] route, [`AuditContext::write_ahead`]. What both adapters do
+    /// before they call the handler; on `Err`, answer the rejection after
+    /// [`reject`](Self::reject). When nothing has to wait (a cached or synchronously verified
+    /// token, no write-ahead) the answer is ready on the first poll and nothing is allocated.
+    pub fn admit(&self) -> Admission {
+        let state = match self.authenticate_step() {
+            Step::Ready(Ok(())) => match self.ctx.write_ahead_step() {
+                Some(future) => AdmissionState::WritingAhead(future),
+                None => AdmissionState::Ready(Some(Ok(()))),
+            },
+            Step::Ready(Err(rejection)) => AdmissionState::Ready(Some(Err(rejection))),
+            Step::Waiting(future) => AdmissionState::Authenticating(future, self.ctx.clone()),
+        };
+        Admission { state }
+    }
+
+    /// Authentication, at once when nothing has to wait.
+    fn authenticate_step(&self) -> Step<Result<(), Rejection>> {
+        let ctx = &self.ctx;
         if let Some(rejection) = ctx.shared.engine.recorder_unavailable() {
-            return Box::pin(std::future::ready(Err(rejection)));
+            return Step::Ready(Err(rejection));
         }
         let (token, mode) = {
             let mut s = ctx.lock();
@@ -573,27 +647,27 @@ impl Exchange {
                     required_roles: Vec::new(),
                     reason: Some(rejection.code().to_owned()),
                 });
-                return Box::pin(std::future::ready(Err(rejection)));
+                return Step::Ready(Err(rejection));
             }
             if let Some(rejection) = s.token_error.take() {
                 s.authn = Some(Authn {
                     decision: AuthnDecision::Denied,
                     reason: Some(rejection.code().to_owned()),
                 });
-                return Box::pin(std::future::ready(Err(rejection)));
+                return Step::Ready(Err(rejection));
             }
             (s.token.take(), s.policy.auth)
         };
-        let engine = ctx.shared.engine.clone();
+        let engine = &ctx.shared.engine;
         match (token, mode) {
-            (_, AuthMode::Public) => Box::pin(std::future::ready(Ok(()))),
+            (_, AuthMode::Public) => Step::Ready(Ok(())),
             (None, AuthMode::Optional) => {
-                ctx.lock().authn = Some(Authn {
+                let mut s = ctx.lock();
+                s.authn = Some(Authn {
                     decision: AuthnDecision::Anonymous,
                     reason: None,
                 });
-                let result = engine.authorize(&mut ctx.lock());
-                Box::pin(std::future::ready(result))
+                Step::Ready(engine.authorize(&mut s))
             }
             (None, AuthMode::Required) => {
                 let rejection = engine.missing_token();
@@ -601,47 +675,33 @@ impl Exchange {
                     decision: AuthnDecision::Denied,
                     reason: Some(rejection.code().to_owned()),
                 });
-                Box::pin(std::future::ready(Err(rejection)))
+                Step::Ready(Err(rejection))
             }
-            (Some(FoundToken { token, source }), _) => {
-                Box::pin(async move {
-                    let result = engine.inner.authenticator.verify(&token).await;
-                    let mut s = ctx.lock();
-                    let mode = engine.inner.evidence;
-                    // The authenticator's cache already hashed the token: reuse its digest.
-                    let digest = result.as_ref().ok().and_then(Identity::token_sha256);
-                    s.evidence = Some(TokenEvidence::capture_hashed(mode, &token, digest));
-                    match result {
-                        Ok(identity) => {
-                            s.actor = Some(authn::actor(&identity, &engine.inner.actor_claims));
-                            s.authn = Some(Authn {
-                                decision: AuthnDecision::Allowed,
-                                reason: None,
-                            });
-                            s.identity = Some(identity);
-                            s.token_source = Some(source);
-                            engine.authorize(&mut s)?;
-                            // The key fetch may have taken a while: look again.
-                            engine.recorder_unavailable().map_or(Ok(()), Err)
-                        }
-                        Err(err) => {
-                            let rejection = authn::rejection(&err, engine.inner.realm.as_deref());
-                            s.authn = Some(Authn {
-                                decision: AuthnDecision::Denied,
-                                reason: Some(rejection.code().to_owned()),
-                            });
-                            Err(rejection)
-                        }
-                    }
-                })
-            }
+            (Some(found), _) => match engine.inner.authenticator.verify_now(&found.token) {
+                Some(result) => Step::Ready(ctx.verified(found, result)),
+                None => {
+                    let ctx = ctx.clone();
+                    Step::Waiting(Box::pin(async move {
+                        let engine = &ctx.shared.engine;
+                        let result = engine.inner.authenticator.verify(&found.token).await;
+                        let admitted = ctx.verified(found, result);
+                        // The key fetch may have taken a while: look again.
+                        admitted.and_then(|()| engine.recorder_unavailable().map_or(Ok(()), Err))
+                    }))
+                }
+            },
         }
     }
 
     /// Records the final event for a response with this status, with the route's durability.
     /// For `Durable` and `WriteAhead` it resolves once the event is on disk; `Err` means the
     /// event could not be recorded and the adapter must answer the 503 instead.
-    pub fn finish(mut self, status: u16) -> EngineFuture<Result<(), Rejection>> {
+    pub fn finish(self, status: u16) -> EngineFuture<Result<(), Rejection>> {
+        Box::pin(self.finishing(status))
+    }
+
+    /// [`finish`](Self::finish) as a named future, nothing boxed: what the adapters use.
+    pub fn finishing(mut self, status: u16) -> Finishing {
         self.finished = true;
         let (event, durability) = {
             let mut s = self.ctx.lock();
@@ -650,15 +710,9 @@ impl Exchange {
                 s.policy.durability,
             )
         };
-        let record = self.ctx.record_final(event, durability);
-        Box::pin(async move {
-            record.await.map(drop).map_err(|e| {
-                Rejection::audit_unavailable(format!(
-                    "the response was withheld because its audit record failed: {}",
-                    record_error_summary(&e)
-                ))
-            })
-        })
+        Finishing {
+            recording: self.ctx.record_final(event, durability),
+        }
     }
 
     /// Records the final event for a request whose inner service failed (no response):
@@ -794,5 +848,121 @@ impl Engine {
             )
             .with_challenge(bearer_challenge(&params))
         })
+    }
+}
+
+/// An answer now, or a future to wait for it.
+enum Step<T> {
+    Ready(T),
+    Waiting(EngineFuture<T>),
+}
+
+/// The future of [`Exchange::admit`]: authentication, then the write-ahead record where the
+/// route asks for one. `Err` is the refusal to answer instead of calling the handler.
+#[must_use = "futures do nothing unless polled"]
+pub struct Admission {
+    state: AdmissionState,
+}
+
+enum AdmissionState {
+    Ready(Option<Result<(), Rejection>>),
+    Authenticating(EngineFuture<Result<(), Rejection>>, AuditContext),
+    WritingAhead(EngineFuture<Result<(), Rejection>>),
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            AdmissionState::Ready(_) => "ready",
+            AdmissionState::Authenticating(..) => "authenticating",
+            AdmissionState::WritingAhead(_) => "writing ahead",
+        };
+        f.debug_struct("Admission").field("state", &state).finish()
+    }
+}
+
+impl Future for Admission {
+    type Output = Result<(), Rejection>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match &mut self.state {
+                AdmissionState::Ready(answer) => {
+                    return Poll::Ready(answer.take().expect("Admission polled after completion"));
+                }
+                AdmissionState::Authenticating(check, ctx) => {
+                    match ready!(check.as_mut().poll(cx)) {
+                        Ok(()) => match ctx.write_ahead_step() {
+                            Some(future) => AdmissionState::WritingAhead(future),
+                            None => AdmissionState::Ready(Some(Ok(()))),
+                        },
+                        Err(rejection) => AdmissionState::Ready(Some(Err(rejection))),
+                    }
+                }
+                AdmissionState::WritingAhead(record) => {
+                    AdmissionState::Ready(Some(ready!(record.as_mut().poll(cx))))
+                }
+            };
+            self.state = next;
+        }
+    }
+}
+
+/// The future of [`Exchange::finishing`]: resolves once the final event is recorded with the
+/// route's durability; `Err` is the 503 to answer instead of the response.
+#[must_use = "futures do nothing unless polled"]
+pub struct Finishing {
+    recording: Recording,
+}
+
+impl std::fmt::Debug for Finishing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finishing").finish_non_exhaustive()
+    }
+}
+
+impl Future for Finishing {
+    type Output = Result<(), Rejection>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = ready!(Pin::new(&mut self.recording).poll(cx));
+        Poll::Ready(result.map(drop).map_err(|e| {
+            Rejection::audit_unavailable(format!(
+                "the response was withheld because its audit record failed: {}",
+                record_error_summary(&e)
+            ))
+        }))
+    }
+}
+
+/// The final event on its way into the recorder; notes the record's info in the context
+/// once it is taken.
+struct Recording {
+    answer: Answer,
+    ctx: AuditContext,
+    info: Option<AuditRecordInfo>,
+}
+
+enum Answer {
+    Ready(Option<Result<Receipt, RecordError>>),
+    Waiting(RecordFuture),
+}
+
+impl Future for Recording {
+    type Output = Result<Receipt, RecordError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let result = match &mut this.answer {
+            Answer::Ready(answer) => answer.take().expect("Recording polled after completion"),
+            Answer::Waiting(future) => ready!(future.as_mut().poll(cx)),
+        };
+        if let (Ok(receipt), Some(info)) = (&result, this.info.take()) {
+            this.ctx.lock().recorded = Some(AuditRecordInfo {
+                index: receipt.index,
+                ..info
+            });
+        }
+        Poll::Ready(result)
     }
 }

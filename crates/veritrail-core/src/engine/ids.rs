@@ -19,6 +19,33 @@ pub fn incoming_request_id<'a>(req: &'a dyn RequestView, header: &str) -> Option
     ok.then_some(id)
 }
 
+/// A request id held in place (ids are at most [`MAX_REQUEST_ID_LEN`] visible ASCII
+/// characters): the exchange keeps its own copy without a second allocation.
+pub(crate) struct InlineId {
+    len: u8,
+    bytes: [u8; MAX_REQUEST_ID_LEN],
+}
+
+impl InlineId {
+    /// `id`, cut to [`MAX_REQUEST_ID_LEN`] bytes on a character boundary.
+    pub(crate) fn new(id: &str) -> Self {
+        let mut len = id.len().min(MAX_REQUEST_ID_LEN);
+        while !id.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0u8; MAX_REQUEST_ID_LEN];
+        bytes[..len].copy_from_slice(&id.as_bytes()[..len]);
+        InlineId {
+            len: u8::try_from(len).expect("at most 128"),
+            bytes,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
 /// A fresh request id: a UUID v7 (time-ordered), hyphenated.
 pub fn new_request_id() -> String {
     request_id_from(fresh_uuid())

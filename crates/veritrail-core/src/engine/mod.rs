@@ -79,7 +79,9 @@ pub use capture::{CaptureRules, NEVER_RECORDED_HEADERS, NEVER_RECORDED_QUERY};
 pub use client::{
     ForwardedHeader, ForwardedHeaderParseError, IpNetwork, NetworkParseError, TrustedProxies,
 };
-pub use exchange::{AuditContext, AuditRecordInfo, EngineFuture, Exchange, FollowUp};
+pub use exchange::{
+    Admission, AuditContext, AuditRecordInfo, EngineFuture, Exchange, Finishing, FollowUp,
+};
 pub use ids::{MAX_REQUEST_ID_LEN, TraceParent, incoming_request_id, new_request_id};
 pub use path::{PathError, canonical_path, path_is_under};
 pub use policy::{AuthMode, Denied, RoutePolicy, RouteRequirements, RouteTable};
@@ -197,7 +199,7 @@ impl Engine {
                 .client_addr(req)
                 .map(|ip| Text::Plain(ip.to_string())),
             user_agent: req.header("user-agent").map(Text::from),
-            request_id: Some(request_id.clone()),
+            request_id: Some(request_id),
             trace_id: trace.as_ref().map(|t| t.trace_id.clone()),
             span_id: trace.map(|t| t.span_id),
             headers: into_text(inner.capture.headers(req)),
@@ -207,7 +209,7 @@ impl Engine {
             (Err(_), _) | (_, AuthMode::Public) => Ok(None),
             _ => authn::find_token(&inner.authenticator, req, inner.realm.as_deref()),
         };
-        let exchange = Exchange::new(self.clone(), now, request, request_id, policy, token);
+        let exchange = Exchange::new(self.clone(), now, request, policy, token);
         if let Err(rejection) = path {
             exchange.refuse(rejection);
         }
