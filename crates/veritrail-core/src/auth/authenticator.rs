@@ -399,18 +399,17 @@ impl Authenticator {
                 Ok(false) => cache.remove(digest),
             }
         }
-        let done = |r| Step::Done(r);
         let t = match jws::parse(token, inner.limits) {
             Ok(t) => t,
-            Err(e) => return done(Err(e)),
+            Err(e) => return Step::Done(Err(e)),
         };
         let issuer_index = match t.claims.get("iss") {
-            None => return done(Err(AuthError::MissingIssuer)),
+            None => return Step::Done(Err(AuthError::MissingIssuer)),
             Some(serde_json::Value::String(iss)) => match inner.by_iss.get(iss.as_str()) {
                 Some(i) => *i,
-                None => return done(Err(AuthError::WrongIssuer)),
+                None => return Step::Done(Err(AuthError::WrongIssuer)),
             },
-            Some(_) => return done(Err(AuthError::InvalidClaim("iss"))),
+            Some(_) => return Step::Done(Err(AuthError::InvalidClaim("iss"))),
         };
         let issuer = &inner.issuers[issuer_index];
         if let Some(expected) = &issuer.typ
@@ -419,10 +418,10 @@ impl Authenticator {
                 .as_deref()
                 .is_some_and(|typ| jws::typ_matches(typ, expected))
         {
-            return done(Err(AuthError::WrongTyp));
+            return Step::Done(Err(AuthError::WrongTyp));
         }
         let Some(source) = issuer.source.as_ref() else {
-            return done(Err(AuthError::KeysUnavailable { retry_after: None }));
+            return Step::Done(Err(AuthError::KeysUnavailable { retry_after: None }));
         };
         let after_refresh = refreshed.is_some();
         let keys = match refreshed {
@@ -432,7 +431,7 @@ impl Authenticator {
         let candidates = match &keys {
             Ok(set) => match choose_keys(set, &t) {
                 Ok(c) => c,
-                Err(e) => return done(Err(e)),
+                Err(e) => return Step::Done(Err(e)),
             },
             Err(_) => KeyChoice::Refresh,
         };
@@ -440,7 +439,7 @@ impl Authenticator {
             if !after_refresh {
                 return Step::Refresh(issuer_index);
             }
-            return done(Err(if t.kid.is_some() {
+            return Step::Done(Err(if t.kid.is_some() {
                 AuthError::UnknownKid
             } else {
                 AuthError::NoMatchingKey
@@ -458,7 +457,7 @@ impl Authenticator {
             };
             cache.insert(digest, entry, now);
         }
-        done(result)
+        Step::Done(result)
     }
 
     /// A cache hit is still good if its times pass and its key is still in the issuer's set.
