@@ -178,7 +178,9 @@ pub fn template_records() -> Vec<Vec<u8>> {
 /// The options the template log is written and reopened with: small segments, so that it has
 /// several.
 pub fn log_options() -> LogOptions {
-    LogOptions::default().origin(Some("fuzz.example/log".into())).segment_bytes(128)
+    LogOptions::default()
+        .origin(Some("fuzz.example/log".into()))
+        .segment_bytes(128)
 }
 
 /// A scratch directory in `$VERITRAIL_FUZZ_SCRATCH` (scripts/fuzz sets it, and removes it
