@@ -48,8 +48,9 @@ pub(crate) fn set_request_id<B>(
 /// Puts the recorded event's [`AuditRecordInfo`](veritrail_core::engine::AuditRecordInfo) into
 /// the response's extensions, for outer layers (an OpenTelemetry span) to read.
 pub(crate) fn set_record_info<B>(response: &mut Response<B>, context: &AuditContext) {
-    // Moved, not copied: nothing reads the context's copy after the response.
-    if let Some(info) = context.take_record_info() {
+    // Copied, not moved: a follow-up event (an upgrade's close, a response body's digest)
+    // reads the context's copy after the response to name the event it follows.
+    if let Some(info) = context.record_info() {
         response.extensions_mut().insert(info);
     }
 }
