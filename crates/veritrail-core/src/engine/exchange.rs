@@ -156,12 +156,6 @@ impl AuditContext {
         self.lock().recorded.clone()
     }
 
-    /// For adapters: moves the final event's info out (for the response's extensions, where
-    /// outer layers read it); [`record_info`](Self::record_info) answers `None` afterwards.
-    pub fn take_record_info(&self) -> Option<AuditRecordInfo> {
-        self.lock().recorded.take()
-    }
-
     /// Records the final `event`; once the recorder took it, [`record_info`](Self::record_info)
     /// tells about it.
     fn record_final(&self, event: AuditEvent, durability: Durability) -> Recording {
